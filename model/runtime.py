@@ -1,0 +1,204 @@
+"""Serving the triage model: onnxruntime + tokenizers + numpy, nothing else.
+
+    model = TriageModel.load("model/artifacts/triage-v1")
+    [p] = model.score(["My invoice is wrong and nobody answers!"])
+    p.sentiment.label, p.urgency.probabilities, p.model_version
+
+One `TriageModel` per process: the ONNX session is built once with the thread settings given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from model.data import SENTIMENT_LABELS, URGENCY_LABELS
+from model.decision import DecisionRule, HeadResult
+from model.metrics import softmax
+from model.textprep import CHARS_PER_TOKEN_CAP, clean
+
+HEADS = {"sentiment": SENTIMENT_LABELS, "urgency": URGENCY_LABELS}
+DEFAULT_MODEL_DIR = Path(__file__).parent / "artifacts" / "triage-v1"
+REBUILD_HINT = ("rebuild it with `triage model train` then `triage model export`, or restore it with "
+                "`git checkout -- model/artifacts`")
+
+
+class ModelError(RuntimeError):
+    """The model folder is missing, incomplete or corrupt; the message names the path."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    sentiment: HeadResult
+    urgency: HeadResult
+    model_version: str
+    truncated: bool = False  # the model read only the start of the text
+    chars_scored: int = 0  # how many characters of the cleaned text it read
+    empty: bool = False  # nothing to score: both heads abstain
+    # per head: the words whose tokens pushed the decided label most (exact logit shares)
+    top_words: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    # per head, on request: how much the label's probability falls when each word is left out
+    explanation: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TriageModel:
+    def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR, threads: int = 1,
+                 batch_size: int = 32, variant: str = "int8"):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.dir = Path(model_dir)
+        meta_path = self.dir / "triage.json"
+        model_path = self.dir / f"model.{variant}.onnx"
+        for path in (meta_path, self.dir / "tokenizer.json", model_path):
+            if not path.is_file():
+                raise ModelError(f"model file missing: {path}; {REBUILD_HINT}")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+            self.version: str = self.meta["version"]
+            self.max_tokens: int = int(self.meta["max_tokens"])
+            self.rules = {h: DecisionRule.from_dict(self.meta["decision"][h]) for h in HEADS}
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelError(f"model metadata unreadable: {meta_path} ({e}); {REBUILD_HINT}") from None
+        try:
+            self.tokenizer = Tokenizer.from_file(str(self.dir / "tokenizer.json"))
+        except Exception as e:  # tokenizers raises a bare Exception on a bad file
+            raise ModelError(f"tokenizer unreadable: {self.dir / 'tokenizer.json'} ({e}); {REBUILD_HINT}") from None
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_tokens)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own untyped errors on corrupt files
+            raise ModelError(f"model file corrupt: {model_path} ({type(e).__name__}); {REBUILD_HINT}") from None
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        if len(self._outputs) != 4:
+            raise ModelError(f"{model_path} has outputs {self._outputs}, expected logits and token logits "
+                             f"for both heads; {REBUILD_HINT}")
+        self.batch_size = batch_size
+        self.variant = variant
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, **kwargs) -> TriageModel:
+        return cls(model_dir or os.environ.get("TRIAGE_MODEL_DIR") or DEFAULT_MODEL_DIR, **kwargs)
+
+    # -- logits -----------------------------------------------------------------------------
+    def _encode(self, texts: Sequence[str]) -> list:
+        return self.tokenizer.encode_batch(list(texts))
+
+    def _forward(self, ids: Sequence[Sequence[int]], tokens: bool = False):
+        """Run the model over token id lists: length-sorted batches, each padded to its longest.
+        Returns sentiment and urgency logits, and with `tokens` each text's per-token shares."""
+        n = len(ids)
+        sent = np.zeros((n, 3), dtype=np.float32)
+        urg = np.zeros((n, 3), dtype=np.float32)
+        shares: list = [None] * n
+        order = sorted(range(n), key=lambda i: len(ids[i]))
+        outputs = self._outputs if tokens else self._outputs[:2]
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            width = len(ids[idx[-1]])
+            input_ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            result = self.session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})
+            sent[idx], urg[idx] = result[0], result[1]
+            if tokens:
+                for row, i in enumerate(idx):
+                    shares[i] = (result[2][row, : len(ids[i])], result[3][row, : len(ids[i])])
+        return sent, urg, shares
+
+    def logits_for_ids(self, ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        sent, urg, _ = self._forward(ids)
+        return sent, urg
+
+    def logits(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        encs = self._encode([clean(t, self.max_tokens) for t in texts])
+        return self.logits_for_ids([e.ids for e in encs])
+
+    # -- predictions ------------------------------------------------------------------------
+    def score(self, texts: Sequence[str | bytes], explain: bool = False, top_words: int = 5) -> list[Prediction]:
+        """Labels, calibrated probabilities, confidence and the words behind them, in order.
+        `explain` adds a slower occlusion explanation (one model run per word)."""
+        cleaned = [clean(t, self.max_tokens) for t in texts]
+        live = [i for i, t in enumerate(cleaned) if t]
+        encs = self._encode([cleaned[i] for i in live])
+        sent, urg, shares = self._forward([e.ids for e in encs], tokens=top_words > 0)
+        out: list[Prediction] = [self._empty()] * len(texts)
+        for row, i in enumerate(live):
+            enc = encs[row]
+            truncated = bool(enc.overflowing) or len(texts[i]) > self.max_tokens * CHARS_PER_TOKEN_CAP
+            scored = max((end for _, end in enc.offsets), default=0) if enc.overflowing else len(cleaned[i])
+            heads = {"sentiment": self.rules["sentiment"].decide(sent[row]),
+                     "urgency": self.rules["urgency"].decide(urg[row])}
+            words = {}
+            if top_words > 0:
+                for h, tok in zip(heads, shares[row]):
+                    words[h] = _word_shares(enc, cleaned[i], tok, HEADS[h].index(heads[h].best_guess), top_words)
+            out[i] = Prediction(
+                sentiment=heads["sentiment"], urgency=heads["urgency"],
+                model_version=self.version, truncated=truncated, chars_scored=scored, top_words=words,
+                explanation=self.explain(cleaned[i]) if explain else {},
+            )
+        return out
+
+    def _empty(self) -> Prediction:
+        return Prediction(HeadResult.unsure("sentiment", SENTIMENT_LABELS),
+                          HeadResult.unsure("urgency", URGENCY_LABELS), self.version, empty=True)
+
+    def explain(self, text: str, max_words: int = 64, top: int = 5) -> dict[str, list[tuple[str, float]]]:
+        """Occlusion: drop each word in turn; a word's weight is how much the decided label's
+        calibrated probability falls without it. Model-agnostic, runs on the ONNX model."""
+        text = clean(text, self.max_tokens)
+        words = text.split(" ")[:max_words]
+        if not text or not words:
+            return {h: [] for h in HEADS}
+        variants = [text] + [" ".join(words[:k] + words[k + 1 :]) for k in range(len(words))]
+        sent, urg = self.logits(variants)
+        result = {}
+        for head, logits in (("sentiment", sent), ("urgency", urg)):
+            probs = softmax(logits, self.rules[head].temperature)
+            label = int(np.argmax(probs[0]))
+            drops = probs[0, label] - probs[1:, label]
+            best: dict[str, float] = {}
+            for w, d in zip(words, drops):
+                key = w.strip(".,!?;:\"'()[]").lower() or w
+                best[key] = max(best.get(key, -1.0), float(d))
+            ranked = sorted(best.items(), key=lambda kv: -kv[1])
+            result[head] = [(w, round(d, 4)) for w, d in ranked[:top] if d > 0]
+        return result
+
+
+def _word_shares(enc, text: str, tok: np.ndarray, label: int, top: int) -> list[tuple[str, float]]:
+    """Sum each word's token shares of (decided label's logit - mean of the other two)."""
+    others = [k for k in range(tok.shape[1]) if k != label]
+    push = tok[:, label] - tok[:, others].mean(axis=1)
+    by_word: dict[int, float] = {}
+    span: dict[int, tuple[int, int]] = {}
+    for t, w in enumerate(enc.word_ids):
+        if w is None:  # [CLS], [SEP]
+            continue
+        by_word[w] = by_word.get(w, 0.0) + float(push[t])
+        start, end = enc.offsets[t]
+        span[w] = (min(span.get(w, (start, end))[0], start), max(span.get(w, (start, end))[1], end))
+    merged: dict[str, float] = {}
+    for w, value in by_word.items():
+        word = text[span[w][0] : span[w][1]].lower()[:40]
+        if any(ch.isalnum() for ch in word) or len(word) > 1 or ord(word[:1] or " ") > 0x2000:
+            merged[word] = merged.get(word, 0.0) + value
+    ranked = sorted(merged.items(), key=lambda kv: -kv[1])
+    return [(w, round(v, 3)) for w, v in ranked[:top] if v > 0]

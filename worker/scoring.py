@@ -1,0 +1,29 @@
+"""The Scorer adapter over the model runtime: model predictions -> the core's Scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from model.runtime import Prediction, TriageModel
+from worker.decision import HeadScore, Scores
+
+
+def to_scores(p: Prediction) -> Scores:
+    heads = {}
+    for name in ("sentiment", "urgency"):
+        h = getattr(p, name)
+        heads[name] = HeadScore(h.label, dict(h.probabilities), h.confidence, h.abstained)
+    return Scores(heads["sentiment"], heads["urgency"], p.model_version,
+                  {k: [(w, s) for w, s in v] for k, v in p.top_words.items()})
+
+
+class ModelScorer:
+    def __init__(self, model: TriageModel):
+        self.model = model
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    def score(self, texts: Sequence[str]) -> list[Scores]:
+        return [to_scores(p) for p in self.model.score(texts)]

@@ -1,0 +1,58 @@
+"""Redis-backed memory of what the worker did: exactly-once bookkeeping and what the bot wrote."""
+
+from __future__ import annotations
+
+import json
+
+from redis import Redis
+
+from worker.decision import Scores
+from worker.events import TicketEvent
+
+PREFIX = "triage"
+
+
+class Store:
+    def __init__(self, redis: Redis, dedupe_ttl_s: int = 30 * 24 * 3600):
+        self.redis = redis
+        self.ttl = dedupe_ttl_s
+
+    # -- exactly once per ticket revision ---------------------------------------------------
+    def is_done(self, key: str) -> bool:
+        return bool(self.redis.exists(f"{PREFIX}:done:{key}"))
+
+    def begin(self, key: str) -> bool:
+        """Mark a write-back as started; False if an earlier attempt already started it."""
+        return bool(self.redis.set(f"{PREFIX}:started:{key}", "1", nx=True, ex=self.ttl))
+
+    def finish(self, event: TicketEvent, written: dict[str, str]) -> None:
+        """Record the revision as done and remember the values the bot set on the ticket."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(f"{PREFIX}:done:{event.key}", "1", ex=self.ttl)
+        if written:
+            last = f"{PREFIX}:wrote:{event.source}:{event.ticket_id}"
+            pipe.hset(last, mapping=dict(written))  # type: ignore[arg-type]
+            pipe.expire(last, self.ttl)
+        pipe.execute()
+
+    def last_written(self, event: TicketEvent) -> dict[str, str]:
+        raw: dict[bytes, bytes] = self.redis.hgetall(f"{PREFIX}:wrote:{event.source}:{event.ticket_id}")  # type: ignore[assignment]
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    # -- scores shared between workers (micro-batching) -------------------------------------
+    def cached_scores(self, key: str) -> Scores | None:
+        raw = self.redis.get(f"{PREFIX}:scores:{key}")
+        return Scores.from_dict(json.loads(raw)) if raw else None
+
+    def cache_scores(self, scores: dict[str, Scores], ttl_s: int = 900) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for key, s in scores.items():
+            pipe.set(f"{PREFIX}:scores:{key}", json.dumps(s.to_dict()), ex=ttl_s)
+        pipe.execute()
+
+    def claim(self, keys: list[str], ttl_s: int = 60) -> list[str]:
+        """Claim revisions for scoring; returns those this caller won."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(f"{PREFIX}:claim:{key}", "1", nx=True, ex=ttl_s)
+        return [k for k, won in zip(keys, pipe.execute()) if won]

@@ -1,0 +1,85 @@
+"""The use case: scores -> routing rules -> write-back, exactly once per ticket revision."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from worker.decision import Actions, Scores, TriageDecision
+from worker.events import TicketEvent
+from worker.ports import Writer
+from worker.rules import RuleSet
+from worker.store import Store
+
+log = logging.getLogger("triage.worker")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # written | nothing_to_write | duplicate | recovered
+    decision: TriageDecision | None = None
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "decision": self.decision.to_dict() if self.decision else None}
+
+
+def decide(event: TicketEvent, scores: Scores, rules: RuleSet, last_written: Mapping[str, str],
+           now: datetime) -> TriageDecision:
+    """Pure: the rules' actions, minus what a human decided and what the ticket already has."""
+    matched, actions = rules.decide(event, scores, now)
+    current = set(event.tags)
+    prefix = rules.tag_prefix
+    ours = tuple(t for t in current if t.startswith((f"{prefix}sentiment_", f"{prefix}urgency_")))
+    changes: dict = {
+        "add_tags": tuple(t for t in actions.add_tags if t not in current),
+        "remove_tags": tuple(t for t in ours if t not in actions.add_tags) if rules.default_tags else (),
+    }
+    # A value an agent chose wins unless the rule says otherwise; "chosen by an agent" means the
+    # connector said so, or the ticket holds a value the bot did not write.
+    for name, by_human in (("priority", event.priority_set_by_human), ("assignee", event.assignee_set_by_human)):
+        wanted, have = getattr(actions, name), getattr(event, name)
+        human = by_human or (bool(have) and have != last_written.get(name, ""))
+        if wanted == have or (wanted and human and not actions.override_human):
+            changes[name] = ""
+    if actions.group and actions.group == event.group:
+        changes["group"] = ""
+    return TriageDecision(event.key, scores, matched, replace(actions, **changes))
+
+
+def _writes_something(a: Actions) -> bool:
+    return bool(a.add_tags or a.remove_tags or a.priority or a.group or a.assignee or a.note)
+
+
+class TriageService:
+    def __init__(self, rules: Callable[[], RuleSet], writers: Mapping[str, Writer], store: Store,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.rules = rules
+        self.writers = writers
+        self.store = store
+        self.clock = clock
+
+    def process(self, event: TicketEvent, scores: Scores) -> Outcome:
+        if self.store.is_done(event.key):
+            return Outcome("duplicate")
+        writer = self.writers.get(event.source)
+        if writer is None:
+            raise LookupError(f"no write-back configured for source {event.source!r}")
+        decision = decide(event, scores, self.rules(), self.store.last_written(event), self.clock())
+        a = decision.actions
+        written = {k: v for k, v in (("priority", a.priority), ("assignee", a.assignee)) if v}
+        if not _writes_something(a):
+            self.store.finish(event, written)
+            return Outcome("nothing_to_write", decision)
+        first_attempt = self.store.begin(event.key)
+        # An earlier attempt died between writing and recording: the note's marker tells.
+        if not first_attempt and a.note and writer.already_applied(event):
+            self.store.finish(event, written)
+            log.info("ticket %s revision %s was already written back", event.ticket_id, event.revision)
+            return Outcome("recovered", decision)
+        writer.apply(event, decision)
+        self.store.finish(event, written)
+        log.info("triaged %s ticket %s: sentiment=%s urgency=%s rules=%s", event.source, event.ticket_id,
+                 scores.sentiment.label, scores.urgency.label, ",".join(decision.matched_rules) or "-")
+        return Outcome("written", decision)
