@@ -115,7 +115,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     scores = scorer.score([ticket_text(e.subject, e.text) for e in events])
     now = datetime.now(UTC)
     for event, s in zip(events, scores):
-        d = decide(event, s, rules, {}, now)
+        d = decide(event, s, rules, now)
         a = {k: v for k, v in vars(d.actions).items() if v}
         print(f"ticket {event.ticket_id}: {event.subject or event.text[:60]!r}")
         print(f"  sentiment {s.sentiment.label} ({s.sentiment.confidence:.2f}), "

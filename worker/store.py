@@ -7,7 +7,6 @@ import json
 from redis import Redis
 
 from worker.decision import Scores
-from worker.events import TicketEvent
 
 PREFIX = "triage"
 
@@ -25,19 +24,8 @@ class Store:
         """Mark a write-back as started; False if an earlier attempt already started it."""
         return bool(self.redis.set(f"{PREFIX}:started:{key}", "1", nx=True, ex=self.ttl))
 
-    def finish(self, event: TicketEvent, written: dict[str, str]) -> None:
-        """Record the revision as done and remember the values the bot set on the ticket."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(f"{PREFIX}:done:{event.key}", "1", ex=self.ttl)
-        if written:
-            last = f"{PREFIX}:wrote:{event.source}:{event.ticket_id}"
-            pipe.hset(last, mapping=dict(written))  # type: ignore[arg-type]
-            pipe.expire(last, self.ttl)
-        pipe.execute()
-
-    def last_written(self, event: TicketEvent) -> dict[str, str]:
-        raw: dict[bytes, bytes] = self.redis.hgetall(f"{PREFIX}:wrote:{event.source}:{event.ticket_id}")  # type: ignore[assignment]
-        return {k.decode(): v.decode() for k, v in raw.items()}
+    def finish(self, key: str) -> None:
+        self.redis.set(f"{PREFIX}:done:{key}", "1", ex=self.ttl)
 
     # -- scores shared between workers (micro-batching) -------------------------------------
     def cached_scores(self, key: str) -> Scores | None:

@@ -25,9 +25,8 @@ class Outcome:
         return {"status": self.status, "decision": self.decision.to_dict() if self.decision else None}
 
 
-def decide(event: TicketEvent, scores: Scores, rules: RuleSet, last_written: Mapping[str, str],
-           now: datetime) -> TriageDecision:
-    """Pure: the rules' actions, minus what a human decided and what the ticket already has."""
+def decide(event: TicketEvent, scores: Scores, rules: RuleSet, now: datetime) -> TriageDecision:
+    """Pure: the rules' actions, minus what an agent decided and what the ticket already has."""
     matched, actions = rules.decide(event, scores, now)
     current = set(event.tags)
     prefix = rules.tag_prefix
@@ -36,12 +35,10 @@ def decide(event: TicketEvent, scores: Scores, rules: RuleSet, last_written: Map
         "add_tags": tuple(t for t in actions.add_tags if t not in current),
         "remove_tags": tuple(t for t in ours if t not in actions.add_tags) if rules.default_tags else (),
     }
-    # A value an agent chose wins unless the rule says otherwise; "chosen by an agent" means the
-    # connector said so, or the ticket holds a value the bot did not write.
+    # A value an agent chose wins unless the rule says otherwise (the connector tells which).
     for name, by_human in (("priority", event.priority_set_by_human), ("assignee", event.assignee_set_by_human)):
-        wanted, have = getattr(actions, name), getattr(event, name)
-        human = by_human or (bool(have) and have != last_written.get(name, ""))
-        if wanted == have or (wanted and human and not actions.override_human):
+        wanted = getattr(actions, name)
+        if wanted == getattr(event, name) or (wanted and by_human and not actions.override_human):
             changes[name] = ""
     if actions.group and actions.group == event.group:
         changes["group"] = ""
@@ -66,20 +63,19 @@ class TriageService:
         writer = self.writers.get(event.source)
         if writer is None:
             raise LookupError(f"no write-back configured for source {event.source!r}")
-        decision = decide(event, scores, self.rules(), self.store.last_written(event), self.clock())
+        decision = decide(event, scores, self.rules(), self.clock())
         a = decision.actions
-        written = {k: v for k, v in (("priority", a.priority), ("assignee", a.assignee)) if v}
         if not _writes_something(a):
-            self.store.finish(event, written)
+            self.store.finish(event.key)
             return Outcome("nothing_to_write", decision)
         first_attempt = self.store.begin(event.key)
         # An earlier attempt died between writing and recording: the note's marker tells.
         if not first_attempt and a.note and writer.already_applied(event):
-            self.store.finish(event, written)
+            self.store.finish(event.key)
             log.info("ticket %s revision %s was already written back", event.ticket_id, event.revision)
             return Outcome("recovered", decision)
         writer.apply(event, decision)
-        self.store.finish(event, written)
+        self.store.finish(event.key)
         log.info("triaged %s ticket %s: sentiment=%s urgency=%s rules=%s", event.source, event.ticket_id,
                  scores.sentiment.label, scores.urgency.label, ",".join(decision.matched_rules) or "-")
         return Outcome("written", decision)

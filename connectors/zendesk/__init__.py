@@ -1,0 +1,1 @@
+"""Zendesk connector: webhook signature + normalisation, write-back, incremental poller, sandbox."""

@@ -1,0 +1,163 @@
+"""HTTP plumbing shared by the writer and the poller: error mapping and a small JSON GET client.
+
+Every failure leaves here as a worker.errors.VendorError whose message names the operation and
+the status, never a response body (bodies can echo ticket text) nor a credential.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import Any
+
+import requests
+from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
+
+from worker.errors import (
+    RateLimited,
+    VendorAuthError,
+    VendorError,
+    VendorRejected,
+    VendorUnavailable,
+)
+
+DEFAULT_RETRY_AFTER_S = 60.0  # Zendesk's limits are per minute
+CREDENTIALS = "ZENDESK_EMAIL / ZENDESK_API_TOKEN"
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float:
+    """Seconds to wait from a Retry-After header (seconds or HTTP date); a minute when absent."""
+    raw = (headers.get("Retry-After") or "").strip()
+    if not raw:
+        return DEFAULT_RETRY_AFTER_S
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - time())
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER_S
+
+
+def _error_code(response: requests.Response) -> str:
+    """Zendesk's short error identifier (RecordNotFound, RecordInvalid, ...), if it is one."""
+    try:
+        code = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return code if isinstance(code, str) and re.fullmatch(r"[A-Za-z_]{1,40}", code) else ""
+
+
+def error_for(status: int, headers: Mapping[str, str], op: str, code: str = "") -> VendorError:
+    """The VendorError for an HTTP error status on operation `op` (e.g. 'PUT ticket 42')."""
+    detail = f"{status} {code}".strip()
+    if status == 429:
+        wait = retry_after_s(headers)
+        return RateLimited(f"Zendesk rate limit on {op}; retry after {wait:g}s", retry_after=wait)
+    if status == 401:
+        return VendorAuthError(f"{CREDENTIALS} rejected by Zendesk on {op} ({detail})", status)
+    if status == 403:
+        return VendorAuthError(
+            f"{CREDENTIALS} rejected by Zendesk on {op} ({detail}): the user lacks permission "
+            "(the incremental export needs an admin)", status)
+    if status == 409 or status >= 500:
+        return VendorUnavailable(f"Zendesk could not serve {op} ({detail})", status)
+    return VendorRejected(f"Zendesk rejected {op} ({detail})", status)
+
+
+def error_from_response(response: requests.Response, op: str) -> VendorError:
+    return error_for(response.status_code, response.headers, op, _error_code(response))
+
+
+@contextmanager
+def vendor_errors(op: str) -> Iterator[None]:
+    """Translate zenpy/requests failures inside the block into VendorErrors (no chained cause)."""
+    try:
+        yield
+    except VendorError:
+        raise
+    except (APIException, requests.HTTPError) as e:
+        response = getattr(e, "response", None)
+        if response is None:
+            raise VendorUnavailable(f"Zendesk failed on {op}") from None
+        raise error_from_response(response, op) from None
+    except requests.Timeout:
+        raise VendorUnavailable(f"Zendesk timed out on {op}") from None
+    except requests.RequestException as e:
+        raise VendorUnavailable(f"cannot reach Zendesk on {op} ({type(e).__name__})") from None
+    except RatelimitBudgetExceeded:
+        raise RateLimited(f"Zendesk rate limit on {op}", retry_after=DEFAULT_RETRY_AFTER_S) from None
+    except ZenpyException:
+        raise VendorUnavailable(f"unexpected Zendesk response on {op}") from None
+
+
+def _raise_on_429(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    if response.status_code == 429:
+        raise error_from_response(response, f"{response.request.method} {_api_path(response.url)}")
+    return response
+
+
+def _api_path(url: str | None) -> str:
+    path = (url or "").split("?", 1)[0]
+    return path[path.find("/api/v2/") + len("/api/v2/"):] if "/api/v2/" in path else path
+
+
+def install_rate_limit_hook(session: requests.Session) -> None:
+    """Raise RateLimited on 429 before zenpy sees it: zenpy would otherwise sleep Retry-After
+    seconds inside the call; we hand the wait back to the worker's retry logic instead."""
+    hooks = session.hooks.setdefault("response", [])
+    if _raise_on_429 not in hooks:
+        hooks.append(_raise_on_429)
+
+
+class ZendeskHttp:
+    """Authenticated JSON GETs against /api/v2 (used where zenpy hides pages or sideloads)."""
+
+    def __init__(self, session: requests.Session, base_url: str | Callable[[], str],
+                 timeout: float = 30.0):
+        self.session = session
+        self._base_url = base_url
+        self.timeout = timeout
+        install_rate_limit_hook(session)
+
+    @classmethod
+    def from_zenpy(cls, client: Any) -> ZendeskHttp:
+        """Share a zenpy client's session, credentials, timeout and host (ZENPY_FORCE_* honoured)."""
+        api = client.tickets
+
+        def base_url() -> str:
+            scheme = os.environ.get("ZENPY_FORCE_SCHEME", api.protocol)
+            return f"{scheme}://{api.base_url}"
+
+        return cls(api.session, base_url, timeout=api.timeout)
+
+    @classmethod
+    def with_token(cls, subdomain: str, email: str, token: str, timeout: float = 30.0) -> ZendeskHttp:
+        session = requests.Session()
+        session.auth = (f"{email}/token", token)
+        return cls(session, f"https://{subdomain}.zendesk.com", timeout)
+
+    @property
+    def base_url(self) -> str:
+        url = self._base_url() if callable(self._base_url) else self._base_url
+        return url.rstrip("/")
+
+    def get(self, path: str, params: Mapping[str, str | int] | None = None, *, op: str) -> dict[str, Any]:
+        """GET /api/v2/{path} and return its JSON object; failures raise VendorErrors."""
+        with vendor_errors(op):
+            response = self.session.get(f"{self.base_url}/api/v2/{path}", params=params,
+                                        timeout=self.timeout)
+        if not response.ok:
+            raise error_from_response(response, op)
+        try:
+            data = response.json()
+        except ValueError:
+            raise VendorUnavailable(f"Zendesk sent a non-JSON answer on {op}") from None
+        if not isinstance(data, dict):
+            raise VendorUnavailable(f"Zendesk sent an unexpected answer on {op}")
+        return data

@@ -1,0 +1,145 @@
+"""Write triage decisions back to Zendesk through zenpy.
+
+apply() reads the ticket, then sends ONE update (PUT /api/v2/tickets/{id}.json) carrying the tags,
+priority, group, assignee and the internal note. Zendesk's Update Ticket replaces the tag list
+(`additional_tags` only works on update_many), so the update sends the merged list with
+`safe_update` + `updated_stamp`: if an agent changed the ticket in between, Zendesk answers 409 and
+we re-read and retry, so no one else's tag is ever dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, TypeVar
+
+from zenpy.lib.api_objects import Comment, Ticket
+
+from connectors.zendesk.normalize import ASSIGNEE_TAG, PRIORITY_TAG, by_id, from_api
+from connectors.zendesk.transport import ZendeskHttp, vendor_errors
+from worker.decision import PRIORITIES, TriageDecision, note_body
+from worker.errors import VendorRejected, VendorUnavailable
+from worker.events import TicketEvent
+from worker.ports import marker
+
+T = TypeVar("T")
+
+
+class ZendeskWriter:
+    """The Writer port for Zendesk. `client` is a zenpy.Zenpy authenticated as the bot user.
+    A response hook is added to its session so a 429 raises RateLimited instead of sleeping."""
+
+    def __init__(self, client: Any, *, groups: Mapping[str, int] | None = None,
+                 bot_user_id: str | None = None, attempts: int = 3):
+        self.client = client
+        self.http = ZendeskHttp.from_zenpy(client)
+        self._groups = {k.lower(): int(v) for k, v in (groups or {}).items()}
+        self._bot_user_id = bot_user_id
+        self._attempts = attempts
+
+    # -- Writer port -----------------------------------------------------------------------------
+
+    def apply(self, event: TicketEvent, decision: TriageDecision) -> None:
+        ticket_id = _ticket_id(event)
+        for _ in range(self._attempts):
+            current = self._call(f"GET ticket {ticket_id}", lambda: self.client.tickets(id=ticket_id))
+            changes = self._changes(current, event, decision)
+            if not changes:
+                return
+            update = Ticket(id=ticket_id, safe_update=True, updated_stamp=current.updated_at, **changes)
+            try:
+                self._call(f"PUT ticket {ticket_id}", partial(self.client.tickets.update, update))
+                return
+            except VendorUnavailable as e:
+                if e.status != 409:  # 409: someone updated the ticket since we read it
+                    raise
+        raise VendorUnavailable(f"ticket {ticket_id} kept changing during the update (409); retry later", 409)
+
+    def already_applied(self, event: TicketEvent) -> bool:
+        ticket_id, token = _ticket_id(event), marker(event)
+        comments = self._call(f"GET comments of ticket {ticket_id}",
+                              lambda: list(self.client.tickets.comments(ticket=ticket_id)))
+        return any(token in (getattr(c, "body", None) or getattr(c, "plain_body", None) or "")
+                   for c in comments)
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def fetch_event(self, ticket_id: str | int) -> TicketEvent:
+        """The current state of a ticket as an event (its latest public comment as the text)."""
+        shown = self.http.get(f"tickets/{int(ticket_id)}.json", {"include": "users,groups,organizations"},
+                              op=f"GET ticket {int(ticket_id)}")
+        comments = self.http.get(f"tickets/{int(ticket_id)}/comments.json",
+                                 {"sort": "-created_at", "page[size]": 100},
+                                 op=f"GET comments of ticket {int(ticket_id)}")
+        return from_api(shown.get("ticket") or {}, comments.get("comments") or [],
+                        **{k: by_id(shown.get(k)) for k in ("users", "groups", "organizations")})
+
+    def bot_user_id(self) -> str:
+        """The id of the user the credentials belong to (GET users/me); cached."""
+        if self._bot_user_id is None:
+            me = self._call("GET users/me", self.client.users.me)
+            if not getattr(me, "id", None):
+                raise VendorUnavailable("Zendesk answered users/me without a user id")
+            self._bot_user_id = str(me.id)
+        return self._bot_user_id
+
+    def group_id(self, group: str) -> int:
+        """A numeric id as is; a name looked up (case-insensitive) in GET groups, cached."""
+        if group.strip().isdigit():
+            return int(group)
+        key = group.strip().lower()
+        if key not in self._groups:
+            listed = self._call("GET groups", lambda: list(self.client.groups()))
+            self._groups.update({str(g.name).lower(): int(g.id) for g in listed})
+        if key not in self._groups:
+            raise VendorRejected(f"Zendesk has no group named {group!r}")
+        return self._groups[key]
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _changes(self, current: Any, event: TicketEvent, decision: TriageDecision) -> dict[str, Any]:
+        """The ticket fields to send, given the ticket as it is now; {} when nothing changes."""
+        actions = decision.actions
+        tags = [str(t) for t in (current.tags or [])]
+        drop = {t.lower() for t in actions.remove_tags}
+        wanted = [t for t in tags if t.lower() not in drop]
+        wanted += [t for t in actions.add_tags if t.lower() not in {x.lower() for x in wanted}]
+        changes: dict[str, Any] = {}
+        if actions.priority and (actions.override_human or not event.priority_set_by_human):
+            if actions.priority not in PRIORITIES:
+                raise VendorRejected(f"priority {actions.priority!r} is not one of {', '.join(PRIORITIES)}")
+            if current.priority != actions.priority:
+                changes["priority"] = actions.priority
+                wanted = _retag(wanted, PRIORITY_TAG, actions.priority)
+        if actions.group:
+            group_id = self.group_id(actions.group)
+            if current.group_id != group_id:
+                changes["group_id"] = group_id
+        if actions.assignee and (actions.override_human or not event.assignee_set_by_human):
+            if actions.assignee.isdigit():
+                if current.assignee_id != int(actions.assignee):
+                    changes["assignee_id"] = int(actions.assignee)
+                    wanted = _retag(wanted, ASSIGNEE_TAG, actions.assignee)
+            else:
+                changes["assignee_email"] = actions.assignee  # Zendesk resolves the agent
+        if actions.note:
+            body = note_body(decision.scores, decision.matched_rules, actions.note_text)
+            changes["comment"] = Comment(body=f"{body}\n{marker(event)}", public=False)
+        if wanted != tags:
+            changes["tags"] = wanted
+        return changes
+
+    def _call(self, op: str, fn: Callable[[], T]) -> T:
+        with vendor_errors(op):
+            return fn()
+
+
+def _retag(tags: list[str], prefix: str, value: str) -> list[str]:
+    """Replace the bot's provenance tag for a field (see normalize.set_by_human)."""
+    return [t for t in tags if not t.lower().startswith(prefix)] + [f"{prefix}{value}".lower()]
+
+
+def _ticket_id(event: TicketEvent) -> int:
+    if event.source != "zendesk" or not event.ticket_id.isdigit():
+        raise VendorRejected(f"not a Zendesk ticket event: {event.source}:{event.ticket_id}")
+    return int(event.ticket_id)

@@ -1,0 +1,142 @@
+"""The use case with our own ports faked (a recording writer) and the real Redis store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from worker.decision import Actions, HeadScore, Scores, TriageDecision, note_body
+from worker.errors import ConfigError
+from worker.events import EventError, TicketEvent
+from worker.ports import marker
+from worker.rules import RuleSet, parse_rules
+from worker.settings import Secret, load_settings
+from worker.store import Store
+from worker.triage import TriageService, decide
+
+NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def scores(sentiment: str = "frustrated", urgency: str = "high", conf: float = 0.9) -> Scores:
+    return Scores(HeadScore(sentiment, {sentiment: conf}, conf), HeadScore(urgency, {urgency: conf}, conf), "test-v1",
+                  {"sentiment": [("broken", 0.4)], "urgency": [("now", 0.3)]})
+
+
+def event(**kw) -> TicketEvent:
+    base = dict(source="zendesk", ticket_id="42", revision="c1", subject="Site down", text="Nothing loads")
+    base.update(kw)
+    return TicketEvent(**base)  # type: ignore[arg-type]
+
+
+RULES = parse_rules("""
+rules:
+  - name: urgent
+    when: {urgency: high}
+    then: {priority: urgent, note: true}
+  - name: vip
+    when: {tags_present: [vip]}
+    then: {assignee: "7", override_human: true}
+""")
+
+
+class RecordingWriter:
+    def __init__(self, applied: bool = False) -> None:
+        self.calls: list[TriageDecision] = []
+        self.applied = applied
+
+    def apply(self, event: TicketEvent, decision: TriageDecision) -> None:
+        self.calls.append(decision)
+
+    def already_applied(self, event: TicketEvent) -> bool:
+        return self.applied
+
+
+def test_event_json_round_trip_and_validation():
+    e = event(tags=("a", "b"), extra={"project": "SUP"})
+    assert TicketEvent.from_json(e.to_json()) == e
+    assert e.key == "zendesk:42:c1"
+    with pytest.raises(EventError, match="unknown source"):
+        event(source="email")
+    with pytest.raises(EventError, match="unknown event fields"):
+        TicketEvent.from_dict({**e.__dict__, "surprise": 1})
+
+
+def test_decide_adds_default_tags_and_replaces_our_stale_ones():
+    d = decide(event(tags=("triage_sentiment_satisfied", "billing")), scores(), RULES, NOW)
+    assert set(d.actions.add_tags) == {"triage_sentiment_frustrated", "triage_urgency_high"}
+    assert d.actions.remove_tags == ("triage_sentiment_satisfied",)
+    assert d.actions.priority == "urgent" and d.matched_rules == ("urgent",)
+
+
+def test_decide_keeps_a_priority_an_agent_chose():
+    # The connector says an agent chose "low": the rule's "urgent" is dropped.
+    d = decide(event(priority="low", priority_set_by_human=True), scores(), RULES, NOW)
+    assert d.actions.priority == ""
+    # The bot set "high" earlier: the value is ours, the rule may change it.
+    d = decide(event(priority="high"), scores(), RULES, NOW)
+    assert d.actions.priority == "urgent"
+
+
+def test_override_human_lets_the_rule_win():
+    d = decide(event(assignee="3", assignee_set_by_human=True, tags=("vip",)), scores(), RULES, NOW)
+    assert d.actions.assignee == "7"
+
+
+def test_no_write_when_the_ticket_already_matches():
+    e = event(priority="urgent", tags=("triage_sentiment_neutral", "triage_urgency_low"))
+    d = decide(e, scores("neutral", "low"), RuleSet(), NOW)
+    assert d.actions == Actions()
+
+
+def test_service_writes_once_per_revision(redis):
+    writer = RecordingWriter()
+    service = TriageService(lambda: RULES, {"zendesk": writer}, Store(redis), clock=lambda: NOW)
+    assert service.process(event(), scores()).status == "written"
+    assert service.process(event(), scores()).status == "duplicate"
+    assert len(writer.calls) == 1
+    # A new customer comment is a new revision: triaged again.
+    assert service.process(event(revision="c2"), scores()).status == "written"
+    assert len(writer.calls) == 2
+
+
+def test_crashed_attempt_is_not_written_twice(redis):
+    store = Store(redis)
+    e = event()
+    assert store.begin(e.key)  # an earlier attempt started, wrote, and died before finish()
+    writer = RecordingWriter(applied=True)
+    service = TriageService(lambda: RULES, {"zendesk": writer}, store, clock=lambda: NOW)
+    assert service.process(e, scores()).status == "recovered"
+    assert writer.calls == []
+    # ... and if the marker is absent the write happens.
+    e2 = event(revision="c9")
+    store.begin(e2.key)
+    writer.applied = False
+    assert service.process(e2, scores()).status == "written"
+
+
+def test_note_names_scores_words_rules_and_model():
+    body = note_body(scores(), ("urgent",))
+    assert "sentiment: frustrated" in body and "broken" in body and "urgent" in body and "test-v1" in body
+    assert marker(event()) == "[triage:zendesk:42:c1]"
+
+
+def test_settings_validate_and_name_the_variable(tmp_path):
+    s = load_settings({"REDIS_URL": "redis://x:6379/0", "TRIAGE_RETRY_INTERVALS": "1,2"}, dotenv=None)
+    assert s.retry_intervals_s == (1, 2) and not s.zendesk.enabled
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        load_settings({"REDIS_URL": "localhost:6379"}, dotenv=None)
+    with pytest.raises(ConfigError, match="ZENDESK_API_TOKEN"):
+        load_settings({"ZENDESK_SUBDOMAIN": "acme", "ZENDESK_EMAIL": "a@b.c", "ZENDESK_WEBHOOK_SECRET": "s"},
+                      dotenv=None)
+    with pytest.raises(ConfigError, match="TRIAGE_BATCH_SIZE"):
+        load_settings({"TRIAGE_BATCH_SIZE": "lots"}, dotenv=None)
+    with pytest.raises(ConfigError, match="TRIAGE_RULES"):
+        load_settings({"TRIAGE_RULES": str(tmp_path / "missing.yaml")}, dotenv=None)
+    env = tmp_path / ".env"
+    env.write_text("ZENDESK_SUBDOMAIN=acme\nZENDESK_EMAIL=bot@acme.com\nZENDESK_API_TOKEN=tok123\n"
+                   "ZENDESK_WEBHOOK_SECRET=s3cr3t-hook\n")
+    s = load_settings(dotenv=str(env))
+    assert s.zendesk.enabled and s.zendesk.api_token.reveal() == "tok123"
+    assert "tok123" not in repr(s) and "s3cr3t-hook" not in repr(s)
+    assert repr(Secret("x")) == "Secret('***')"
