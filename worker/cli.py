@@ -74,10 +74,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from connectors.zendesk.poll import run_poller
+    from connectors.zendesk.poller import ZendeskPoller
+    from worker.bootstrap import zendesk_client
 
     rt = _runtime()
-    return run_poller(rt, once=args.once, interval_s=args.interval)
+    if not rt.settings.zendesk.enabled:
+        raise TriageError("set the ZENDESK_* variables to poll Zendesk (see deploy/env.example)")
+    poller = ZendeskPoller(zendesk_client(rt.settings), rt.redis, rt.zendesk_bot_user_id)
+    if args.once:
+        while True:  # one pass: page until the export says there is no more
+            page = poller.poll_page(rt.enqueuer.submit)
+            print(f"{len(page.events)} changed tickets queued, {len(page.skipped)} skipped")
+            if page.end_of_stream:
+                return 0
+    poller.run(rt.enqueuer.submit, interval_s=args.interval)
+    return 0
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:

@@ -81,7 +81,7 @@ class ZendeskPoller:
     def poll_once(self, enqueue: Callable[[TicketEvent], object]) -> list[TicketEvent]:
         """Fetch one page, enqueue each event, then advance the cursor; returns the events.
         If fetching or enqueueing raises, the cursor stays put and the page comes again."""
-        return self._poll(enqueue).events
+        return self.poll_page(enqueue).events
 
     def run(self, enqueue: Callable[[TicketEvent], object], *, interval_s: float = 60,
             stop: threading.Event | None = None, max_backoff_s: float = 300) -> None:
@@ -91,7 +91,7 @@ class ZendeskPoller:
         backoff = 0.0
         while not stop.is_set():
             try:
-                page = self._poll(enqueue)
+                page = self.poll_page(enqueue)
                 backoff, wait = 0.0, interval_s if page.end_of_stream else 0.0
             except RateLimited as e:
                 wait = e.retry_after
@@ -101,7 +101,8 @@ class ZendeskPoller:
                 wait = backoff
             stop.wait(wait)
 
-    def _poll(self, enqueue: Callable[[TicketEvent], object]) -> Page:
+    def poll_page(self, enqueue: Callable[[TicketEvent], object]) -> Page:
+        """poll_once, returning the whole page (events, skipped, end_of_stream)."""
         page = self.fetch_page()
         for event in page.events:
             enqueue(event)

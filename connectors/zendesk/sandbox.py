@@ -301,6 +301,44 @@ class ZendeskSandbox:
             ids.append(ticket["id"])
         return ids
 
+    # -- webhooks -----------------------------------------------------------------------------------
+
+    def trigger_payload(self, ticket_id: int, current_user_id: int | None = None) -> Json:
+        """trigger_body.json rendered for a ticket, as Zendesk's trigger would send it.
+        `current_user_id`: who made the change (default: the latest public comment's author)."""
+        with self._lock:
+            ticket = self._ticket(int(ticket_id))
+            public = [c for c in self._comments[int(ticket_id)] if c["public"]]
+            latest = public[-1] if public else None
+            requester = self._users[ticket["requester_id"]]
+            org = self._organizations.get(ticket.get("organization_id") or 0, {})
+            group = self._groups.get(ticket.get("group_id") or 0, {})
+            return {
+                "kind": "helpdesk-triage/zendesk-trigger/v1",
+                "ticket": {
+                    "id": str(ticket["id"]), "title": ticket["subject"], "status": ticket["status"].title(),
+                    "priority": (ticket.get("priority") or "").title(), "tags": " ".join(ticket["tags"]),
+                    "via": ticket["via"]["channel"].replace("_", " ").title(),
+                    "updated_at": ticket["updated_at"], "requester_email": requester["email"],
+                    "organization": org.get("name", ""), "group": group.get("name", ""),
+                    "assignee_id": str(ticket.get("assignee_id") or ""),
+                },
+                "comment": {"id": str(latest["id"]) if latest else "",
+                            "author_id": str(latest["author_id"]) if latest else "",
+                            "body": latest["body"] if latest else ""},
+                "current_user_id": str(current_user_id or (latest["author_id"] if latest else "")),
+            }
+
+    def signed_trigger(self, ticket_id: int, secret: str, current_user_id: int | None = None,
+                       timestamp: str | None = None) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of the signed webhook request for a ticket."""
+        from connectors.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+        body = json.dumps(self.trigger_payload(ticket_id, current_user_id)).encode()
+        ts = timestamp or _iso(self._clock())
+        return body, {SIGNATURE_HEADER: sign(secret, ts, body), TIMESTAMP_HEADER: ts,
+                      "Content-Type": "application/json"}
+
     # -- HTTP ---------------------------------------------------------------------------------------
 
     _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(

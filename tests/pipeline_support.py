@@ -1,0 +1,120 @@
+"""The pipeline under test: real Redis, real ingress over HTTP, real RQ worker, real zenpy talking to
+the Zendesk sandbox. Only the model is replaced by a fixed scorer (our own port), so the rules'
+outcomes are known; tests/test_demo.py runs the same flow with the real model."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+from rq.serializers import JSONSerializer
+
+from connectors.zendesk.sandbox import ZendeskSandbox
+from worker import bootstrap
+from worker.decision import HeadScore, Scores
+from worker.jobs import TriageWorker
+from worker.local_redis import free_port
+from worker.settings import Secret, Settings, ZendeskSettings
+
+SECRET = "test-webhook-secret"
+EMAIL, TOKEN = "triage-bot@example.com", "sandbox-token"
+RULES = """
+rules:
+  - name: urgent
+    when: {urgency: high}
+    then: {priority: urgent, add_tags: [escalated]}
+  - name: explain
+    then: {note: true}
+"""
+
+
+class FixedScorer:
+    """Angry words -> frustrated + high; thanks -> satisfied + low; else neutral + medium."""
+
+    version = "fixed-test"
+
+    def score(self, texts: Sequence[str]) -> list[Scores]:
+        out = []
+        for t in texts:
+            low = t.lower()
+            if any(w in low for w in ("down", "unacceptable", "broken")):
+                s, u = "frustrated", "high"
+            elif "thank" in low:
+                s, u = "satisfied", "low"
+            else:
+                s, u = "neutral", "medium"
+            out.append(Scores(HeadScore(s, {s: 0.9}, 0.9), HeadScore(u, {u: 0.8}, 0.8), self.version,
+                              {"sentiment": [("down", 0.5)]}))
+        return out
+
+
+def settings(redis_url: str, rules_path: str, zd: ZendeskSandbox, **kw) -> Settings:
+    base = dict(redis_url=redis_url, rules_path=rules_path, queue_name="triage-test", retry_intervals_s=(1, 1, 1),
+                job_timeout_s=10,
+                zendesk=ZendeskSettings("sandbox", EMAIL, Secret(TOKEN), Secret(SECRET), str(zd.bot_user_id)))
+    base.update(kw)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def runtime(s: Settings) -> bootstrap.Runtime:
+    rt = bootstrap.build(s)
+    rt.__dict__["scorer"] = FixedScorer()  # cached_property: the fixed scorer replaces the model
+    bootstrap.install(rt)
+    return rt
+
+
+def serve(rt: bootstrap.Runtime) -> tuple[uvicorn.Server, str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(bootstrap.http_app(rt), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def drain(rt: bootstrap.Runtime, until: float = 15.0) -> None:
+    """Run a worker until no job is queued, scheduled (retries) or running."""
+    queue = rt.enqueuer.queue
+    deadline = time.monotonic() + until
+    while time.monotonic() < deadline:
+        TriageWorker([queue], connection=rt.redis, serializer=JSONSerializer).work(
+            burst=True, with_scheduler=True, logging_level="WARNING")
+        if not queue.count and not queue.scheduled_job_registry.count and not queue.started_job_registry.count:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the queue did not drain")
+
+
+WORKER_SCRIPT = """
+import sys
+from rq.serializers import JSONSerializer
+sys.path.insert(0, {tests!r})
+from pipeline_support import runtime, settings
+from connectors.zendesk.sandbox import ZendeskSandbox
+from worker.jobs import TriageWorker
+from worker.settings import load_settings
+s = load_settings(dotenv=None)
+rt = runtime(s)
+TriageWorker.heartbeat_grace_s = 1
+TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer).work(
+    burst=True, logging_level="WARNING")
+"""
+
+
+def worker_process_cmd() -> list[str]:
+    return [sys.executable, "-c", WORKER_SCRIPT.format(tests=str(Path(__file__).parent))]
+
+
+def worker_env(s: Settings, zd: ZendeskSandbox) -> dict[str, str]:
+    return {**os.environ, **zd.env, "REDIS_URL": s.redis_url, "TRIAGE_RULES": s.rules_path,
+            "TRIAGE_QUEUE": s.queue_name, "TRIAGE_JOB_TIMEOUT": "2", "TRIAGE_RETRY_INTERVALS": "1,1,1",
+            "ZENDESK_SUBDOMAIN": "sandbox", "ZENDESK_EMAIL": EMAIL, "ZENDESK_API_TOKEN": TOKEN,
+            "ZENDESK_WEBHOOK_SECRET": SECRET, "ZENDESK_BOT_USER_ID": str(zd.bot_user_id)}

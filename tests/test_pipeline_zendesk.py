@@ -1,0 +1,265 @@
+"""End to end on Zendesk: signed webhook -> ingress -> Redis/RQ -> worker -> zenpy -> sandbox."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from pipeline_support import (
+    EMAIL,
+    RULES,
+    SECRET,
+    TOKEN,
+    drain,
+    runtime,
+    serve,
+    settings,
+    worker_env,
+    worker_process_cmd,
+)
+
+from connectors.zendesk.sandbox import ZendeskSandbox
+from connectors.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from worker.dlq import list_failed, requeue
+from worker.local_redis import LocalRedis
+from worker.settings import Secret
+
+
+@pytest.fixture
+def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
+    with ZendeskSandbox(email=EMAIL, token=TOKEN) as sandbox:
+        for k, v in sandbox.env.items():
+            monkeypatch.setenv(k, v)
+        sandbox.add_group("Support")
+        yield sandbox
+
+
+@pytest.fixture
+def rules_file(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    return str(path)
+
+
+@pytest.fixture
+def stack(redis, redis_server, zd, rules_file):
+    rt = runtime(settings(redis_server.url, rules_file, zd, api_keys=(Secret("k1"),)))
+    server, url = serve(rt)
+    with httpx.Client(base_url=url, timeout=10) as http:
+        yield rt, http
+    server.should_exit = True
+
+
+def deliver(http: httpx.Client, zd: ZendeskSandbox, ticket_id: int, **kw) -> httpx.Response:
+    body, headers = zd.signed_trigger(ticket_id, SECRET, **kw)
+    return http.post("/webhooks/zendesk", content=body, headers=headers)
+
+
+def notes(zd: ZendeskSandbox, ticket_id: int) -> list[dict]:
+    return [c for c in zd.comments(ticket_id) if not c["public"] and c["author_id"] == zd.bot_user_id]
+
+
+def puts(zd: ZendeskSandbox, ticket_id: int) -> int:
+    return sum(1 for r in zd.requests if r.method == "PUT" and f"/tickets/{ticket_id}.json" in r.path)
+
+
+def angry(zd: ZendeskSandbox, **kw) -> int:
+    return zd.add_ticket("Checkout down", "Checkout is down since 9am, this is unacceptable",
+                         requester="ops@northwind.example", tags=["enterprise"], channel="email", **kw)["id"]
+
+
+def test_webhook_to_write_back(stack, zd):
+    rt, http = stack
+    tid = angry(zd)
+    r = deliver(http, zd, tid)
+    assert r.status_code == 202 and r.json()["status"] == "queued"
+    drain(rt)
+    t = zd.tickets[tid]
+    assert {"enterprise", "triage_sentiment_frustrated", "triage_urgency_high", "escalated"} <= set(t["tags"])
+    assert t["priority"] == "urgent"
+    [note] = notes(zd, tid)
+    assert "sentiment: frustrated" in note["body"] and f"[triage:zendesk:{tid}:" in note["body"]
+
+
+def test_duplicate_delivery_is_written_once(stack, zd):
+    rt, http = stack
+    tid = angry(zd)
+    answers = [deliver(http, zd, tid).json()["status"] for _ in range(3)]
+    assert answers == ["queued", "duplicate", "duplicate"]
+    drain(rt)
+    assert deliver(http, zd, tid).json()["status"] in ("done", "duplicate")  # a late redelivery
+    drain(rt)
+    assert puts(zd, tid) == 1 and len(notes(zd, tid)) == 1
+
+
+def test_our_own_update_fires_no_new_job(stack, zd):
+    rt, http = stack
+    tid = angry(zd)
+    fired = []
+    zd.on_update = lambda ticket, audit: fired.append(ticket["id"])
+    deliver(http, zd, tid)
+    drain(rt)
+    assert fired == [tid]
+    # The trigger our update fires names the bot as current user: skipped, nothing queued.
+    r = deliver(http, zd, tid, current_user_id=zd.bot_user_id)
+    assert r.status_code == 200 and r.json()["status"] == "skipped"
+    assert rt.enqueuer.queue.count == 0
+
+
+def test_new_customer_comment_is_triaged_again(stack, zd):
+    rt, http = stack
+    tid = zd.add_ticket("Question", "How do I export my data?", requester="a@b.example")["id"]
+    deliver(http, zd, tid)
+    drain(rt)
+    assert "triage_sentiment_neutral" in zd.tickets[tid]["tags"]
+    zd.add_comment(tid, "Still nothing, the export is broken and this is unacceptable")
+    assert deliver(http, zd, tid).json()["status"] == "queued"
+    drain(rt)
+    tags = zd.tickets[tid]["tags"]
+    assert "triage_sentiment_frustrated" in tags and "triage_sentiment_neutral" not in tags
+    assert len(notes(zd, tid)) == 2
+
+
+def test_priority_an_agent_set_is_kept(stack, zd):
+    rt, http = stack
+    tid = angry(zd)
+    zd.edit_ticket(tid, priority="low")  # an agent's choice
+    deliver(http, zd, tid)
+    drain(rt)
+    t = zd.tickets[tid]
+    assert t["priority"] == "low" and "triage_urgency_high" in t["tags"]
+
+
+def test_429_with_retry_after_is_retried(stack, zd):
+    rt, http = stack
+    tid = angry(zd)
+    zd.fail_next(429, times=1, retry_after=1, method="PUT")
+    deliver(http, zd, tid)
+    started = time.monotonic()
+    drain(rt)
+    assert time.monotonic() - started >= 1.0  # waited what Retry-After said
+    assert zd.tickets[tid]["priority"] == "urgent" and len(notes(zd, tid)) == 1
+
+
+def test_5xx_forever_goes_to_the_dlq_and_requeue_succeeds(stack, zd):
+    rt, http = stack
+    tid = angry(zd)
+    zd.fail_next(503, times=None, method="PUT")
+    deliver(http, zd, tid)
+    drain(rt)
+    [failed] = list_failed(rt.enqueuer.queue)
+    assert str(tid) in failed["description"] and "503" in failed["error"]
+    assert "unacceptable" not in failed["error"]  # ticket text stays out of errors
+    zd.clear_faults()
+    requeue(rt.enqueuer.queue, [], everything=True)
+    drain(rt)
+    assert list_failed(rt.enqueuer.queue) == []
+    assert zd.tickets[tid]["priority"] == "urgent" and len(notes(zd, tid)) == 1
+
+
+def test_bad_credentials_stop_with_a_clear_error(stack, zd):
+    rt, http = stack
+    tid = angry(zd)
+    zd.fail_next(401, times=None)
+    deliver(http, zd, tid)
+    drain(rt)
+    [failed] = list_failed(rt.enqueuer.queue)
+    assert "ZENDESK_API_TOKEN" in failed["error"]
+    assert sum(1 for r in zd.requests if r.method == "GET" and f"/tickets/{tid}.json" in r.path) == 1  # no retry
+
+
+def test_worker_killed_mid_job_writes_back_exactly_once(stack, zd, redis_server, rules_file):
+    rt, http = stack
+    tid = angry(zd)
+    applied = []
+
+    def hang(ticket, audit):  # the update is applied, then the worker dies before it hears back
+        applied.append(ticket["id"])
+        time.sleep(30)
+
+    zd.on_update = hang
+    deliver(http, zd, tid)
+    s = rt.settings
+    proc = subprocess.Popen(worker_process_cmd(), env=worker_env(s, zd))
+    deadline = time.monotonic() + 30
+    while not applied and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert applied == [tid], "the worker never reached the write-back"
+    proc.kill()
+    proc.wait()
+    zd.on_update = None
+    assert len(notes(zd, tid)) == 1
+    time.sleep(3.5)  # the dead worker's job heartbeat (timeout 2 s + grace 1 s) runs out
+    from worker.jobs import TriageWorker
+
+    TriageWorker.heartbeat_grace_s = 1
+    try:
+        drain(rt)
+    finally:
+        TriageWorker.heartbeat_grace_s = 60
+    assert len(notes(zd, tid)) == 1 and zd.tickets[tid]["priority"] == "urgent"
+    assert list_failed(rt.enqueuer.queue) == []
+
+
+def test_redis_down_answers_503_and_nothing_is_lost(zd, rules_file):
+    server = LocalRedis(appendonly=True).start()
+    try:
+        rt = runtime(settings(server.url, rules_file, zd))
+        http_server, url = serve(rt)
+        with httpx.Client(base_url=url, timeout=10) as http:
+            before = [angry(zd) for _ in range(2)]
+            assert all(deliver(http, zd, t).status_code == 202 for t in before)
+            server.stop()
+            during = angry(zd)
+            r = deliver(http, zd, during)
+            assert r.status_code == 503 and r.headers["Retry-After"]
+            assert http.get("/readyz").status_code == 503
+            server.start()
+            assert deliver(http, zd, during).status_code == 202  # Zendesk's retry
+            drain(rt)
+            for t in [*before, during]:
+                assert zd.tickets[t]["priority"] == "urgent" and len(notes(zd, t)) == 1
+        http_server.should_exit = True
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("case, status", [
+    ("no signature", 401), ("wrong signature", 401), ("stale", 401), ("not json", 400),
+    ("not a ticket", 422), ("too big", 413),
+])
+def test_bad_requests_get_a_clear_answer(stack, zd, case, status):
+    _, http = stack
+    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    body = b'{"kind": "helpdesk-triage/zendesk-trigger/v1", "ticket": {}}'
+    if case == "not json":
+        body = b"{not json"
+    if case == "too big":
+        body = b"x" * 1_100_000
+    headers = {SIGNATURE_HEADER: sign(SECRET, ts, body), TIMESTAMP_HEADER: ts}
+    if case == "no signature":
+        headers.pop(SIGNATURE_HEADER)
+    if case == "wrong signature":
+        headers[SIGNATURE_HEADER] = sign("other-secret", ts, body)
+    if case == "stale":
+        old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+        headers = {SIGNATURE_HEADER: sign(SECRET, old, body), TIMESTAMP_HEADER: old}
+    r = http.post("/webhooks/zendesk", content=body, headers=headers)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]
+
+
+def test_health_and_scoring_api(stack):
+    rt, http = stack
+    assert http.get("/healthz").json() == {"status": "ok"}
+    ready = http.get("/readyz").json()
+    assert ready["ready"] and ready["checks"]["model"].startswith("ok")
+    assert http.post("/v1/score", json={"texts": ["x"]}).status_code == 401
+    r = http.post("/v1/score", json={"texts": ["the site is down", "thanks!"]}, headers={"X-API-Key": "k1"})
+    assert r.status_code == 200, r.text
+    assert [x["sentiment"]["label"] for x in r.json()["results"]] == ["frustrated", "satisfied"]
+    assert http.post("/v1/score", json={"texts": []}, headers={"X-API-Key": "k1"}).status_code == 422
+    assert "/v1/score" in http.get("/openapi.json").json()["paths"]
