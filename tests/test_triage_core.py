@@ -92,11 +92,11 @@ def test_no_write_when_the_ticket_already_matches():
 def test_service_writes_once_per_revision(redis):
     writer = RecordingWriter()
     service = TriageService(lambda: RULES, {"zendesk": writer}, Store(redis), clock=lambda: NOW)
-    assert service.process(event(), scores()).status == "written"
-    assert service.process(event(), scores()).status == "duplicate"
+    assert service.process(event(), lambda e: scores()).status == "written"
+    assert service.process(event(), lambda e: scores()).status == "duplicate"
     assert len(writer.calls) == 1
     # A new customer comment is a new revision: triaged again.
-    assert service.process(event(revision="c2"), scores()).status == "written"
+    assert service.process(event(revision="c2"), lambda e: scores()).status == "written"
     assert len(writer.calls) == 2
 
 
@@ -106,13 +106,13 @@ def test_crashed_attempt_is_not_written_twice(redis):
     assert store.begin(e.key)  # an earlier attempt started, wrote, and died before finish()
     writer = RecordingWriter(applied=True)
     service = TriageService(lambda: RULES, {"zendesk": writer}, store, clock=lambda: NOW)
-    assert service.process(e, scores()).status == "recovered"
+    assert service.process(e, lambda e: scores()).status == "recovered"
     assert writer.calls == []
     # ... and if the marker is absent the write happens.
     e2 = event(revision="c9")
     store.begin(e2.key)
     writer.applied = False
-    assert service.process(e2, scores()).status == "written"
+    assert service.process(e2, lambda e: scores()).status == "written"
 
 
 def test_note_names_scores_words_rules_and_model():

@@ -37,8 +37,7 @@ def triage_job(event_json: str) -> dict:
         _no_retry()
         raise EventError(f"bad event in job: {e}") from None
     try:
-        scores = rt.batch_scorer.scores_for(event)
-        return rt.service.process(event, scores).to_dict()
+        return rt.service.process(event, rt.batch_scorer.scores_for).to_dict()
     except RateLimited as e:
         _retry_after(e.retry_after)
         raise

@@ -57,12 +57,14 @@ class TriageService:
         self.store = store
         self.clock = clock
 
-    def process(self, event: TicketEvent, scores: Scores) -> Outcome:
+    def process(self, event: TicketEvent, score: Callable[[TicketEvent], Scores]) -> Outcome:
+        """Triage one ticket revision; `score` is called only when the revision still needs it."""
         if self.store.is_done(event.key):
             return Outcome("duplicate")
         writer = self.writers.get(event.source)
         if writer is None:
             raise LookupError(f"no write-back configured for source {event.source!r}")
+        scores = score(event)
         decision = decide(event, scores, self.rules(), self.clock())
         a = decision.actions
         if not _writes_something(a):

