@@ -118,3 +118,32 @@ def test_shipped_artifact_records_its_checks():
     assert min(parity["int8_vs_fp32_argmax_agreement"].values()) >= 0.98
     assert meta["decision"]["urgency"]["threshold_label"] == "high"
     assert meta["data_hashes"] and meta["version"]
+
+
+def test_eval_cli_writes_report_and_plots_for_any_csv(tmp_path, capsys):
+    from worker.cli import main
+
+    data = tmp_path / "mine.csv"
+    data.write_text("body,mood,prio\n"
+                    "\"Site down, we lose money every minute\",negative,high\n"
+                    "\"Thanks, all good now\",positive,low\n"
+                    "\"How do I reset my password?\",neutral,medium\n"
+                    "\"Still broken after two days, unacceptable\",negative,high\n")
+    out = tmp_path / "report"
+    assert main(["model", "eval", "--data", str(data), "--text-col", "body", "--sentiment-col", "mood",
+                 "--urgency-col", "prio", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert set(printed) == {"sentiment", "urgency"}
+    assert {p.name for p in out.iterdir()} >= {"report.md", "confusion.png", "reliability.png", "high_urgency_pr.png"}
+    assert "macro-F1" in (out / "report.md").read_text()
+
+
+def test_score_cli_reads_csv_and_jsonl(tmp_path, capsys):
+    from worker.cli import main
+
+    (tmp_path / "t.jsonl").write_text('{"subject": "Login broken", "body": "Nobody can log in"}\n{"text": "thanks"}\n')
+    assert main(["score", "--file", str(tmp_path / "t.jsonl")]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2 and all(x["model_version"] for x in lines)
+    with pytest.raises(SystemExit, match="no such file"):
+        main(["score", "--file", str(tmp_path / "missing.csv")])
