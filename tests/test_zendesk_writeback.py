@@ -136,8 +136,13 @@ def test_group_by_id_and_unknown_name(zd: ZendeskSandbox, writer: ZendeskWriter,
     writer.apply(event, decision(event, group=str(group_id)))
     assert zd.tickets[ticket["id"]]["group_id"] == group_id
     with pytest.raises(VendorRejected, match="no group named"):
-        writer.apply(event, decision(event, group="Nope"))
+        writer.group_id("Nope")
     assert sum(r.path == "/api/v2/groups.json" for r in zd.requests) == 1  # names are cached
+    # A rule naming a group Zendesk lacks: the rest is written and the note says what was skipped.
+    writer.apply(event, decision(event, group="Nope", add_tags=("escalated",)))
+    after = zd.tickets[ticket["id"]]
+    assert after["group_id"] == group_id and "escalated" in after["tags"]
+    assert "no group named 'Nope'" in zd.comments(ticket["id"])[-1]["body"]
 
 
 def test_rate_limit_is_handed_back_not_slept(zd: ZendeskSandbox, writer: ZendeskWriter,

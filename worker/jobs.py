@@ -79,21 +79,21 @@ class BatchScorer:
         cached = self.store.cached_scores(event.key)
         if cached is not None:
             return cached
-        batch = {event.key: event}
-        if self.batch_size > 1:
-            for e in self._queued(self.batch_size - 1):
-                batch.setdefault(e.key, e)
-        won = set(self.store.claim(list(batch)))
-        if event.key not in won:  # another worker is scoring it right now: wait for its result
+        if not self.store.claim([event.key]):
+            # Another worker is scoring this ticket in its batch: its result is moments away.
             deadline = time.monotonic() + self.wait_s
             while time.monotonic() < deadline:
                 time.sleep(0.005)
                 cached = self.store.cached_scores(event.key)
                 if cached is not None:
                     return cached
-            won.add(event.key)
-        todo = [e for k, e in batch.items() if k in won]
-        scores = dict(zip((e.key for e in todo), self.scorer.score([ticket_text(e.subject, e.text) for e in todo])))
+        # Score this ticket with the unclaimed tickets queued behind it, in one model call.
+        batch = [event]
+        if self.batch_size > 1:
+            queued = {e.key: e for e in self._queued(self.batch_size - 1) if e.key != event.key}
+            won = set(self.store.claim(list(queued)))
+            batch += [e for k, e in queued.items() if k in won]
+        scores = dict(zip((e.key for e in batch), self.scorer.score([ticket_text(e.subject, e.text) for e in batch])))
         others = {k: s for k, s in scores.items() if k != event.key}
         if others:
             self.store.cache_scores(others)
@@ -101,7 +101,7 @@ class BatchScorer:
 
     def _queued(self, n: int) -> list[TicketEvent]:
         """Events of the next `n` jobs waiting in the queue (peeked, not taken)."""
-        ids = self.queue.get_job_ids(0, n - 1)
+        ids = self.queue.get_job_ids(0, n)
         if not ids:
             return []
         events = []

@@ -9,6 +9,7 @@ we re-read and retry, so no one else's tag is ever dropped.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from worker.events import TicketEvent
 from worker.ports import marker
 
 T = TypeVar("T")
+log = logging.getLogger("triage.zendesk")
 
 
 class ZendeskWriter:
@@ -111,10 +113,16 @@ class ZendeskWriter:
             if current.priority != actions.priority:
                 changes["priority"] = actions.priority
                 wanted = _retag(wanted, PRIORITY_TAG, actions.priority)
+        problems = []
         if actions.group:
-            group_id = self.group_id(actions.group)
-            if current.group_id != group_id:
-                changes["group_id"] = group_id
+            try:
+                group_id = self.group_id(actions.group)
+            except VendorRejected as e:  # a rule names a group Zendesk lacks: write the rest, say so
+                log.warning("ticket %s: %s; the group is left as is", event.ticket_id, e)
+                problems.append(f"Routing skipped: {e} (fix the rules file).")
+            else:
+                if current.group_id != group_id:
+                    changes["group_id"] = group_id
         if actions.assignee and (actions.override_human or not event.assignee_set_by_human):
             if actions.assignee.isdigit():
                 if current.assignee_id != int(actions.assignee):
@@ -122,8 +130,8 @@ class ZendeskWriter:
                     wanted = _retag(wanted, ASSIGNEE_TAG, actions.assignee)
             else:
                 changes["assignee_email"] = actions.assignee  # Zendesk resolves the agent
-        if actions.note:
-            body = note_body(decision.scores, decision.matched_rules, actions.note_text)
+        if actions.note or problems:
+            body = note_body(decision.scores, decision.matched_rules, "\n".join([actions.note_text, *problems]).strip())
             changes["comment"] = Comment(body=f"{body}\n{marker(event)}", public=False)
         if wanted != tags:
             changes["tags"] = wanted
