@@ -1,0 +1,486 @@
+"""Pipeline throughput and latency: signed Zendesk webhooks -> `triage serve` -> Redis/RQ ->
+`triage worker` x W -> zenpy write-back into the Zendesk sandbox, all on this machine.
+
+  1. ingress alone   a fresh Redis and `triage serve` (its own process), no worker: N signed trigger
+                     webhooks plus dup-rate x N repeated deliveries (shuffled in) from C keep-alive
+                     connections; accepted/s, p50/p95/p99 latency, statuses.   Target >= 500/s, p99 < 50 ms
+  2. end to end      per W in --workers: fresh Redis, sandbox tickets, `triage serve` and W `triage
+                     worker` processes (TRIAGE_MODEL_THREADS=1, rules deploy/rules.example.yaml), then
+                     the same deliveries as fast as the ingress takes them. Checks every ticket got
+                     exactly one PUT, one bot note and one applied update; receipt (first delivery
+                     sent) -> write-back (the sandbox applied the PUT) latency; tickets/s = tickets /
+                     (last write-back - first send). Beside it the model runtime alone on the same texts
+                     (TriageModel(threads=1, batch_size=32).score in W processes, wall of the slowest)
+                     and the ratio e2e / model.                                Target >= 0.7
+Texts: ticket-length real posts (bench/model_bench.py's load_texts, 60-128 tokens); a ticket's subject
+is its text's first words, so the text the worker scores is exactly the text the model run scores.
+The load generator and the sandbox (a ThreadingHTTPServer) run in this process and share the CPUs
+with the ingress, Redis and the workers. Run it on an otherwise idle machine:
+
+  python bench/pipeline_bench.py                    # 2,000 tickets + 10% duplicates; W = 1 and 2
+  python bench/pipeline_bench.py --quick            # smoke run: 200 tickets
+Results: Markdown on stdout, JSON in bench/out/pipeline_bench.json, process logs in
+bench/out/pipeline_bench_logs/. Exit status 1 when a ticket was not written back exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from model_bench import cpu_name, load_texts  # bench/ is on sys.path when run as a script; adds REPO
+from redis import Redis
+from rq import Worker
+
+from connectors.zendesk import normalize
+from connectors.zendesk.sandbox import ZendeskSandbox
+from model.textprep import ticket_text
+from worker.local_redis import LocalRedis, free_port
+from worker.queueing import make_queue
+
+REPO = Path(__file__).resolve().parent.parent
+RULES = REPO / "deploy" / "rules.example.yaml"
+HOST, QUEUE, SECRET = "127.0.0.1", "triage-bench", "bench-webhook-secret"
+EMAIL, TOKEN = "triage-bot@example.com", "bench-token"
+TICKET_PUT = re.compile(r"/api/v2/tickets/(\d+)\.json$")
+T0 = time.perf_counter()
+
+MODEL_PROC = """
+import json, sys, time
+from model.runtime import TriageModel
+texts = json.load(open(sys.argv[2]))
+m = TriageModel(sys.argv[1], threads=1, batch_size=32)
+m.score(texts[:32])
+print("ready", flush=True)
+sys.stdin.readline()
+t = time.perf_counter()
+m.score(texts)
+print(json.dumps({"n": len(texts), "wall_s": time.perf_counter() - t}), flush=True)
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(xs: list[float], q: float, scale: float = 1.0) -> float | None:
+    return round(scale * float(np.percentile(xs, q)), 2) if xs else None
+
+
+class Stack:
+    """One phase: a Redis, a sandbox Zendesk, `triage serve` and workers. close() ends all of them."""
+
+    def __init__(self, name: str, model_dir: Path, logs: Path):
+        self.name, self.model_dir, self.logs = name, model_dir, logs
+        self.tmp = tempfile.mkdtemp(prefix="pipeline-bench-")  # cwd of the processes: no stray .env
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.updates: list[tuple[int, float]] = []  # (ticket id, perf_counter) per applied update
+        self.redis: LocalRedis | None = None
+        self.zd: ZendeskSandbox | None = None
+
+    def __enter__(self) -> Stack:
+        try:
+            self.redis = LocalRedis().start()
+            self.zd = ZendeskSandbox(email=EMAIL, token=TOKEN).start()
+            for group in ("Escalations", "Billing"):  # the groups rules.example.yaml routes to
+                self.zd.add_group(group)
+            self.zd.on_update = lambda ticket, audit: self.updates.append((ticket["id"], time.perf_counter()))
+            self.queue = make_queue(Redis.from_url(self.redis.url, socket_timeout=10), QUEUE)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for _, p in self.procs:
+            if p.poll() is None:
+                p.terminate()  # RQ: warm shutdown; uvicorn: graceful
+        for name, p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name}: {name} (pid {p.pid}) did not stop in 10 s: killing its process group")
+                os.killpg(p.pid, signal.SIGKILL)  # its own session (start_new_session): RQ's scheduler too
+                p.wait(timeout=10)
+        self.procs.clear()
+        if self.zd is not None:
+            self.zd.stop()
+        if self.redis is not None:
+            self.redis.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def env(self) -> dict[str, str]:
+        assert self.zd and self.redis
+        return {**os.environ, **self.zd.env, "PYTHONPATH": str(REPO), "REDIS_URL": self.redis.url,
+                "TRIAGE_RULES": str(RULES), "TRIAGE_MODEL_DIR": str(self.model_dir), "TRIAGE_MODEL_THREADS": "1",
+                "TRIAGE_QUEUE": QUEUE, "TRIAGE_LOG_LEVEL": "INFO", "ZENDESK_SUBDOMAIN": "sandbox",
+                "ZENDESK_EMAIL": EMAIL, "ZENDESK_API_TOKEN": TOKEN, "ZENDESK_WEBHOOK_SECRET": SECRET,
+                "ZENDESK_BOT_USER_ID": str(self.zd.bot_user_id)}
+
+    def spawn(self, name: str, *args: str) -> subprocess.Popen:
+        path = self.logs / f"{self.name}-{name}.log"
+        with path.open("wb") as out:  # the child keeps its own descriptor
+            p = subprocess.Popen([sys.executable, "-m", "worker.cli", *args], cwd=self.tmp, env=self.env(),
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)  # Ctrl-C reaches us; close() stops them in order
+        self.procs.append((name, p))
+        return p
+
+    def check_alive(self) -> None:
+        for name, p in self.procs:
+            if p.poll() is not None:
+                tail = (self.logs / f"{self.name}-{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with status {p.returncode}:\n{tail}")
+
+    def add_tickets(self, items: list[tuple[str, str]]) -> list[int]:
+        assert self.zd
+        return [self.zd.add_ticket(subject, text, requester=f"customer{i % 40}@example.com",
+                                   channel=("web", "email")[i % 2])["id"] for i, (subject, text) in enumerate(items)]
+
+    def scored_texts(self, ids: list[int]) -> list[str]:
+        """What the worker will score for each ticket (the trigger payload, normalised)."""
+        assert self.zd
+        events = [normalize.parse(self.zd.trigger_payload(t), str(self.zd.bot_user_id)).event for t in ids]
+        return [ticket_text(e.subject, e.text) if e else "" for e in events]
+
+    def start_ingress(self) -> int:
+        port = free_port()
+        self.spawn("ingress", "serve", "--host", HOST, "--port", str(port))
+        self.ingress_port = port
+        return port
+
+    def wait_ready(self, workers: int, timeout: float = 180.0) -> None:
+        import http.client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                conn = http.client.HTTPConnection(HOST, self.ingress_port, timeout=2)
+                conn.request("GET", "/healthz")
+                ingress_up = conn.getresponse().status == 200
+                conn.close()
+            except OSError:
+                ingress_up = False
+            if ingress_up and Worker.count(queue=self.queue) >= workers:  # registered after the model loaded
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name}: ingress or {workers} worker(s) not ready in {timeout:.0f} s")
+
+    def request(self, ticket_id: int, **kw) -> bytes:
+        assert self.zd
+        body, headers = self.zd.signed_trigger(ticket_id, SECRET, **kw)
+        head = (f"POST /webhooks/zendesk HTTP/1.1\r\nHost: {HOST}:{self.ingress_port}\r\n"
+                f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()))
+        return head.encode() + b"\r\n" + body
+
+
+# -- load generator: raw HTTP/1.1 over keep-alive connections, one event loop --------------------------
+def _head(raw: bytes) -> tuple[int, int, bool]:
+    lines = raw.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    return int(lines[0].split()[1]), int(headers.get("content-length", 0)), headers.get("connection") == "close"
+
+
+async def _send(port: int, reqs: list[bytes], concurrency: int, timeout: float = 10.0) -> list[tuple]:
+    """Send every request; per request (send time, latency s, HTTP status or 0, answer's status/error)."""
+    results: list[tuple] = [()] * len(reqs)
+    todo = iter(range(len(reqs)))
+
+    async def client() -> None:
+        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        try:
+            for i in todo:
+                t0 = time.perf_counter()
+                try:
+                    if conn is None:
+                        conn = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
+                        t0 = time.perf_counter()
+                    reader, writer = conn
+                    writer.write(reqs[i])
+                    code, length, close = _head(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout))
+                    answer = json.loads(await asyncio.wait_for(reader.readexactly(length), timeout) or b"{}")
+                    results[i] = (t0, time.perf_counter() - t0, code, answer.get("status") or "error")
+                    if close:
+                        writer.close()
+                        conn = None
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
+                    results[i] = (t0, time.perf_counter() - t0, 0, type(e).__name__)
+                    if conn:
+                        conn[1].close()
+                    conn = None
+        finally:
+            if conn:
+                conn[1].close()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return results
+
+
+def deliveries(st: Stack, ids: list[int], dup_rate: float, seed: int) -> tuple[list[bytes], list[int]]:
+    """One signed delivery per ticket plus round(dup_rate x N) repeats of random tickets, shuffled."""
+    rng = random.Random(seed)
+    owners = ids + [rng.choice(ids) for _ in range(round(dup_rate * len(ids)))]
+    rng.shuffle(owners)
+    first = {t: st.request(t) for t in ids}  # a repeat is the same delivery again, as Zendesk retries it
+    return [first[t] for t in owners], owners
+
+
+def deliver(st: Stack, ids: list[int], args: argparse.Namespace) -> tuple[list[tuple], list[int], float]:
+    warm = [st.request(t, current_user_id=st.zd.bot_user_id) for t in ids[:20]]  # type: ignore[union-attr]
+    asyncio.run(_send(st.ingress_port, warm, min(4, args.concurrency)))  # 200 skipped: nothing queued
+    reqs, owners = deliveries(st, ids, args.dup_rate, args.seed)
+    log(f"{st.name}: sending {len(reqs)} signed deliveries ({len(reqs) - len(ids)} repeats), "
+        f"{args.concurrency} concurrent")
+    started = time.perf_counter()
+    results = asyncio.run(_send(st.ingress_port, reqs, args.concurrency))
+    wall = time.perf_counter() - started
+    log(f"{st.name}: sent in {wall:.2f} s ({len(reqs) / wall:.0f}/s)")
+    return results, owners, wall
+
+
+def ingress_summary(results: list[tuple], wall: float) -> dict:
+    lat = [r[1] for r in results]
+    statuses = Counter(f"{r[2]} {r[3]}" for r in results)
+    accepted = sum(1 for r in results if r[2] == 202)
+    return {"deliveries": len(results), "accepted": accepted, "wall_s": round(wall, 3),
+            "accepted_per_s": round(accepted / wall, 1), "p50_ms": pct(lat, 50, 1e3), "p95_ms": pct(lat, 95, 1e3),
+            "p99_ms": pct(lat, 99, 1e3), "max_ms": round(1e3 * max(lat), 2), "statuses": dict(statuses)}
+
+
+# -- phases --------------------------------------------------------------------------------------------
+def run_ingress(args: argparse.Namespace, model_dir: Path, items: list, logs: Path) -> dict:
+    with Stack("ingress", model_dir, logs) as st:
+        ids = st.add_tickets(items)
+        st.start_ingress()
+        st.wait_ready(0)
+        results, _, wall = deliver(st, ids, args)
+        out = ingress_summary(results, wall)
+        out["jobs_queued"] = st.queue.count
+    out["target_met"] = out["accepted_per_s"] >= 500 and (out["p99_ms"] or 1e9) < 50
+    log(f"ingress: {out['accepted_per_s']}/s accepted, p99 {out['p99_ms']} ms, {out['statuses']}")
+    return out
+
+
+def model_rate(model_dir: Path, texts: list[str], procs: int, timeout: float = 600.0) -> dict:
+    """TriageModel(threads=1, batch_size=32).score over the texts split across `procs` processes."""
+    tmp = tempfile.mkdtemp(prefix="pipeline-bench-model-")
+    running: list[subprocess.Popen] = []
+    try:
+        for k in range(procs):
+            path = Path(tmp) / f"texts{k}.json"
+            path.write_text(json.dumps(texts[k::procs]))
+            running.append(subprocess.Popen([sys.executable, "-c", MODEL_PROC, str(model_dir), str(path)], cwd=REPO,
+                                            env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + timeout
+        for p in running:
+            ready, _, _ = select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready or p.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+                raise RuntimeError(f"model process {p.pid} did not get ready (status {p.poll()})")
+        for p in running:
+            p.stdin.write("go\n")  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
+        walls = [json.loads(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0].strip().splitlines()[-1])
+                 ["wall_s"] for p in running]
+    finally:
+        for p in running:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"processes": procs, "wall_s": round(max(walls), 3), "texts_per_s": round(len(texts) / max(walls), 1)}
+
+
+def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[str], w: int, logs: Path) -> dict:
+    with Stack(f"e2e-w{w}", model_dir, logs) as st:
+        ids = st.add_tickets(items)
+        same_texts = st.scored_texts(ids) == texts
+        for k in range(w):
+            st.spawn(f"worker{k + 1}", "worker", "--name", f"bench-{k + 1}-{os.getpid()}")
+        st.start_ingress()
+        log(f"{st.name}: waiting for the ingress and {w} worker(s) to load the model")
+        st.wait_ready(w)
+        results, owners, send_wall = deliver(st, ids, args)
+        first_send: dict[int, float] = {}
+        for owner, r in zip(owners, results):
+            first_send[owner] = min(first_send.get(owner, r[0]), r[0])
+
+        deadline, next_log, idle_since = time.monotonic() + args.timeout, 0.0, None
+        while time.monotonic() < deadline:
+            done = len({t for t, _ in list(st.updates)})
+            if done >= len(ids):
+                break
+            st.check_alive()
+            now = time.monotonic()
+            if now >= next_log:
+                rate = done / max(1e-9, time.perf_counter() - min(first_send.values()))
+                log(f"{st.name}: {done}/{len(ids)} tickets written back ({rate:.1f}/s), {st.queue.count} jobs queued")
+                busy = st.queue.count or st.queue.started_job_registry.count or st.queue.scheduled_job_registry.count
+                idle_since = None if busy else idle_since or now
+                if idle_since and now - idle_since > 5:
+                    log(f"{st.name}: queue idle for 5 s with {len(ids) - done} tickets not written back: giving up")
+                    break
+                next_log = now + 2
+            time.sleep(0.1)
+        time.sleep(1.5)  # a late duplicate write would show up now
+        requests = st.zd.requests  # type: ignore[union-attr]
+        bot = st.zd.bot_user_id  # type: ignore[union-attr]
+        puts = Counter(int(m.group(1)) for r in requests if r.method == "PUT" and (m := TICKET_PUT.search(r.path)))
+        notes = {t: sum(1 for c in st.zd.comments(t) if not c["public"] and c["author_id"] == bot)  # type: ignore
+                 for t in ids}
+        updated = Counter(t for t, _ in st.updates)
+        written = {}
+        for t, at in st.updates:
+            written.setdefault(t, at)
+        exactly_once = sum(1 for t in ids if puts[t] == 1 and notes[t] == 1 and updated[t] == 1)
+        queue_left = {"queued": st.queue.count, "failed (DLQ)": st.queue.failed_job_registry.count,
+                      "scheduled": st.queue.scheduled_job_registry.count}
+        sandbox_errors = Counter(f"{r.method} {r.status}" for r in requests if r.status >= 300)
+        calls = Counter(r.method for r in requests)
+
+    lat = [written[t] - first_send[t] for t in ids if t in written]
+    span = (max(written.values()) - min(first_send.values())) if written else float("nan")
+    out = {"workers": w, "tickets": len(ids), "written_back": len(written), "exactly_once": exactly_once,
+           "more_than_once": sum(1 for t in ids if max(puts[t], notes[t], updated[t]) > 1),
+           "ingress": ingress_summary(results, send_wall), "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
+           "max_s": round(max(lat), 2) if lat else None, "span_s": round(span, 2),
+           "tickets_per_s": round(len(written) / span, 1) if written else 0.0,
+           "sandbox_calls": dict(calls), "sandbox_errors": dict(sandbox_errors), "queue_after": queue_left,
+           "scored_text_matches_model_run": same_texts}
+    log(f"{st.name}: {len(written)}/{len(ids)} written back, {exactly_once} exactly once, "
+        f"{out['tickets_per_s']} tickets/s, p50 {out['p50_s']} s, p95 {out['p95_s']} s")
+    return out
+
+
+# -- main ----------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tickets", type=int, help="tickets per phase (default 2000; 200 with --quick)")
+    p.add_argument("--dup-rate", type=float, default=0.1,
+                   help="repeated deliveries per ticket, shuffled in (default 0.1: 10%% of N more requests)")
+    p.add_argument("--workers", default="1,2", help="worker process counts to run end to end (default 1,2)")
+    p.add_argument("--concurrency", type=int, default=16, help="concurrent keep-alive connections (default 16)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 200 tickets unless --tickets says otherwise")
+    p.add_argument("--skip-ingress", action="store_true", help="skip phase 1 (ingress alone)")
+    p.add_argument("--skip-e2e", action="store_true", help="skip phase 2 (end to end and the model runs)")
+    p.add_argument("--model-dir", default=str(REPO / "model" / "artifacts" / "triage-v1"),
+                   help="exported model folder (default model/artifacts/triage-v1, the shipped model)")
+    p.add_argument("--fallback-model-dir", default=str(REPO / "runs" / "mini"),
+                   help="used when --model-dir has no model (default runs/mini)")
+    p.add_argument("--seed", type=int, default=13, help="text sample and delivery order seed (default 13)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds to wait for the write-backs of one end-to-end run (default 600)")
+    p.add_argument("--out", default=str(REPO / "bench" / "out" / "pipeline_bench.json"))
+    args = p.parse_args(argv)
+    args.tickets = args.tickets or (200 if args.quick else 2000)
+    try:
+        args.workers = [int(x) for x in args.workers.split(",") if x.strip()]
+    except ValueError:
+        p.error("--workers: give counts like 1,2")
+    if args.tickets < 1 or args.concurrency < 1 or not 0 <= args.dup_rate <= 10 or min(args.workers, default=0) < 1:
+        p.error("--tickets, --concurrency and --workers must be at least 1; --dup-rate 0..10")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "triage.json").is_file():
+        log(f"no model at {model_dir}; using {args.fallback_model_dir}")
+        model_dir = Path(args.fallback_model_dir)
+    meta = json.loads((model_dir / "triage.json").read_text())
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        log(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: something else runs, figures will be low")
+    texts, lengths = load_texts(args.tickets, args.seed, model_dir / "tokenizer.json", int(meta["max_tokens"]), 60, 128)
+    if len(texts) < args.tickets:
+        log(f"only {len(texts)} texts of 60-128 tokens found")
+        return 1
+    items = [(" ".join(t.split(" ")[:8]), t) for t in texts]  # subject: the text's first words
+    log(f"{len(texts)} texts, tokens mean {np.mean(lengths):.1f}; model {model_dir} ({meta['version']})")
+    logs = Path(args.out).parent / "pipeline_bench_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    ingress = None if args.skip_ingress else run_ingress(args, model_dir, items, logs)
+    e2e = []
+    for w in [] if args.skip_e2e else args.workers:
+        log(f"model alone: {w} process(es) x 1 thread over the same {len(texts)} texts")
+        model = model_rate(model_dir, texts, w)
+        log(f"model alone, {w} process(es): {model['texts_per_s']} texts/s")
+        run = run_e2e(args, model_dir, items, texts, w, logs)
+        run["model"] = model
+        run["e2e_over_model"] = round(run["tickets_per_s"] / model["texts_per_s"], 3)
+        run["target_met"] = run["e2e_over_model"] >= 0.7
+        e2e.append(run)
+
+    dups = round(args.dup_rate * args.tickets)
+    print(f"\n## Pipeline: {args.tickets} tickets + {dups} repeated deliveries, {args.concurrency} concurrent; "
+          f"model {model_dir.name} ({meta['version']}); {os.cpu_count()} CPUs ({cpu_name()})\n")
+    if ingress:
+        print("### Ingress alone (`triage serve`, own process, no worker)\n")
+        print("| deliveries | accepted/s | p50 ms | p95 ms | p99 ms | max ms | answers | jobs queued | target |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        i = ingress
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(i["statuses"].items()))
+        print(f"| {i['deliveries']} | {i['accepted_per_s']:.0f} | {i['p50_ms']} | {i['p95_ms']} | {i['p99_ms']} | "
+              f"{i['max_ms']} | {answers} | {i['jobs_queued']} | "
+              f"{'met' if i['target_met'] else 'MISSED'} (>= 500/s, p99 < 50 ms) |\n")
+    if e2e:
+        print("### End to end (webhook -> ingress -> RQ -> `triage worker` x W -> write-back)\n")
+        print("| W | written back | exactly once | e2e tickets/s | receipt->write-back p50 / p95 s | "
+              "ingress/s, p99 ms | model alone texts/s | e2e/model | target |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in e2e:
+            print(f"| {r['workers']} | {r['written_back']}/{r['tickets']} | {r['exactly_once']}/{r['tickets']} | "
+                  f"{r['tickets_per_s']} | {r['p50_s']} / {r['p95_s']} | {r['ingress']['accepted_per_s']:.0f}, "
+                  f"{r['ingress']['p99_ms']} | {r['model']['texts_per_s']} | {r['e2e_over_model']:.2f} | "
+                  f"{'met' if r['target_met'] else 'MISSED'} (>= 0.7) |")
+        for r in e2e:
+            print(f"\nW={r['workers']}: sandbox calls {r['sandbox_calls']}, errors {r['sandbox_errors'] or 'none'}, "
+                  f"queue after {r['queue_after']}, tickets written more than once: {r['more_than_once']}"
+                  + ("" if r["scored_text_matches_model_run"] else "; WARNING: the worker's texts differ"))
+        print("\n'exactly once': one PUT, one internal bot note and one applied update per ticket. Model alone: "
+              "TriageModel(threads=1, batch_size=32).score over the same texts in W processes (wall of the "
+              "slowest). Rules: deploy/rules.example.yaml (the sandbox has its Escalations and Billing groups).")
+    print("The load generator and the sandbox Zendesk (ThreadingHTTPServer) run in the bench process and share "
+          f"the {os.cpu_count()} CPUs with the ingress, Redis and the workers.")
+
+    import onnxruntime
+    import rq
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu_name(), "cpus": os.cpu_count(),
+        "load_average_at_start": round(load, 2), "versions": {"onnxruntime": onnxruntime.__version__,
+                                                              "rq": rq.__version__},
+        "model_dir": str(model_dir), "model_version": meta["version"], "rules": str(RULES),
+        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "texts": {"n": len(texts), "token_mean": round(float(np.mean(lengths)), 1)},
+        "ingress": ingress, "e2e": e2e}, indent=1))
+    log(f"wrote {out}")
+    return 0 if all(r["exactly_once"] == r["tickets"] and not r["more_than_once"] for r in e2e) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
