@@ -163,12 +163,18 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
     out.mkdir(parents=True, exist_ok=True)
 
     splits: Splits = load_splits(cfg["datasets"], data_root, seed)
+    extra: list[Row] = []
     for path in extra_csv or []:  # e.g. `triage feedback export` output: human labels weigh more
-        splits.train.extend(read_csv(path, sentiment_col="sentiment", urgency_col="urgency",
-                                     weight_col="weight", source="extra"))
+        extra.extend(read_csv(path, sentiment_col="sentiment", urgency_col="urgency",
+                              weight_col="weight", source="extra"))
     train_rows = splits.train
-    if limit:
-        train_rows = random.Random(seed).sample(train_rows, min(limit, len(train_rows)))
+    if limit:  # a smoke run samples the public data; the extra rows are what it is run for: all kept
+        train_rows = random.Random(seed).sample(train_rows, max(0, min(limit - len(extra), len(train_rows))))
+    train_rows = train_rows + extra
+    data_summary = {"train_rows": len(train_rows), "extra_rows": len(extra),
+                    "extra_weight": round(sum(r.weight for r in extra), 4), "extra_csv": list(extra_csv or [])}
+    if extra:
+        tqdm.write(json.dumps(data_summary))
     enc_dir = encoder_dir(cfg["encoder"])
     max_tokens = int(cfg["max_tokens"])
     tok = load_tokenizer(enc_dir, max_tokens)
@@ -237,7 +243,7 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
                     best = report["selection"]
                     torch.save({"state_dict": net.state_dict(), "config": cfg, "step": step,
                                 "encoder_dir": str(enc_dir), "report": report,
-                                "data_hashes": splits.hashes}, out / "best.pt")
+                                "data_hashes": splits.hashes, "data": data_summary}, out / "best.pt")
     bar.close()
     return out / "best.pt"
 

@@ -72,7 +72,7 @@ business_hours: {timezone: Europe/Paris, days: [mon, tue, wed, thu, fri], start:
 rules:
   - name: angry-and-urgent
     when:                     # all conditions must hold; a list value means "any of"
-      source: zendesk
+      source: [zendesk, jira]   # project is a Jira condition: a zendesk-only rule could never match
       sentiment: frustrated
       urgency: [high]
       confidence_at_least: 0.6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis import Redis
 
@@ -32,11 +32,15 @@ def connect_redis(settings: Settings) -> Redis:
 class Rules:
     """The current routing rules: reloaded from TRIAGE_RULES when it changes, else defaults."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, builtin: RuleSet | None = None):
         self.reloader = RulesReloader(path) if path else None
+        self.builtin = builtin  # rules the configuration adds after the file's (SLACK_ALERT_CHANNEL)
 
     def __call__(self) -> RuleSet:
-        return self.reloader.current() if self.reloader else RuleSet()
+        current = self.reloader.current() if self.reloader else RuleSet()
+        if self.builtin is None or not self.builtin.rules:
+            return current
+        return replace(current, rules=current.rules + self.builtin.rules)
 
     def error(self) -> str | None:
         return self.reloader.error if self.reloader else None
@@ -63,6 +67,46 @@ def zendesk_writer(settings: Settings) -> Writer:
     return ZendeskWriter(zendesk_client(settings))
 
 
+def zendesk_link(settings: Settings):
+    """The agent-interface URL of a Zendesk ticket event (links in Slack alerts and /triage)."""
+    subdomain = settings.zendesk.subdomain
+    return lambda event: f"https://{subdomain}.zendesk.com/agent/tickets/{event.ticket_id}"
+
+
+def jira_api(settings: Settings):
+    from connectors.jira.transport import JiraApi
+
+    j = settings.jira
+    return JiraApi.connect(j.url, j.email, j.api_token.reveal())
+
+
+def jira_priorities(settings: Settings):
+    from connectors.jira.normalize import PriorityMap
+
+    return PriorityMap.parse(settings.jira.priority_map)
+
+
+def jira_writer(settings: Settings) -> Writer:
+    from connectors.jira.writeback import JiraWriter
+
+    j = settings.jira
+    return JiraWriter(jira_api(settings), bot_account_id=j.bot_account_id or None,
+                      priorities=jira_priorities(settings), group_field=j.group_field)
+
+
+def jira_link(settings: Settings):
+    """The browse URL of a Jira issue event."""
+    url = settings.jira.url
+    return lambda event: f"{url}/browse/{event.ticket_id}"
+
+
+def slack_api(settings: Settings, redis: Redis):
+    from connectors.slack.api import ChannelPacer, SlackApi, make_client
+
+    s = settings.slack
+    return SlackApi(make_client(s.bot_token.reveal(), s.api_url), ChannelPacer(redis))
+
+
 @dataclass
 class Runtime:
     """Everything a worker process or the HTTP ingress needs, built once."""
@@ -82,6 +126,13 @@ class Runtime:
         writers: dict[str, Writer] = {}
         if self.settings.zendesk.enabled:
             writers["zendesk"] = zendesk_writer(self.settings)
+        if self.settings.jira.enabled:
+            writers["jira"] = jira_writer(self.settings)
+        if self.settings.slack.enabled:
+            from connectors.slack.writer import SlackWriter
+
+            writers["slack"] = SlackWriter(self.slack_api, self.redis, dict(self.settings.slack.reactions),
+                                           self.settings.dedupe_ttl_s)
         return writers
 
     @functools.cached_property
@@ -91,8 +142,73 @@ class Runtime:
         return self.writers["zendesk"].bot_user_id()  # type: ignore[attr-defined]
 
     @functools.cached_property
+    def jira_bot_account_id(self) -> str:
+        if self.settings.jira.bot_account_id or not self.settings.jira.enabled:
+            return self.settings.jira.bot_account_id
+        return self.writers["jira"].bot_account_id()  # type: ignore[attr-defined]
+
+    @functools.cached_property
     def service(self) -> TriageService:
-        return TriageService(self.rules, self.writers, self.store)
+        return TriageService(self.rules, self.writers, self.store, notifier=self.notifier)
+
+    # -- Slack ----------------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def slack_api(self):
+        if not self.settings.slack.enabled:
+            raise ConfigError("Slack is not configured: set SLACK_BOT_TOKEN (see deploy/env.example)")
+        return slack_api(self.settings, self.redis)
+
+    @functools.cached_property
+    def slack_contexts(self):
+        from connectors.slack.context import ContextStore
+
+        return ContextStore(self.redis, self.settings.dedupe_ttl_s)
+
+    @functools.cached_property
+    def notifier(self):
+        """Posts notify_slack alerts (any source) when Slack is configured, else None."""
+        if not self.settings.slack.enabled:
+            return None
+        from connectors.slack.writer import SlackNotifier
+
+        return SlackNotifier(self.slack_api, self.slack_contexts, self.redis, self.ticket_links,
+                             self.settings.dedupe_ttl_s)
+
+    @functools.cached_property
+    def ticket_links(self) -> dict:
+        links = {"zendesk": zendesk_link(self.settings)} if self.settings.zendesk.enabled else {}
+        if self.settings.jira.enabled:
+            links["jira"] = jira_link(self.settings)
+        return links
+
+    @functools.cached_property
+    def feedback(self):
+        from worker.feedback import FeedbackStore
+
+        return FeedbackStore(self.redis)
+
+    def slack_app(self, socket_mode: bool = False):
+        """The Bolt app (HTTP: signing secret; socket mode: app token). Calls auth.test."""
+        from connectors.slack.app import SlackBackend, create_slack_app
+
+        s = self.settings.slack
+        fetchers, hosts = {}, {}
+        if self.settings.zendesk.enabled:
+            fetchers["zendesk"] = self.writers["zendesk"].fetch_event  # type: ignore[attr-defined]
+            hosts["zendesk"] = self.settings.zendesk.subdomain
+        if self.settings.jira.enabled:
+            from urllib.parse import urlsplit
+
+            fetchers["jira"] = self.writers["jira"].fetch_event  # type: ignore[attr-defined]
+            hosts["jira"] = (urlsplit(self.settings.jira.url).hostname or "").lower()
+        backend = SlackBackend(
+            api=self.slack_api, scorer=lambda: self.scorer, rules=self.rules, enqueuer=self.enqueuer,
+            redis=self.redis, feedback=self.feedback, contexts=self.slack_contexts,
+            watch_channels=frozenset(s.watch_channels), alert_channel=s.alert_channel,
+            reactions=dict(s.reactions), fetchers=fetchers, hosts=hosts, links=self.ticket_links,
+            process=self.service.process)
+        return create_slack_app(backend, signing_secret=s.signing_secret.reveal(), socket_mode=socket_mode)
 
     @functools.cached_property
     def batch_scorer(self) -> BatchScorer:
@@ -102,7 +218,12 @@ class Runtime:
 def build(settings: Settings) -> Runtime:
     redis = connect_redis(settings)
     queue = make_queue(redis, settings.queue_name)
-    return Runtime(settings, redis, Rules(settings.rules_path), Store(redis, settings.dedupe_ttl_s),
+    builtin = None
+    if settings.slack.enabled and settings.slack.alert_channel:
+        from connectors.slack.rules import alert_rules
+
+        builtin = alert_rules(settings.slack.alert_channel)
+    return Runtime(settings, redis, Rules(settings.rules_path, builtin), Store(redis, settings.dedupe_ttl_s),
                    Enqueuer(queue, settings.retry_intervals_s, settings.job_timeout_s))
 
 
@@ -132,4 +253,19 @@ def http_app(rt: Runtime):
     if z.enabled:
         routers.append(zendesk_router(z.webhook_secret.reveal(), lambda: rt.zendesk_bot_user_id, rt.enqueuer,
                                       rt.settings.max_body_bytes, rt.settings.signature_window_s))
+    j = rt.settings.jira
+    if j.enabled:
+        from connectors.jira.inbound import jira_router
+
+        routers.append(jira_router(j.webhook_secret.reveal(), lambda: rt.jira_bot_account_id, rt.enqueuer,
+                                   rt.settings.max_body_bytes, jira_priorities(rt.settings)))
+    s = rt.settings.slack
+    if s.enabled and s.signing_secret:
+        from connectors.slack.inbound import slack_router
+
+        routers.append(slack_router(rt.slack_app(), rt.settings.max_body_bytes))
+        log.info("slack: POST /slack/events (watching %d channel(s))", len(s.watch_channels))
+    elif s.enabled:
+        log.info("slack: no SLACK_SIGNING_SECRET, so no /slack/events (alerts are still posted; "
+                 "Socket Mode: `triage slack --socket`)")
     return create_app(rt.redis, lambda: rt.scorer, rt.rules.error, rt.settings.api_keys, routers)

@@ -15,7 +15,7 @@ from worker.errors import TriageError
 
 DESCRIPTION = """\
 helpdesk-triage: scores every ticket's sentiment and urgency with a local model and writes
-tags, priority, routing and an internal note back to Zendesk.
+tags, priority, routing and an internal note back to Zendesk or Jira Service Management.
 
 Start here:
   triage demo                      the whole flow on a sandbox helpdesk, no account needed
@@ -26,6 +26,9 @@ Run it:
   triage serve                     HTTP ingress: webhooks, /healthz, /readyz, /v1/score
   triage worker                    score and write back (run as many as you like, on any machine)
   triage poll zendesk              catch up through the incremental export instead of webhooks
+  triage poll jira --jql "..."     catch up through a Jira JQL search instead of webhooks
+  triage slack --socket            the Slack app over Socket Mode (HTTP mode: POST /slack/events on serve)
+  triage feedback export|stats     agents' corrections from Slack: training CSV, agreement per head
 
 Settings come from the environment or a .env file: see deploy/env.example.
 """
@@ -53,6 +56,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     rt.scorer  # load the model now: readiness and the first request should not wait  # noqa: B018
     if rt.settings.zendesk.enabled:
         logging.getLogger("triage").info("zendesk bot user id: %s", rt.zendesk_bot_user_id)
+    if rt.settings.jira.enabled:  # resolved now: webhooks must not wait for Jira
+        from worker.errors import VendorAuthError, VendorError
+
+        try:
+            logging.getLogger("triage").info("jira bot account id: %s", rt.jira_bot_account_id)
+        except VendorAuthError:
+            raise
+        except VendorError as e:  # Jira down: webhooks answer 503 (Jira retries) until it is back
+            logging.getLogger("triage").warning("jira bot account id not known yet: %s", e)
     uvicorn.run(http_app(rt), host=args.host, port=args.port, log_level="warning",
                 access_log=args.access_log, workers=1)
     return 0
@@ -65,7 +77,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     rt = _runtime()
     if not rt.writers:
-        raise TriageError("no helpdesk configured: set the ZENDESK_* variables (see deploy/env.example)")
+        raise TriageError("no helpdesk configured: set the ZENDESK_* or JIRA_* variables (see deploy/env.example)")
     rt.scorer  # noqa: B018
     worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer,
                           name=args.name)
@@ -74,6 +86,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
+    if args.system == "jira":
+        return _poll_jira(args)
+    if args.jql:
+        raise TriageError("--jql is for `triage poll jira`")
     from connectors.zendesk.poller import ZendeskPoller
     from worker.bootstrap import zendesk_client
 
@@ -87,6 +103,25 @@ def cmd_poll(args: argparse.Namespace) -> int:
             print(f"{len(page.events)} changed tickets queued, {len(page.skipped)} skipped")
             if page.end_of_stream:
                 return 0
+    poller.run(rt.enqueuer.submit, interval_s=args.interval)
+    return 0
+
+
+def _poll_jira(args: argparse.Namespace) -> int:
+    from connectors.jira.poller import JiraPoller, check_jql
+    from worker.bootstrap import jira_api, jira_priorities
+
+    jql = check_jql(args.jql or "")  # before connecting: a wrong filter is the admin's first mistake
+    rt = _runtime()
+    j = rt.settings.jira
+    if not j.enabled:
+        raise TriageError("set JIRA_URL, JIRA_EMAIL and JIRA_API_TOKEN to poll Jira (see deploy/env.example)")
+    poller = JiraPoller(jira_api(rt.settings), rt.redis, rt.jira_bot_account_id, jql,
+                        priorities=jira_priorities(rt.settings), overlap_s=j.poll_overlap_s)
+    if args.once:
+        done = poller.poll_once(rt.enqueuer.submit)
+        print(f"{len(done.events)} changed issues queued, {len(done.skipped)} skipped ({done.pages} pages)")
+        return 0
     poller.run(rt.enqueuer.submit, interval_s=args.interval)
     return 0
 
@@ -151,6 +186,59 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_slack(args: argparse.Namespace) -> int:
+    rt = _runtime()
+    s = rt.settings.slack
+    if not s.enabled:
+        raise TriageError("set SLACK_BOT_TOKEN (and SLACK_APP_TOKEN for Socket Mode): see deploy/env.example "
+                          "and the README's 'Connect Slack'")
+    if args.check:
+        me = rt.slack_api.auth_test()
+        print(f"Slack OK: bot {me.get('user')} ({me.get('user_id')}) in {me.get('team')} ({me.get('url')})")
+        print(f"watched channels: {', '.join(s.watch_channels) or '(none)'}; alerts: {s.alert_channel or '(off)'}")
+        print("HTTP mode: " + ("POST /slack/events on `triage serve`" if s.signing_secret else
+                               "off (no SLACK_SIGNING_SECRET)"))
+        print("Socket Mode: " + ("`triage slack --socket`" if s.app_token else "off (no SLACK_APP_TOKEN)"))
+        return 0
+    if not args.socket:
+        raise TriageError("choose: `triage slack --socket` (Socket Mode) or `triage slack --check`; HTTP mode "
+                          "runs inside `triage serve` (POST /slack/events)")
+    if not s.app_token:
+        raise TriageError("Socket Mode needs SLACK_APP_TOKEN: an app-level token (xapp-...) with the "
+                          "connections:write scope (app settings > Basic Information > App-Level Tokens)")
+    from connectors.slack.socket import run_socket_mode
+
+    rt.scorer  # load the model before the first /triage  # noqa: B018
+    run_socket_mode(rt.slack_app(socket_mode=True), s.app_token.reveal())
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from worker.feedback import agreement, agreement_json, export_rows, format_agreement, write_csv
+
+    rt = _runtime()
+    since = datetime.now(UTC) - timedelta(days=args.days) if args.days else None
+    if args.feedback_command == "export":
+        verdicts = list(rt.feedback.all(since))
+        rows = export_rows(verdicts, args.weight)
+        if args.out == "-":
+            write_csv(rows, sys.stdout)
+        else:
+            with open(args.out, "w", newline="", encoding="utf-8") as f:
+                write_csv(rows, f)
+        labels = {h: sum(1 for r in rows if r[h]) for h in ("sentiment", "urgency")}
+        print(f"{len(rows)} training rows ({labels['sentiment']} sentiment and {labels['urgency']} urgency labels, "
+              f"weight {args.weight:g}) from {len(verdicts)} verdicts"
+              + (f" -> {args.out}\nnext: triage model train --extra-csv {args.out}" if args.out != "-" else ""),
+              file=sys.stderr)
+        return 0
+    rows_stats = agreement(rt.feedback.all(since), args.by)
+    print(json.dumps(agreement_json(rows_stats), indent=2) if args.json else format_agreement(rows_stats))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -182,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("poll", help="fetch changed tickets from a helpdesk API and queue them")
-    p.add_argument("system", choices=["zendesk"])
+    p.add_argument("system", choices=["zendesk", "jira"])
+    p.add_argument("--jql", help='jira: which issues, e.g. "project = SUP" (no ORDER BY; the poller adds a '
+                                 'window on updated)')
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between passes (default 60)")
     p.set_defaults(func=cmd_poll)
@@ -200,6 +290,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tickets", required=True, help="JSON lines of tickets")
     p.add_argument("--model-dir")
     p.set_defaults(func=cmd_rules_test)
+
+    p = sub.add_parser("slack", formatter_class=FMT, help="Slack: Socket Mode, or check the connection",
+                       description="The Slack app (/triage, the message shortcut, channel watch, feedback). "
+                                   "HTTP mode runs inside `triage serve` (POST /slack/events); Socket Mode "
+                                   "needs no public URL.",
+                       epilog="examples:\n  triage slack --check     # token, channels, modes\n"
+                              "  triage slack --socket    # serve Slack over Socket Mode (SLACK_APP_TOKEN)")
+    p.add_argument("--socket", action="store_true", help="connect with Socket Mode and serve until stopped")
+    p.add_argument("--check", action="store_true", help="check the bot token (auth.test) and print the setup")
+    p.set_defaults(func=cmd_slack)
+
+    fb = sub.add_parser("feedback", help="agents' corrections: export for training, agreement stats",
+                        description="Every correction made in Slack (Wrong sentiment / Wrong urgency / "
+                                    "Correct?) is kept in Redis with the text, the model's labels, the "
+                                    "right labels, who and when.")
+    fsub = fb.add_subparsers(dest="feedback_command", required=True)
+    p = fsub.add_parser("export", formatter_class=FMT, help="write a training CSV (text, sentiment, urgency, weight)",
+                        epilog="example:\n  triage feedback export --out feedback.csv\n"
+                               "  triage model train --extra-csv feedback.csv")
+    p.add_argument("--out", default="feedback.csv", help="CSV file, or - for stdout (default feedback.csv)")
+    p.add_argument("--weight", type=float, default=2.0,
+                   help="training weight of a human-confirmed row (public data rows weigh 1; default 2)")
+    p.add_argument("--days", type=int, help="only verdicts of the last N days")
+    p.set_defaults(func=cmd_feedback)
+    p = fsub.add_parser("stats", help="how often agents agreed with each head, per day/week/month")
+    p.add_argument("--by", choices=["day", "week", "month"], default="week")
+    p.add_argument("--days", type=int, help="only verdicts of the last N days")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=cmd_feedback)
 
     dlq = sub.add_parser("dlq", help="the dead-letter queue: jobs that failed after their last retry")
     dsub = dlq.add_subparsers(dest="dlq_command", required=True)

@@ -54,6 +54,9 @@ class Actions:
     note_text: str = ""  # extra text for the note
     notify_slack: tuple[str, ...] = ()  # channel ids or names
     override_human: bool = False  # set priority/assignee even when an agent chose them
+    # Jira only (other helpdesks ignore them):
+    request_type: str = ""  # JSM request type, by name or id
+    jira_fields: tuple[tuple[str, str], ...] = ()  # (field id or name, value): e.g. a queue/team field
 
     def merge(self, other: Actions) -> Actions:
         """Later rules add tags and notifications; a later explicit value wins."""
@@ -68,6 +71,8 @@ class Actions:
             note_text="\n".join(t for t in (self.note_text, other.note_text) if t),
             notify_slack=tuple(dict.fromkeys(self.notify_slack + other.notify_slack)),
             override_human=self.override_human or other.override_human,
+            request_type=other.request_type or self.request_type,
+            jira_fields=tuple({**dict(self.jira_fields), **dict(other.jira_fields)}.items()),
         )
 
     @property

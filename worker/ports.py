@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from worker.decision import Scores, TriageDecision
 from worker.events import TicketEvent
@@ -36,3 +36,22 @@ class Writer(Protocol):
 def marker(event: TicketEvent) -> str:
     """A token written into the internal note that identifies the triaged revision."""
     return f"[triage:{event.key}]"
+
+
+@runtime_checkable
+class Refresher(Protocol):
+    """Optional, on a Writer whose payloads are partial or may be stale (Jira's comment webhooks
+    carry a slim issue): the use case calls refresh() before deciding."""
+
+    def refresh(self, event: TicketEvent) -> TicketEvent:
+        """The event with the ticket's current fields (tags, priority, assignee, who set them, ...),
+        keeping its source, ticket id, revision, text and changed_by: the same key."""
+        ...
+
+
+class Notifier(Protocol):
+    """Tells people about a decision whose rules say notify_slack (after the write-back). Must be
+    idempotent per event key and channel: a retried job calls it again."""
+
+    def notify(self, event: TicketEvent, decision: TriageDecision) -> None:
+        ...

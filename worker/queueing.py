@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
@@ -14,6 +17,7 @@ from worker.store import PREFIX
 
 JOB_FUNC = "worker.jobs.triage_job"
 FAILED_TTL_S = 30 * 24 * 3600  # the dead-letter queue keeps jobs this long
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class QueueUnavailable(TriageError):
@@ -21,7 +25,11 @@ class QueueUnavailable(TriageError):
 
 
 def job_id(event: TicketEvent) -> str:
-    return f"{PREFIX}-{event.key}".replace(":", "-")
+    """RQ allows letters, digits, _ and - in job ids. A key with other characters (a Slack ts has a
+    dot) gets them replaced plus a short hash of the key, so two keys never share an id."""
+    raw = f"{PREFIX}-{event.key}".replace(":", "-")
+    safe = _UNSAFE.sub("_", raw)
+    return safe if safe == raw else f"{safe}-{hashlib.sha1(event.key.encode()).hexdigest()[:8]}"
 
 
 def make_queue(redis: Redis, name: str) -> Queue:

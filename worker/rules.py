@@ -33,9 +33,10 @@ File format (see deploy/rules.example.yaml for a commented example)::
           tags_absent: [spam]   # none may be on the ticket
           organization: [Acme Inc]
           requester_domain: [acme.com]
+          reporter_domain: [acme.com]  # the same condition, in Jira's words
           business_hours: false # true = now is inside business_hours, false = outside
-          project: [SUP]        # event.extra["project"] (Jira); likewise issue_type
-          request_type: [Bug]   # and request_type
+          project: [SUP]        # Jira only: project key; likewise issue_type
+          request_type: [Bug]   # and the JSM request type (names)
         then:                   # required (may be {}); merged with Actions.merge, in order
           add_tags: [escalated] # a string or a list
           priority: urgent      # low | normal | high | urgent
@@ -45,7 +46,13 @@ File format (see deploy/rules.example.yaml for a commented example)::
           note_text: "Escalated by rule"   # extra note text (implies note: true)
           notify_slack: "#support-alerts"  # a string or a list
           override_human: false # set priority/assignee even when an agent chose them
+          request_type: "Report an incident"  # Jira only: set the JSM request type (name or id)
+          jira_fields:          # Jira only: set fields, e.g. the field a JSM queue filters on
+            customfield_10050: "Tier 2"       # field id or name -> value
           stop: true            # matching this rule ends evaluation
+
+Jira-only conditions (project, issue_type, request_type) and actions (request_type,
+jira_fields) in a rule whose `source` excludes jira are errors: the rule could never apply.
 
 Text comparisons (channel, organization, domains, Jira fields, tags) ignore case. Tags are
 normalised for Zendesk: lowercase, whitespace runs become "_". Quote times ("09:00") and
@@ -81,9 +88,15 @@ RULE_KEYS = ("name", "when", "then")
 WHEN_KEYS = ("source", "sentiment", "urgency", "confidence_at_least", "confidence_below",
              "abstained", "keywords", "regex", "channel", "tags_present", "tags_absent",
              "organization", "requester_domain", "business_hours", "project", "issue_type",
-             "request_type")
+             "request_type", "reporter_domain")
 THEN_KEYS = ("add_tags", "priority", "group", "assignee", "note", "note_text", "notify_slack",
-             "override_human", "stop")
+             "override_human", "stop", "request_type", "jira_fields")
+JIRA_ONLY_WHEN = ("project", "issue_type", "request_type")
+JIRA_ONLY_THEN = ("request_type", "jira_fields")
+# Fields with an action of their own (or that triage must not touch): not settable via jira_fields.
+JIRA_RESERVED_FIELDS = ("priority", "assignee", "labels", "comment", "description", "summary",
+                        "reporter", "status", "issuetype", "project", "resolution")
+_JIRA_PROJECT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{1,254}")
 
 _T = "tag:yaml.org,2002:"
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
@@ -402,7 +415,23 @@ class _Parser:
                                    f"{what} can never match: confidence_at_least {low:g} "
                                    f"is not below confidence_below {high:g}")
         actions, stop = self.then(keys["then"][1], what)
+        self.jira_only(keys, what)
         return Rule(name, _line(keys["name"][1]), tuple(conditions), actions, stop)
+
+    def jira_only(self, keys: dict[str, tuple[Node, Node]], what: str) -> None:
+        """A rule that can only match (or act on) Jira issues but whose source excludes jira."""
+        when = self.mapping(keys["when"][1], f"'when' of {what}", WHEN_KEYS) if "when" in keys else {}
+        if "source" not in when or "jira" in self.choices(when["source"][1], "source", SOURCES):
+            return
+        then = self.mapping(keys["then"][1], f"'then' of {what}", THEN_KEYS)
+        for key in JIRA_ONLY_WHEN:
+            if key in when:
+                raise self.err(when[key][0], f"{what} can never match: {key} exists only on Jira issues "
+                                             f"but its source excludes jira")
+        for key in JIRA_ONLY_THEN:
+            if key in then:
+                raise self.err(then[key][0], f"{what}: {key} applies only to Jira issues but the rule's "
+                                             f"source excludes jira")
 
     def condition(self, key: str, node: Node, hours: BusinessHours | None,
                   what: str) -> Condition:
@@ -443,10 +472,15 @@ class _Parser:
                 raise self.err(node, f"{what} needs a top-level business_hours section "
                                      "(timezone, days, start, end)")
             return lambda f: f.inside_hours == inside
-        if key == "requester_domain":
+        if key in ("requester_domain", "reporter_domain"):
             domains = frozenset(d.lstrip("@") for d in self.lowered(node, what))
             return lambda f: f.event.requester_domain in domains
         values = self.lowered(node, what)
+        if key == "project":
+            for item in self.items(node, what):
+                if not _JIRA_PROJECT_KEY.fullmatch(self.string(item, what)):
+                    raise self.err(item, f"{what}: {item.value!r} is not a Jira project key (letters, "
+                                         f"digits and _, starting with a letter, e.g. SUP)")
         if key == "channel":
             return lambda f: f.event.channel.lower() in values
         if key == "organization":
@@ -475,6 +509,8 @@ class _Parser:
                 values[key] = self.strings(value_node, label)
             elif key == "priority":
                 values[key] = self.choice(value_node, "priority", PRIORITIES)
+            elif key == "jira_fields":
+                values[key] = self.jira_fields(value_node, label)
             else:  # group, assignee, note_text
                 values[key] = self.string(value_node, label)
         if values.get("note_text"):
@@ -483,3 +519,23 @@ class _Parser:
             values["note"] = True
         stop = values.pop("stop", False)
         return Actions(**values), stop
+
+    def jira_fields(self, node: Node, what: str) -> tuple[tuple[str, str], ...]:
+        """A mapping of Jira field id (customfield_10050) or name -> one value."""
+        if not isinstance(node, MappingNode) or not node.value:
+            raise self.err(node, f"{what} must be a mapping of field id or name to value, e.g. "
+                                 f"{{customfield_10050: \"Tier 2\"}}, got {_describe(node)}")
+        out: dict[str, str] = {}
+        for key_node, value_node in node.value:
+            field_name = self.string(key_node, f"a field name in {what}")
+            if field_name.lower() in JIRA_RESERVED_FIELDS:
+                raise self.err(key_node, f"{what}: {field_name!r} cannot be set through jira_fields; use "
+                                         f"the priority, assignee or add_tags actions (triage never changes "
+                                         f"summary, description, status, reporter, project, issue type)")
+            if field_name.lower() in {k.lower() for k in out}:
+                raise self.err(key_node, f"{what}: field {field_name!r} is given twice")
+            if isinstance(value_node, (MappingNode, SequenceNode)):
+                raise self.err(value_node, f"{what}: the value of {field_name!r} must be one string or "
+                                           f"number, got {_describe(value_node)}")
+            out[field_name] = self.string(value_node, f"the value of {field_name!r} in {what}")
+        return tuple(out.items())

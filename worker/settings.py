@@ -7,7 +7,8 @@ Secrets are `Secret` values: their repr is masked, so they never reach a log by 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -37,13 +38,56 @@ class ZendeskSettings:
         return bool(self.subdomain)
 
 
+SLACK_API_URL = "https://slack.com/api/"
+# Default tag -> emoji reactions on watched Slack messages (tags written `:name:` react as is).
+SLACK_REACTIONS = (("triage_sentiment_frustrated", "warning"), ("triage_urgency_high", "rotating_light"),
+                   ("triage_sentiment_satisfied", "slightly_smiling_face"))
+_SLACK_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,}")
+_EMOJI = re.compile(r"[a-z0-9_+'-]{1,100}")
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    bot_token: Secret = Secret("")
+    signing_secret: Secret = Secret("")  # HTTP mode (POST /slack/events on `triage serve`)
+    app_token: Secret = Secret("")  # Socket Mode (`triage slack --socket`)
+    watch_channels: tuple[str, ...] = ()  # channel ids whose new messages are triaged
+    alert_channel: str = ""  # id or #name: frustrated + high urgency alerts from watched channels
+    api_url: str = SLACK_API_URL  # the Web API base URL (tests point it at connectors/slack/sandbox.py)
+    reactions: tuple[tuple[str, str], ...] = SLACK_REACTIONS  # tag -> emoji name
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token)
+
+
+JIRA_PRIORITY_MAP = "low=Low|Lowest,normal=Medium,high=High,urgent=Highest"
+_JIRA_ACCOUNT_ID = re.compile(r"[A-Za-z0-9:_-]{10,128}")
+
+
+@dataclass(frozen=True)
+class JiraSettings:
+    url: str = ""  # https://acme.atlassian.net (the site root)
+    email: str = ""  # the Atlassian account the API token belongs to (the bot)
+    api_token: Secret = Secret("")
+    webhook_secret: Secret = Secret("")  # signs admin webhooks; bearer token of Automation requests
+    bot_account_id: str = ""  # looked up with GET /rest/api/3/myself when empty
+    priority_map: str = JIRA_PRIORITY_MAP  # rules' low/normal/high/urgent -> the site's priority names
+    group_field: str = ""  # field (id or name) a rule's `group` is written to; empty: not written
+    poll_overlap_s: int = 300  # the poller re-reads this far behind its watermark
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = ""  # empty: `triage demo` starts its own Redis; serve/worker need one
     rules_path: str = ""  # empty: default tags only
     model_dir: str = ""  # empty: the shipped model
     model_threads: int = 1
-    batch_size: int = 32
+    batch_size: int = 1  # tickets per model call; see model/runtime.py on int8 and batching
     queue_name: str = "triage"
     job_timeout_s: int = 120
     retry_intervals_s: tuple[int, ...] = (10, 60, 300, 900)
@@ -53,6 +97,8 @@ class Settings:
     api_keys: tuple[Secret, ...] = ()
     log_level: str = "INFO"
     zendesk: ZendeskSettings = field(default_factory=lambda: ZendeskSettings("", "", Secret(""), Secret("")))
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    jira: JiraSettings = field(default_factory=JiraSettings)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 0) -> int:
@@ -118,7 +164,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | None = ".e
         rules_path=get("TRIAGE_RULES"),
         model_dir=get("TRIAGE_MODEL_DIR"),
         model_threads=_int(env, "TRIAGE_MODEL_THREADS", 1, low=1),
-        batch_size=_int(env, "TRIAGE_BATCH_SIZE", 32, low=1),
+        batch_size=_int(env, "TRIAGE_BATCH_SIZE", 1, low=1),
         queue_name=get("TRIAGE_QUEUE") or "triage",
         job_timeout_s=_int(env, "TRIAGE_JOB_TIMEOUT", 120, low=1),
         retry_intervals_s=intervals,
@@ -129,7 +175,85 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | None = ".e
         log_level=level,
         zendesk=ZendeskSettings(subdomain, get("ZENDESK_EMAIL"), Secret(get("ZENDESK_API_TOKEN")),
                                 Secret(get("ZENDESK_WEBHOOK_SECRET")), bot),
+        slack=_slack_settings(get),
+        jira=_jira_settings(get, env),
     )
+
+
+def _slack_settings(get: Callable[[str], str]) -> SlackSettings:
+    bot, signing, app = get("SLACK_BOT_TOKEN"), get("SLACK_SIGNING_SECRET"), get("SLACK_APP_TOKEN")
+    others = [n for n in ("SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_WATCH_CHANNELS", "SLACK_ALERT_CHANNEL")
+              if get(n)]
+    if others and not bot:
+        raise ConfigError(f"Slack is half configured: {', '.join(others)} set but SLACK_BOT_TOKEN missing "
+                          f"(see deploy/env.example)")
+    if bot and not bot.startswith("xoxb-"):
+        raise ConfigError("SLACK_BOT_TOKEN must be the app's Bot User OAuth Token (xoxb-...), from the app's "
+                          "OAuth & Permissions page")
+    if app and not app.startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN must be an app-level token (xapp-...) with the connections:write "
+                          "scope, from the app's Basic Information page")
+    channels = tuple(dict.fromkeys(c.strip() for c in get("SLACK_WATCH_CHANNELS").split(",") if c.strip()))
+    for c in channels:
+        if not _SLACK_CHANNEL_ID.fullmatch(c):
+            raise ConfigError(f"SLACK_WATCH_CHANNELS: {c!r} is not a channel id; give ids like C0123ABCD "
+                              f"(channel name > About > Channel ID at the bottom), comma-separated")
+    alert = get("SLACK_ALERT_CHANNEL")
+    if alert and not (_SLACK_CHANNEL_ID.fullmatch(alert) or alert.startswith("#")):
+        raise ConfigError(f"SLACK_ALERT_CHANNEL={alert!r}: give a channel id (C0123ABCD) or a #name")
+    url = get("SLACK_API_URL") or SLACK_API_URL
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"SLACK_API_URL={url!r} must be an http(s) URL like {SLACK_API_URL}")
+    raw = get("SLACK_REACTIONS")
+    reactions: tuple[tuple[str, str], ...] = SLACK_REACTIONS
+    if raw.lower() == "none":
+        reactions = ()
+    elif raw:
+        pairs = []
+        for item in raw.split(","):
+            tag, sep, emoji = item.strip().partition("=")
+            emoji = emoji.strip().strip(":")
+            if not sep or not tag.strip() or not _EMOJI.fullmatch(emoji):
+                raise ConfigError(f"SLACK_REACTIONS: {item.strip()!r} is not tag=emoji, e.g. "
+                                  f"triage_urgency_high=rotating_light")
+            pairs.append((tag.strip().lower(), emoji))
+        reactions = tuple(pairs)
+    return SlackSettings(Secret(bot), Secret(signing), Secret(app), channels, alert,
+                         url if url.endswith("/") else url + "/", reactions)
+
+
+def _jira_settings(get: Callable[[str], str], env: Mapping[str, str]) -> JiraSettings:
+    names = ("JIRA_URL", "JIRA_EMAIL", "JIRA_API_TOKEN")
+    given = [n for n in names if get(n)]
+    if given and len(given) < len(names):
+        missing = ", ".join(n for n in names if n not in given)
+        raise ConfigError(f"Jira is half configured: {', '.join(given)} set but {missing} missing "
+                          f"(see deploy/env.example)")
+    optional = [n for n in ("JIRA_WEBHOOK_SECRET", "JIRA_BOT_ACCOUNT_ID", "JIRA_PRIORITY_MAP", "JIRA_GROUP_FIELD",
+                            "JIRA_POLL_OVERLAP") if get(n)]
+    if optional and not given:
+        raise ConfigError(f"Jira is half configured: {', '.join(optional)} set but JIRA_URL, JIRA_EMAIL and "
+                          f"JIRA_API_TOKEN missing (see deploy/env.example)")
+    url = get("JIRA_URL").rstrip("/")
+    if url:
+        parts = url.split("://", 1)
+        local = len(parts) == 2 and parts[1].split(":")[0] in ("127.0.0.1", "localhost")
+        if not (url.startswith("https://") or (url.startswith("http://") and local)) or "/" in parts[-1]:
+            raise ConfigError(f"JIRA_URL={url!r}: give the site's root over HTTPS, e.g. https://acme.atlassian.net")
+    email = get("JIRA_EMAIL")
+    if email and "@" not in email:
+        raise ConfigError(f"JIRA_EMAIL={email!r} must be the email of the Atlassian account the API token "
+                          f"belongs to")
+    bot = get("JIRA_BOT_ACCOUNT_ID")
+    if bot and not _JIRA_ACCOUNT_ID.fullmatch(bot):
+        raise ConfigError(f"JIRA_BOT_ACCOUNT_ID={bot!r} is not an Atlassian accountId (e.g. "
+                          f"5b10ac8d82e05b22cc7d4ef5 or 557058:f58131cb-...; profile URL or GET /rest/api/3/myself)")
+    priority_map = get("JIRA_PRIORITY_MAP") or JIRA_PRIORITY_MAP
+    from connectors.jira.normalize import PriorityMap  # validates; raises ConfigError naming the variable
+
+    PriorityMap.parse(priority_map)
+    return JiraSettings(url, email, Secret(get("JIRA_API_TOKEN")), Secret(get("JIRA_WEBHOOK_SECRET")), bot,
+                        priority_map, get("JIRA_GROUP_FIELD"), _int(env, "JIRA_POLL_OVERLAP", 300, low=0))
 
 
 def describe(settings: Settings) -> dict[str, object]:
@@ -137,5 +261,5 @@ def describe(settings: Settings) -> dict[str, object]:
     out: dict[str, object] = {}
     for f in fields(settings):
         value = getattr(settings, f.name)
-        out[f.name] = repr(value) if isinstance(value, ZendeskSettings) else value
+        out[f.name] = repr(value) if isinstance(value, (ZendeskSettings, SlackSettings, JiraSettings)) else value
     return out

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from worker.decision import Actions, Scores, TriageDecision
 from worker.events import TicketEvent
-from worker.ports import Writer
+from worker.ports import Notifier, Refresher, Writer
 from worker.rules import RuleSet
 from worker.store import Store
 
@@ -42,20 +42,31 @@ def decide(event: TicketEvent, scores: Scores, rules: RuleSet, now: datetime) ->
             changes[name] = ""
     if actions.group and actions.group == event.group:
         changes["group"] = ""
+    if event.source != "jira":  # request_type and jira_fields mean nothing elsewhere
+        changes["request_type"], changes["jira_fields"] = "", ()
+    elif actions.request_type.lower() == event.extra.get("request_type", "").lower():
+        changes["request_type"] = ""
     return TriageDecision(event.key, scores, matched, replace(actions, **changes))
 
 
 def _writes_something(a: Actions) -> bool:
-    return bool(a.add_tags or a.remove_tags or a.priority or a.group or a.assignee or a.note)
+    return bool(a.add_tags or a.remove_tags or a.priority or a.group or a.assignee or a.note
+                or a.request_type or a.jira_fields)
 
 
 class TriageService:
     def __init__(self, rules: Callable[[], RuleSet], writers: Mapping[str, Writer], store: Store,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), notifier: Notifier | None = None):
         self.rules = rules
         self.writers = writers
         self.store = store
         self.clock = clock
+        self.notifier = notifier  # posts notify_slack alerts after the write-back (None: not configured)
+
+    def _notify(self, event: TicketEvent, decision: TriageDecision) -> None:
+        # Before finish(): a failed alert fails the job, whose retry re-sends only what is missing.
+        if self.notifier is not None and decision.actions.notify_slack:
+            self.notifier.notify(event, decision)
 
     def process(self, event: TicketEvent, score: Callable[[TicketEvent], Scores]) -> Outcome:
         """Triage one ticket revision; `score` is called only when the revision still needs it."""
@@ -65,18 +76,23 @@ class TriageService:
         if writer is None:
             raise LookupError(f"no write-back configured for source {event.source!r}")
         scores = score(event)
+        if isinstance(writer, Refresher):  # decide on the ticket as it is now, not as the payload had it
+            event = writer.refresh(event)
         decision = decide(event, scores, self.rules(), self.clock())
         a = decision.actions
         if not _writes_something(a):
+            self._notify(event, decision)
             self.store.finish(event.key)
             return Outcome("nothing_to_write", decision)
         first_attempt = self.store.begin(event.key)
         # An earlier attempt died between writing and recording: the note's marker tells.
         if not first_attempt and a.note and writer.already_applied(event):
+            self._notify(event, decision)
             self.store.finish(event.key)
             log.info("ticket %s revision %s was already written back", event.ticket_id, event.revision)
             return Outcome("recovered", decision)
         writer.apply(event, decision)
+        self._notify(event, decision)
         self.store.finish(event.key)
         log.info("triaged %s ticket %s: sentiment=%s urgency=%s rules=%s", event.source, event.ticket_id,
                  scores.sentiment.label, scores.urgency.label, ",".join(decision.matched_rules) or "-")

@@ -7,24 +7,19 @@ own), 401 bad/stale/missing signature, 400 body is not JSON, 422 JSON but not a 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from connectors.webhook import answer, parse_json, read_body, submit
 from connectors.zendesk import normalize
 from connectors.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from worker.events import EventError
-from worker.queueing import Enqueuer, QueueUnavailable
+from worker.queueing import Enqueuer
 
 log = logging.getLogger("triage.ingress")
-
-
-def _answer(code: int, **body: object) -> JSONResponse:
-    headers = {"Retry-After": "30"} if code == 503 else None
-    return JSONResponse(body, status_code=code, headers=headers)
 
 
 def zendesk_router(secret: str, bot_user_id: Callable[[], str], enqueuer: Enqueuer,
@@ -34,35 +29,24 @@ def zendesk_router(secret: str, bot_user_id: Callable[[], str], enqueuer: Enqueu
     @router.post("/webhooks/zendesk", status_code=202, tags=["webhooks"],
                  summary="Zendesk webhook (event-subscribed or the triage trigger body)")
     async def zendesk_webhook(request: Request) -> JSONResponse:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_body_bytes:
-            return _answer(413, error=f"body over {max_body_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:
-                return _answer(413, error=f"body over {max_body_bytes} bytes")
+        body = await read_body(request, max_body_bytes)
+        if isinstance(body, JSONResponse):
+            return body
         try:
             verify(secret, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER),
-                   bytes(body), window_s=window_s)
+                   body, window_s=window_s)
         except SignatureError as e:
             log.warning("zendesk webhook rejected: %s", e)
-            return _answer(401, error=str(e))
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            return _answer(400, error=f"body is not JSON: {e.msg if hasattr(e, 'msg') else 'bad encoding'}")
+            return answer(401, error=str(e))
+        payload = parse_json(body)
+        if isinstance(payload, JSONResponse):
+            return payload
         try:
             outcome = normalize.parse(payload, bot_user_id())
         except EventError as e:
-            return _answer(422, error=str(e))
+            return answer(422, error=str(e))
         if outcome.event is None:
-            return _answer(200, status="skipped", reason=outcome.skipped)
-        try:
-            status = enqueuer.submit(outcome.event)
-        except QueueUnavailable as e:
-            log.error("zendesk webhook for ticket %s not queued: %s", outcome.event.ticket_id, e)
-            return _answer(503, error="queue unavailable, retry later")
-        return _answer(202, status=status, key=outcome.event.key)
+            return answer(200, status="skipped", reason=outcome.skipped)
+        return submit(enqueuer, outcome.event, "zendesk")
 
     return router

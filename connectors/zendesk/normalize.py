@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from connectors.outcome import Outcome
 from worker.decision import PRIORITIES
 from worker.events import EventError, TicketEvent
 
@@ -32,14 +32,6 @@ ASSIGNEE_TAG = "triage_set_assignee_"
 
 _CHANNELS = {"mail": "email", "web_form": "web", "web_widget": "web", "web_service": "api"}
 _PLACEHOLDER = re.compile(r"^\{\{.*\}\}$")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a payload became: an event, or None and the reason it was skipped."""
-
-    event: TicketEvent | None
-    skipped: str = ""
 
 
 def to_event(payload: Mapping[str, Any], bot_user_id: str) -> TicketEvent | None:

@@ -31,38 +31,20 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from connectors.sandbox_http import Fault as _Fault
+from connectors.sandbox_http import RecordedRequest, redact, take_fault
+
 SAMPLES = Path(__file__).with_name("sample_tickets.json")
 PRIORITIES = ("low", "normal", "high", "urgent")
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 Json = dict[str, Any]
 Reply = tuple[int, Any]
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    json: Any  # parsed request body, None when empty
-    headers: dict[str, str]  # the Authorization value is redacted, its scheme kept
-    status: int
-    response: Any  # parsed response body
-
-
-@dataclass
-class _Fault:
-    status: int
-    times: int | None  # None: until cleared
-    retry_after: float | None
-    method: str | None
-    path: str | None  # regular expression searched in the path
 
 
 class ApiError(Exception):
@@ -368,9 +350,7 @@ class ZendeskSandbox:
         except ApiError as e:
             status, payload = e.status, e.body
         with self._lock:
-            redacted = {k: (f"{v.split(' ', 1)[0]} <redacted>" if k.lower() == "authorization" else v)
-                        for k, v in headers.items()}
-            self._requests.append(RecordedRequest(method, parts.path, query, body, redacted, status,
+            self._requests.append(RecordedRequest(method, parts.path, query, body, redact(headers), status,
                                                   copy.deepcopy(payload)))
         return (status, payload), extra
 
@@ -397,14 +377,7 @@ class ZendeskSandbox:
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if (fault.method in (None, method)) and (fault.path is None or re.search(fault.path, path)):
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self._faults.remove(fault)
-                    return fault
-        return None
+            return take_fault(self._faults, method, path)
 
     # -- endpoints ----------------------------------------------------------------------------------
 

@@ -10,13 +10,12 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from email.utils import parsedate_to_datetime
-from time import time
 from typing import Any
 
 import requests
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
+from connectors.http import DEFAULT_RETRY_AFTER_S, retry_after_s
 from worker.errors import (
     RateLimited,
     VendorAuthError,
@@ -25,23 +24,7 @@ from worker.errors import (
     VendorUnavailable,
 )
 
-DEFAULT_RETRY_AFTER_S = 60.0  # Zendesk's limits are per minute
 CREDENTIALS = "ZENDESK_EMAIL / ZENDESK_API_TOKEN"
-
-
-def retry_after_s(headers: Mapping[str, str]) -> float:
-    """Seconds to wait from a Retry-After header (seconds or HTTP date); a minute when absent."""
-    raw = (headers.get("Retry-After") or "").strip()
-    if not raw:
-        return DEFAULT_RETRY_AFTER_S
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(raw).timestamp() - time())
-    except (TypeError, ValueError):
-        return DEFAULT_RETRY_AFTER_S
 
 
 def _error_code(response: requests.Response) -> str:
