@@ -10,7 +10,7 @@
                      exactly one PUT, one bot note and one applied update; receipt (first delivery
                      sent) -> write-back (the sandbox applied the PUT) latency; tickets/s = tickets /
                      (last write-back - first send). Beside it the model runtime alone on the same texts
-                     (TriageModel(threads=1, batch_size=32).score in W processes, wall of the slowest)
+                     (TriageModel(threads=1, batch_size=1).score in W processes, wall of the slowest)
                      and the ratio e2e / model.                                Target >= 0.7
 Texts: ticket-length real posts (bench/model_bench.py's load_texts, 60-128 tokens); a ticket's subject
 is its text's first words, so the text the worker scores is exactly the text the model run scores.
@@ -63,7 +63,7 @@ MODEL_PROC = """
 import json, sys, time
 from model.runtime import TriageModel
 texts = json.load(open(sys.argv[2]))
-m = TriageModel(sys.argv[1], threads=1, batch_size=32)
+m = TriageModel(sys.argv[1], threads=1, batch_size=1)
 m.score(texts[:32])
 print("ready", flush=True)
 sys.stdin.readline()
@@ -280,7 +280,7 @@ def run_ingress(args: argparse.Namespace, model_dir: Path, items: list, logs: Pa
 
 
 def model_rate(model_dir: Path, texts: list[str], procs: int, timeout: float = 600.0) -> dict:
-    """TriageModel(threads=1, batch_size=32).score over the texts split across `procs` processes."""
+    """TriageModel(threads=1, batch_size=1).score over the texts split across `procs` processes."""
     tmp = tempfile.mkdtemp(prefix="pipeline-bench-model-")
     running: list[subprocess.Popen] = []
     try:
@@ -412,9 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     if load > 0.5:
         log(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: something else runs, figures will be low")
-    texts, lengths = load_texts(args.tickets, args.seed, model_dir / "tokenizer.json", int(meta["max_tokens"]), 60, 128)
+    texts, lengths = load_texts(args.tickets, args.seed, model_dir / "tokenizer.json", int(meta["max_tokens"]), 40, 128)
     if len(texts) < args.tickets:
-        log(f"only {len(texts)} texts of 60-128 tokens found")
+        log(f"only {len(texts)} texts of 40-128 tokens found")
         return 1
     items = [(" ".join(t.split(" ")[:8]), t) for t in texts]  # subject: the text's first words
     log(f"{len(texts)} texts, tokens mean {np.mean(lengths):.1f}; model {model_dir} ({meta['version']})")
@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"queue after {r['queue_after']}, tickets written more than once: {r['more_than_once']}"
                   + ("" if r["scored_text_matches_model_run"] else "; WARNING: the worker's texts differ"))
         print("\n'exactly once': one PUT, one internal bot note and one applied update per ticket. Model alone: "
-              "TriageModel(threads=1, batch_size=32).score over the same texts in W processes (wall of the "
+              "TriageModel(threads=1, batch_size=1).score over the same texts in W processes (wall of the "
               "slowest). Rules: deploy/rules.example.yaml (the sandbox has its Escalations and Billing groups).")
     print("The load generator and the sandbox Zendesk (ThreadingHTTPServer) run in the bench process and share "
           f"the {os.cpu_count()} CPUs with the ingress, Redis and the workers.")

@@ -1,11 +1,49 @@
-"""Plumbing the local vendor sandboxes share: recorded requests and injected faults."""
+"""Plumbing the local vendor sandboxes share: the local server, recorded requests, injected faults."""
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+
+class LocalServer:
+    """Serves `handler` on 127.0.0.1 from a daemon thread; the handler finds us as server.sandbox."""
+
+    handler: type[BaseHTTPRequestHandler]
+    thread_name = "sandbox"
+    _server: ThreadingHTTPServer | None = None
+
+    def start(self, port: int = 0) -> Self:
+        """Serve on 127.0.0.1 (port 0: any free port)."""
+        server = ThreadingHTTPServer(("127.0.0.1", port), self.handler)
+        server.daemon_threads = True
+        server.sandbox = self  # type: ignore[attr-defined]
+        self._server = server
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                         name=self.thread_name, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def netloc(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the sandbox is not started")
+        return f"127.0.0.1:{self._server.server_address[1]}"
 
 
 @dataclass(frozen=True)

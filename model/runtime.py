@@ -5,6 +5,12 @@
     p.sentiment.label, p.urgency.probabilities, p.model_version
 
 One `TriageModel` per process: the ONNX session is built once with the thread settings given.
+
+`batch_size` is how many texts go through one ONNX call (length-sorted, padded to the longest).
+The default, 1, keeps each text's scores independent of the others: dynamic int8 quantises
+activations with one scale per call, so batch-mates shift the logits (measured: up to 0.48, and
+2.5% of labels flip between batch 32 and batch 1). On this 2-core machine batch 1 in one process
+per core is also the fastest int8 layout (bench/model_bench.py). fp32 has no such effect.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ class Prediction:
 
 class TriageModel:
     def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR, threads: int = 1,
-                 batch_size: int = 32, variant: str = "int8"):
+                 batch_size: int = 1, variant: str = "int8"):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 

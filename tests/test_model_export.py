@@ -68,3 +68,11 @@ def test_token_shares_add_up_to_the_logits(exported):
         s_tok, u_tok = shares[i]
         assert np.allclose(s_tok.sum(0) + net.sentiment.bias.detach().numpy(), sent[i], atol=1e-4)
         assert np.allclose(u_tok.sum(0) + net.urgency.bias.detach().numpy(), urg[i], atol=1e-4)
+
+
+def test_padding_does_not_change_fp32_logits(exported):
+    _, out, _ = exported
+    batched = TriageModel(out, variant="fp32", batch_size=32)
+    single = TriageModel(out, variant="fp32", batch_size=1)
+    for a, b in zip(batched.logits(TEXTS), single.logits(TEXTS)):
+        assert np.allclose(a, b, atol=1e-4)

@@ -46,13 +46,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from connectors.jira.normalize import AUTOMATION_KIND, adf_document, adf_text
-from connectors.sandbox_http import Fault, RecordedRequest, redact, take_fault
+from connectors.sandbox_http import Fault, LocalServer, RecordedRequest, redact, take_fault
 
 Json = dict[str, Any]
 Reply = tuple[int, Any]
@@ -98,7 +98,9 @@ def _int(query: Mapping[str, list[str]], name: str, default: int) -> int:
     return int(raw)
 
 
-class JiraSandbox:
+class JiraSandbox(LocalServer):
+    thread_name = "jira-sandbox"
+
     def __init__(self, *, email: str = "triage-bot@example.com", token: str = "sandbox-token",
                  bot_name: str = "Triage Bot", clock: Callable[[], float] = time.time):
         self.email, self.token = email, token
@@ -106,7 +108,6 @@ class JiraSandbox:
         self.deployment_type = "Cloud"  # what serverInfo says ("Server": a Data Center site)
         self._clock = clock
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
         self._ids = {"issue": 10000, "comment": 10400, "history": 10700, "project": 10000, "desk": 0,
                      "request_type": 10, "organization": 0, "account": 0}
         self._users: dict[str, Json] = {}
@@ -121,26 +122,6 @@ class JiraSandbox:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> JiraSandbox:
-        server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        server.daemon_threads = True
-        server.sandbox = self  # type: ignore[attr-defined]
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="jira-sandbox", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> JiraSandbox:
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -1178,3 +1159,5 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests print their own
         pass
 
+
+JiraSandbox.handler = _Handler

@@ -33,9 +33,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from connectors.sandbox_http import LocalServer
 
 Json = dict[str, Any]
 TRIGGER_TTL_S = 3.0
@@ -83,7 +85,9 @@ def sign(secret: str, body: bytes | str, timestamp: int | None = None) -> dict[s
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
 
 
-class SlackSandbox:
+class SlackSandbox(LocalServer):
+    thread_name = "slack-sandbox"
+
     def __init__(self, *, token: str = "xoxb-sandbox-token", team_id: str = "T0SANDBOX1",
                  team_domain: str = "sandbox", bot_user_id: str = "U0TRIAGEBOT", bot_id: str = "B0TRIAGEBOT",
                  app_id: str = "A0TRIAGEAPP", post_interval_s: float | None = None,
@@ -97,7 +101,6 @@ class SlackSandbox:
         self.post_interval_s = post_interval_s
         self._clock = clock
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
         self._ids = itertools.count(1)
         self._ts = 0.0
         self._channels: dict[str, Json] = {}
@@ -112,26 +115,6 @@ class SlackSandbox:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> SlackSandbox:
-        server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        server.daemon_threads = True
-        server.sandbox = self  # type: ignore[attr-defined]
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="slack-sandbox",
-                         daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> SlackSandbox:
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -645,3 +628,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+SlackSandbox.handler = _Handler

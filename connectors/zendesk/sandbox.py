@@ -32,13 +32,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from connectors.sandbox_http import Fault as _Fault
-from connectors.sandbox_http import RecordedRequest, redact, take_fault
+from connectors.sandbox_http import LocalServer, RecordedRequest, redact, take_fault
 
 SAMPLES = Path(__file__).with_name("sample_tickets.json")
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -76,7 +76,9 @@ def _decode_cursor(cursor: str) -> list[int]:
         raise ApiError(400, "InvalidPaginationParameter", "cursor is invalid") from None
 
 
-class ZendeskSandbox:
+class ZendeskSandbox(LocalServer):
+    thread_name = "zendesk-sandbox"
+
     def __init__(self, *, email: str | None = None, token: str | None = None,
                  bot_name: str = "Triage Bot", bot_email: str = "triage-bot@example.com",
                  subdomain: str = "sandbox", clock: Callable[[], float] = time.time):
@@ -85,7 +87,6 @@ class ZendeskSandbox:
         self._credentials = (email, token) if email and token else None
         self._clock = clock
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
         self._ids = {"ticket": 4200, "user": 36000000100, "comment": 28000000100, "audit": 29000000100,
                      "group": 3600000100, "organization": 3700000100}  # last id handed out, per kind
         self._tickets: dict[int, Json] = {}
@@ -101,33 +102,6 @@ class ZendeskSandbox:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> ZendeskSandbox:
-        """Serve on 127.0.0.1 (port 0: any free port) from a daemon thread."""
-        server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        server.daemon_threads = True
-        server.sandbox = self  # type: ignore[attr-defined]
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="zendesk-sandbox", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> ZendeskSandbox:
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def netloc(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the sandbox is not started")
-        return f"127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def url(self) -> str:
@@ -674,3 +648,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and the demo print their own
         pass
+
+
+ZendeskSandbox.handler = _Handler
