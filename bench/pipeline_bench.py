@@ -1,5 +1,7 @@
-"""Pipeline throughput and latency: signed Zendesk webhooks -> `triage serve` -> Redis/RQ ->
-`triage worker` x W -> zenpy write-back into the Zendesk sandbox, all on this machine.
+"""Pipeline throughput and latency: signed Zendesk (or Jira) webhooks -> `triage serve` -> Redis/RQ ->
+`triage worker` x W -> zenpy (or `jira` client) write-back into the Zendesk (or Jira Service Management)
+sandbox, all on this machine. --helpdesk zendesk|jira|both (default both) picks the sandboxes; each
+phase below runs once per helpdesk.
 
   1. ingress alone   a fresh Redis and `triage serve` (its own process), no worker: N signed trigger
                      webhooks plus dup-rate x N repeated deliveries (shuffled in) from C keep-alive
@@ -7,18 +9,21 @@
   2. end to end      per W in --workers: fresh Redis, sandbox tickets, `triage serve` and W `triage
                      worker` processes (TRIAGE_MODEL_THREADS=1, rules deploy/rules.example.yaml), then
                      the same deliveries as fast as the ingress takes them. Checks every ticket got
-                     exactly one PUT, one bot note and one applied update; receipt (first delivery
-                     sent) -> write-back (the sandbox applied the PUT) latency; tickets/s = tickets /
-                     (last write-back - first send). Beside it the model runtime alone on the same texts
-                     (TriageModel(threads=1, batch_size=1).score in W processes, wall of the slowest)
-                     and the ratio e2e / model.                                Target >= 0.7
+                     exactly one PUT, one bot note and one applied update (Jira: one labels/priority
+                     PUT, one internal bot comment, one bot change of each kind); receipt (first delivery
+                     sent) -> write-back (the sandbox applied the PUT; Jira: the note, written last)
+                     latency; tickets/s = tickets / (last write-back - first send). Beside it the
+                     model runtime alone on the same texts (TriageModel(threads=1, batch_size=1).score
+                     in W processes, wall of the slowest) and the ratio e2e / model.     Target >= 0.7
 Texts: ticket-length real posts (bench/model_bench.py's load_texts, 60-128 tokens); a ticket's subject
-is its text's first words, so the text the worker scores is exactly the text the model run scores.
-The load generator and the sandbox (a ThreadingHTTPServer) run in this process and share the CPUs
+(Jira: summary, the text its description) is its text's first words, so the text the worker scores
+is exactly the text the model run scores.
+The load generator and the sandboxes (ThreadingHTTPServer) run in this process and share the CPUs
 with the ingress, Redis and the workers. Run it on an otherwise idle machine:
 
   python bench/pipeline_bench.py                    # 2,000 tickets + 10% duplicates; W = 1 and 2
   python bench/pipeline_bench.py --quick            # smoke run: 200 tickets
+  python bench/pipeline_bench.py --helpdesk jira    # Jira Service Management only
 Results: Markdown on stdout, JSON in bench/out/pipeline_bench.json, process logs in
 bench/out/pipeline_bench_logs/. Exit status 1 when a ticket was not written back exactly once.
 """
@@ -46,6 +51,8 @@ from model_bench import cpu_name, load_texts  # bench/ is on sys.path when run a
 from redis import Redis
 from rq import Worker
 
+from connectors.jira import normalize as jira_normalize
+from connectors.jira.sandbox import JiraSandbox
 from connectors.zendesk import normalize
 from connectors.zendesk.sandbox import ZendeskSandbox
 from model.textprep import ticket_text
@@ -57,6 +64,8 @@ RULES = REPO / "deploy" / "rules.example.yaml"
 HOST, QUEUE, SECRET = "127.0.0.1", "triage-bench", "bench-webhook-secret"
 EMAIL, TOKEN = "triage-bot@example.com", "bench-token"
 TICKET_PUT = re.compile(r"/api/v2/tickets/(\d+)\.json$")
+ISSUE_PUT = re.compile(r"/rest/api/3/issue/([^/]+)$")
+HELPDESKS = ("zendesk", "jira")
 T0 = time.perf_counter()
 
 MODEL_PROC = """
@@ -82,23 +91,32 @@ def pct(xs: list[float], q: float, scale: float = 1.0) -> float | None:
 
 
 class Stack:
-    """One phase: a Redis, a sandbox Zendesk, `triage serve` and workers. close() ends all of them."""
+    """One phase: a Redis, a sandbox Zendesk or Jira, `triage serve` and workers. close() ends all of them."""
 
-    def __init__(self, name: str, model_dir: Path, logs: Path):
-        self.name, self.model_dir, self.logs = name, model_dir, logs
+    def __init__(self, name: str, model_dir: Path, logs: Path, helpdesk: str = "zendesk"):
+        self.name, self.model_dir, self.logs, self.helpdesk = name, model_dir, logs, helpdesk
         self.tmp = tempfile.mkdtemp(prefix="pipeline-bench-")  # cwd of the processes: no stray .env
         self.procs: list[tuple[str, subprocess.Popen]] = []
-        self.updates: list[tuple[int, float]] = []  # (ticket id, perf_counter) per applied update
+        # (ticket id or issue key, what, perf_counter) per change the sandbox applied: Zendesk "update";
+        # Jira the bot's webhook events (jira:issue_updated for the edit, comment_created for the note)
+        self.changes: list[tuple[int | str, str, float]] = []
         self.redis: LocalRedis | None = None
         self.zd: ZendeskSandbox | None = None
+        self.jira: JiraSandbox | None = None
 
     def __enter__(self) -> Stack:
         try:
             self.redis = LocalRedis().start()
-            self.zd = ZendeskSandbox(email=EMAIL, token=TOKEN).start()
-            for group in ("Escalations", "Billing"):  # the groups rules.example.yaml routes to
-                self.zd.add_group(group)
-            self.zd.on_update = lambda ticket, audit: self.updates.append((ticket["id"], time.perf_counter()))
+            if self.helpdesk == "jira":
+                self.jira = JiraSandbox(email=EMAIL, token=TOKEN).start()
+                self.jira.add_project("SUP", "Support")  # a service desk: notes are JSM internal comments
+                self.jira.on_change = lambda p: self.changes.append(
+                    (p["issue"]["key"], p["webhookEvent"], time.perf_counter()))
+            else:
+                self.zd = ZendeskSandbox(email=EMAIL, token=TOKEN).start()
+                for group in ("Escalations", "Billing"):  # the groups rules.example.yaml routes to
+                    self.zd.add_group(group)
+                self.zd.on_update = lambda ticket, _: self.changes.append((ticket["id"], "update", time.perf_counter()))
             self.queue = make_queue(Redis.from_url(self.redis.url, socket_timeout=10), QUEUE)
         except BaseException:
             self.close()
@@ -120,19 +138,38 @@ class Stack:
                 os.killpg(p.pid, signal.SIGKILL)  # its own session (start_new_session): RQ's scheduler too
                 p.wait(timeout=10)
         self.procs.clear()
-        if self.zd is not None:
-            self.zd.stop()
+        for sandbox in (self.zd, self.jira):
+            if sandbox is not None:
+                sandbox.stop()
         if self.redis is not None:
             self.redis.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    @property
+    def sandbox(self) -> ZendeskSandbox | JiraSandbox:
+        sandbox = self.jira or self.zd
+        assert sandbox is not None
+        return sandbox
+
+    @property
+    def bot(self) -> int | str:
+        return self.jira.bot_account_id if self.jira else self.zd.bot_user_id  # type: ignore[union-attr]
+
     def env(self) -> dict[str, str]:
-        assert self.zd and self.redis
-        return {**os.environ, **self.zd.env, "PYTHONPATH": str(REPO), "REDIS_URL": self.redis.url,
-                "TRIAGE_RULES": str(RULES), "TRIAGE_MODEL_DIR": str(self.model_dir), "TRIAGE_MODEL_THREADS": "1",
-                "TRIAGE_QUEUE": QUEUE, "TRIAGE_LOG_LEVEL": "INFO", "ZENDESK_SUBDOMAIN": "sandbox",
-                "ZENDESK_EMAIL": EMAIL, "ZENDESK_API_TOKEN": TOKEN, "ZENDESK_WEBHOOK_SECRET": SECRET,
-                "ZENDESK_BOT_USER_ID": str(self.zd.bot_user_id)}
+        assert self.redis
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDESK_", "JIRA_"))}
+        if self.jira:  # deploy/env.example's JIRA_*; no JIRA_GROUP_FIELD: the sandbox's select list lacks the
+            # rules' Escalations, and a refused value costs a second PUT; `group` is left to the note
+            vendor = {"JIRA_URL": self.jira.url, "JIRA_EMAIL": EMAIL, "JIRA_API_TOKEN": TOKEN,
+                      "JIRA_WEBHOOK_SECRET": SECRET, "JIRA_BOT_ACCOUNT_ID": self.jira.bot_account_id}
+        else:
+            assert self.zd
+            vendor = {**self.zd.env, "ZENDESK_SUBDOMAIN": "sandbox", "ZENDESK_EMAIL": EMAIL,
+                      "ZENDESK_API_TOKEN": TOKEN, "ZENDESK_WEBHOOK_SECRET": SECRET,
+                      "ZENDESK_BOT_USER_ID": str(self.zd.bot_user_id)}
+        return {**base, **vendor, "PYTHONPATH": str(REPO), "REDIS_URL": self.redis.url, "TRIAGE_RULES": str(RULES),
+                "TRIAGE_MODEL_DIR": str(self.model_dir), "TRIAGE_MODEL_THREADS": "1", "TRIAGE_QUEUE": QUEUE,
+                "TRIAGE_LOG_LEVEL": "INFO"}
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen:
         path = self.logs / f"{self.name}-{name}.log"
@@ -149,15 +186,22 @@ class Stack:
                 tail = (self.logs / f"{self.name}-{name}.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{name} exited with status {p.returncode}:\n{tail}")
 
-    def add_tickets(self, items: list[tuple[str, str]]) -> list[int]:
+    def add_tickets(self, items: list[tuple[str, str]]) -> list:
+        if self.jira:  # on the portal, request type "Get IT help", priority Medium (the default)
+            return [self.jira.add_issue("SUP", subject, text, reporter=f"customer{i % 40}@example.com")
+                    for i, (subject, text) in enumerate(items)]
         assert self.zd
         return [self.zd.add_ticket(subject, text, requester=f"customer{i % 40}@example.com",
                                    channel=("web", "email")[i % 2])["id"] for i, (subject, text) in enumerate(items)]
 
-    def scored_texts(self, ids: list[int]) -> list[str]:
-        """What the worker will score for each ticket (the trigger payload, normalised)."""
-        assert self.zd
-        events = [normalize.parse(self.zd.trigger_payload(t), str(self.zd.bot_user_id)).event for t in ids]
+    def scored_texts(self, ids: list) -> list[str]:
+        """What the worker will score for each ticket (the trigger or webhook payload, normalised)."""
+        if self.jira:
+            jira = self.jira
+            events = [jira_normalize.parse(jira.webhook_payload(k), jira.bot_account_id).event for k in ids]
+        else:
+            assert self.zd
+            events = [normalize.parse(self.zd.trigger_payload(t), str(self.zd.bot_user_id)).event for t in ids]
         return [ticket_text(e.subject, e.text) if e else "" for e in events]
 
     def start_ingress(self) -> int:
@@ -184,10 +228,16 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError(f"{self.name}: ingress or {workers} worker(s) not ready in {timeout:.0f} s")
 
-    def request(self, ticket_id: int, **kw) -> bytes:
-        assert self.zd
-        body, headers = self.zd.signed_trigger(ticket_id, SECRET, **kw)
-        head = (f"POST /webhooks/zendesk HTTP/1.1\r\nHost: {HOST}:{self.ingress_port}\r\n"
+    def request(self, ticket_id: int | str, by_bot: bool = False) -> bytes:
+        """A signed delivery (Zendesk trigger; Jira admin webhook jira:issue_created, X-Hub-Signature);
+        by_bot: as if the bot had acted, which the ingress skips (200, nothing queued)."""
+        if self.jira:
+            body, headers = self.jira.signed_webhook(str(ticket_id), SECRET, user=self.bot if by_bot else None)
+        else:
+            assert self.zd
+            body, headers = self.zd.signed_trigger(int(ticket_id), SECRET,
+                                                   current_user_id=self.zd.bot_user_id if by_bot else None)
+        head = (f"POST /webhooks/{self.helpdesk} HTTP/1.1\r\nHost: {HOST}:{self.ingress_port}\r\n"
                 f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()))
         return head.encode() + b"\r\n" + body
 
@@ -234,17 +284,17 @@ async def _send(port: int, reqs: list[bytes], concurrency: int, timeout: float =
     return results
 
 
-def deliveries(st: Stack, ids: list[int], dup_rate: float, seed: int) -> tuple[list[bytes], list[int]]:
+def deliveries(st: Stack, ids: list, dup_rate: float, seed: int) -> tuple[list[bytes], list]:
     """One signed delivery per ticket plus round(dup_rate x N) repeats of random tickets, shuffled."""
     rng = random.Random(seed)
     owners = ids + [rng.choice(ids) for _ in range(round(dup_rate * len(ids)))]
     rng.shuffle(owners)
-    first = {t: st.request(t) for t in ids}  # a repeat is the same delivery again, as Zendesk retries it
+    first = {t: st.request(t) for t in ids}  # a repeat is the same delivery again, as Zendesk/Jira retry it
     return [first[t] for t in owners], owners
 
 
-def deliver(st: Stack, ids: list[int], args: argparse.Namespace) -> tuple[list[tuple], list[int], float]:
-    warm = [st.request(t, current_user_id=st.zd.bot_user_id) for t in ids[:20]]  # type: ignore[union-attr]
+def deliver(st: Stack, ids: list, args: argparse.Namespace) -> tuple[list[tuple], list, float]:
+    warm = [st.request(t, by_bot=True) for t in ids[:20]]
     asyncio.run(_send(st.ingress_port, warm, min(4, args.concurrency)))  # 200 skipped: nothing queued
     reqs, owners = deliveries(st, ids, args.dup_rate, args.seed)
     log(f"{st.name}: sending {len(reqs)} signed deliveries ({len(reqs) - len(ids)} repeats), "
@@ -266,16 +316,15 @@ def ingress_summary(results: list[tuple], wall: float) -> dict:
 
 
 # -- phases --------------------------------------------------------------------------------------------
-def run_ingress(args: argparse.Namespace, model_dir: Path, items: list, logs: Path) -> dict:
-    with Stack("ingress", model_dir, logs) as st:
+def run_ingress(args: argparse.Namespace, model_dir: Path, items: list, logs: Path, helpdesk: str) -> dict:
+    with Stack(f"ingress-{helpdesk}", model_dir, logs, helpdesk) as st:
         ids = st.add_tickets(items)
         st.start_ingress()
         st.wait_ready(0)
         results, _, wall = deliver(st, ids, args)
-        out = ingress_summary(results, wall)
-        out["jobs_queued"] = st.queue.count
+        out = {"helpdesk": helpdesk, **ingress_summary(results, wall), "jobs_queued": st.queue.count}
     out["target_met"] = out["accepted_per_s"] >= 500 and (out["p99_ms"] or 1e9) < 50
-    log(f"ingress: {out['accepted_per_s']}/s accepted, p99 {out['p99_ms']} ms, {out['statuses']}")
+    log(f"{st.name}: {out['accepted_per_s']}/s accepted, p99 {out['p99_ms']} ms, {out['statuses']}")
     return out
 
 
@@ -310,23 +359,27 @@ def model_rate(model_dir: Path, texts: list[str], procs: int, timeout: float = 6
     return {"processes": procs, "wall_s": round(max(walls), 3), "texts_per_s": round(len(texts) / max(walls), 1)}
 
 
-def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[str], w: int, logs: Path) -> dict:
-    with Stack(f"e2e-w{w}", model_dir, logs) as st:
+def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[str], w: int, logs: Path,
+            helpdesk: str) -> dict:
+    # the changes each ticket must get exactly once; the last one ends the job (Jira: the note, written last)
+    kinds = ("jira:issue_updated", "comment_created") if helpdesk == "jira" else ("update",)
+    last = kinds[-1]
+    with Stack(f"e2e-{helpdesk}-w{w}", model_dir, logs, helpdesk) as st:
         ids = st.add_tickets(items)
-        same_texts = st.scored_texts(ids) == texts
+        differ = sum(a != b for a, b in zip(st.scored_texts(ids), texts))  # Jira renders wiki markup in posts
         for k in range(w):
             st.spawn(f"worker{k + 1}", "worker", "--name", f"bench-{k + 1}-{os.getpid()}")
         st.start_ingress()
         log(f"{st.name}: waiting for the ingress and {w} worker(s) to load the model")
         st.wait_ready(w)
         results, owners, send_wall = deliver(st, ids, args)
-        first_send: dict[int, float] = {}
+        first_send: dict[int | str, float] = {}
         for owner, r in zip(owners, results):
             first_send[owner] = min(first_send.get(owner, r[0]), r[0])
 
         deadline, next_log, idle_since = time.monotonic() + args.timeout, 0.0, None
         while time.monotonic() < deadline:
-            done = len({t for t, _ in list(st.updates)})
+            done = len({t for t, what, _ in list(st.changes) if what == last})
             if done >= len(ids):
                 break
             st.check_alive()
@@ -342,16 +395,23 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
                 next_log = now + 2
             time.sleep(0.1)
         time.sleep(1.5)  # a late duplicate write would show up now
-        requests = st.zd.requests  # type: ignore[union-attr]
-        bot = st.zd.bot_user_id  # type: ignore[union-attr]
-        puts = Counter(int(m.group(1)) for r in requests if r.method == "PUT" and (m := TICKET_PUT.search(r.path)))
-        notes = {t: sum(1 for c in st.zd.comments(t) if not c["public"] and c["author_id"] == bot)  # type: ignore
-                 for t in ids}
-        updated = Counter(t for t, _ in st.updates)
-        written = {}
-        for t, at in st.updates:
-            written.setdefault(t, at)
-        exactly_once = sum(1 for t in ids if puts[t] == 1 and notes[t] == 1 and updated[t] == 1)
+        requests, bot, changes = st.sandbox.requests, st.bot, list(st.changes)
+        if st.jira:  # the edit is PUT /rest/api/3/issue/{key or id}; the note an internal (JSM) comment
+            key_of = {st.jira.issue(k)["id"]: k for k in ids} | {k: k for k in ids}
+            puts = Counter(key_of.get(m.group(1)) for r in requests
+                           if r.method == "PUT" and (m := ISSUE_PUT.search(r.path)))
+            notes = {k: sum(1 for c in st.jira.comments(k) if not c["public"] and c["author"] == bot) for k in ids}
+        else:
+            puts = Counter(int(m.group(1)) for r in requests
+                           if r.method == "PUT" and (m := TICKET_PUT.search(r.path)))
+            notes = {t: sum(1 for c in st.zd.comments(t) if not c["public"] and c["author_id"] == bot)  # type: ignore
+                     for t in ids}
+        applied = {kind: Counter(t for t, what, _ in changes if what == kind) for kind in kinds}
+        written: dict[int | str, float] = {}
+        for t, what, at in changes:
+            if what == last:
+                written.setdefault(t, at)
+        exactly_once = sum(1 for t in ids if puts[t] == notes[t] == 1 and all(c[t] == 1 for c in applied.values()))
         queue_left = {"queued": st.queue.count, "failed (DLQ)": st.queue.failed_job_registry.count,
                       "scheduled": st.queue.scheduled_job_registry.count}
         sandbox_errors = Counter(f"{r.method} {r.status}" for r in requests if r.status >= 300)
@@ -359,13 +419,14 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
 
     lat = [written[t] - first_send[t] for t in ids if t in written]
     span = (max(written.values()) - min(first_send.values())) if written else float("nan")
-    out = {"workers": w, "tickets": len(ids), "written_back": len(written), "exactly_once": exactly_once,
-           "more_than_once": sum(1 for t in ids if max(puts[t], notes[t], updated[t]) > 1),
+    out = {"helpdesk": helpdesk, "workers": w, "tickets": len(ids), "written_back": len(written),
+           "exactly_once": exactly_once,
+           "more_than_once": sum(1 for t in ids if max(puts[t], notes[t], *(c[t] for c in applied.values())) > 1),
            "ingress": ingress_summary(results, send_wall), "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
            "max_s": round(max(lat), 2) if lat else None, "span_s": round(span, 2),
            "tickets_per_s": round(len(written) / span, 1) if written else 0.0,
            "sandbox_calls": dict(calls), "sandbox_errors": dict(sandbox_errors), "queue_after": queue_left,
-           "scored_text_matches_model_run": same_texts}
+           "scored_text_matches_model_run": not differ, "scored_texts_differing": differ}
     log(f"{st.name}: {len(written)}/{len(ids)} written back, {exactly_once} exactly once, "
         f"{out['tickets_per_s']} tickets/s, p50 {out['p50_s']} s, p95 {out['p95_s']} s")
     return out
@@ -377,6 +438,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tickets", type=int, help="tickets per phase (default 2000; 200 with --quick)")
     p.add_argument("--dup-rate", type=float, default=0.1,
                    help="repeated deliveries per ticket, shuffled in (default 0.1: 10%% of N more requests)")
+    p.add_argument("--helpdesk", choices=("zendesk", "jira", "both"), default="both",
+                   help="sandbox helpdesk(s) to run every phase against (default both)")
     p.add_argument("--workers", default="1,2", help="worker process counts to run end to end (default 1,2)")
     p.add_argument("--concurrency", type=int, default=16, help="concurrent keep-alive connections (default 16)")
     p.add_argument("--quick", action="store_true", help="smoke run: 200 tickets unless --tickets says otherwise")
@@ -392,6 +455,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "bench" / "out" / "pipeline_bench.json"))
     args = p.parse_args(argv)
     args.tickets = args.tickets or (200 if args.quick else 2000)
+    args.helpdesks = list(HELPDESKS) if args.helpdesk == "both" else [args.helpdesk]
     try:
         args.workers = [int(x) for x in args.workers.split(",") if x.strip()]
     except ValueError:
@@ -421,48 +485,59 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(args.out).parent / "pipeline_bench_logs"
     logs.mkdir(parents=True, exist_ok=True)
 
-    ingress = None if args.skip_ingress else run_ingress(args, model_dir, items, logs)
+    ingress = [] if args.skip_ingress else [run_ingress(args, model_dir, items, logs, hd) for hd in args.helpdesks]
     e2e = []
     for w in [] if args.skip_e2e else args.workers:
         log(f"model alone: {w} process(es) x 1 thread over the same {len(texts)} texts")
-        model = model_rate(model_dir, texts, w)
+        model = model_rate(model_dir, texts, w)  # one model run per W, beside each helpdesk's row
         log(f"model alone, {w} process(es): {model['texts_per_s']} texts/s")
-        run = run_e2e(args, model_dir, items, texts, w, logs)
-        run["model"] = model
-        run["e2e_over_model"] = round(run["tickets_per_s"] / model["texts_per_s"], 3)
-        run["target_met"] = run["e2e_over_model"] >= 0.7
-        e2e.append(run)
+        for hd in args.helpdesks:
+            run = run_e2e(args, model_dir, items, texts, w, logs, hd)
+            run["model"] = model
+            run["e2e_over_model"] = round(run["tickets_per_s"] / model["texts_per_s"], 3)
+            run["target_met"] = run["e2e_over_model"] >= 0.7
+            e2e.append(run)
 
     dups = round(args.dup_rate * args.tickets)
     print(f"\n## Pipeline: {args.tickets} tickets + {dups} repeated deliveries, {args.concurrency} concurrent; "
           f"model {model_dir.name} ({meta['version']}); {os.cpu_count()} CPUs ({cpu_name()})\n")
     if ingress:
         print("### Ingress alone (`triage serve`, own process, no worker)\n")
-        print("| deliveries | accepted/s | p50 ms | p95 ms | p99 ms | max ms | answers | jobs queued | target |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        i = ingress
-        answers = ", ".join(f"{k}: {v}" for k, v in sorted(i["statuses"].items()))
-        print(f"| {i['deliveries']} | {i['accepted_per_s']:.0f} | {i['p50_ms']} | {i['p95_ms']} | {i['p99_ms']} | "
-              f"{i['max_ms']} | {answers} | {i['jobs_queued']} | "
-              f"{'met' if i['target_met'] else 'MISSED'} (>= 500/s, p99 < 50 ms) |\n")
+        print("| helpdesk | deliveries | accepted/s | p50 ms | p95 ms | p99 ms | max ms | answers | jobs queued | "
+              "target |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for i in ingress:
+            answers = ", ".join(f"{k}: {v}" for k, v in sorted(i["statuses"].items()))
+            print(f"| {i['helpdesk']} | {i['deliveries']} | {i['accepted_per_s']:.0f} | {i['p50_ms']} | {i['p95_ms']} "
+                  f"| {i['p99_ms']} | {i['max_ms']} | {answers} | {i['jobs_queued']} | "
+                  f"{'met' if i['target_met'] else 'MISSED'} (>= 500/s, p99 < 50 ms) |")
+        print()
     if e2e:
         print("### End to end (webhook -> ingress -> RQ -> `triage worker` x W -> write-back)\n")
-        print("| W | written back | exactly once | e2e tickets/s | receipt->write-back p50 / p95 s | "
+        print("| helpdesk | W | written back | exactly once | e2e tickets/s | receipt->write-back p50 / p95 s | "
               "ingress/s, p99 ms | model alone texts/s | e2e/model | target |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in e2e:
-            print(f"| {r['workers']} | {r['written_back']}/{r['tickets']} | {r['exactly_once']}/{r['tickets']} | "
+            print(f"| {r['helpdesk']} | {r['workers']} | {r['written_back']}/{r['tickets']} | "
+                  f"{r['exactly_once']}/{r['tickets']} | "
                   f"{r['tickets_per_s']} | {r['p50_s']} / {r['p95_s']} | {r['ingress']['accepted_per_s']:.0f}, "
                   f"{r['ingress']['p99_ms']} | {r['model']['texts_per_s']} | {r['e2e_over_model']:.2f} | "
                   f"{'met' if r['target_met'] else 'MISSED'} (>= 0.7) |")
         for r in e2e:
-            print(f"\nW={r['workers']}: sandbox calls {r['sandbox_calls']}, errors {r['sandbox_errors'] or 'none'}, "
-                  f"queue after {r['queue_after']}, tickets written more than once: {r['more_than_once']}"
-                  + ("" if r["scored_text_matches_model_run"] else "; WARNING: the worker's texts differ"))
-        print("\n'exactly once': one PUT, one internal bot note and one applied update per ticket. Model alone: "
+            n = r["scored_texts_differing"]
+            why = " (Jira renders their wiki markup: {code}, [text|url] links)" if r["helpdesk"] == "jira" else ""
+            print(f"\n{r['helpdesk']} W={r['workers']}: sandbox calls {r['sandbox_calls']}, "
+                  f"errors {r['sandbox_errors'] or 'none'}, queue after {r['queue_after']}, tickets written more "
+                  f"than once: {r['more_than_once']}" + (f"; {n} of the worker's texts differ from the model "
+                                                         f"run's{why}" if n else ""))
+        print("\n'exactly once': one PUT, one internal bot note and one applied update per ticket (Jira: one "
+              "labels/priority PUT, one internal JSM comment by the bot, one bot issue_updated and one "
+              "comment_created change; write-back = the note, written last). Model alone: "
               "TriageModel(threads=1, batch_size=1).score over the same texts in W processes (wall of the "
-              "slowest). Rules: deploy/rules.example.yaml (the sandbox has its Escalations and Billing groups).")
-    print("The load generator and the sandbox Zendesk (ThreadingHTTPServer) run in the bench process and share "
+              "slowest), one run per W shared by the helpdesks. Rules: deploy/rules.example.yaml (the Zendesk "
+              "sandbox has its Escalations and Billing groups; Jira runs without JIRA_GROUP_FIELD, so a rule's "
+              "`group` is not written there and the note says so).")
+    print("The load generator and the sandbox helpdesks (ThreadingHTTPServer) run in the bench process and share "
           f"the {os.cpu_count()} CPUs with the ingress, Redis and the workers.")
 
     import onnxruntime
