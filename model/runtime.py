@@ -30,6 +30,18 @@ from model.textprep import CHARS_PER_TOKEN_CAP, clean
 
 HEADS = {"sentiment": SENTIMENT_LABELS, "urgency": URGENCY_LABELS}
 DEFAULT_MODEL_DIR = Path(__file__).parent / "artifacts" / "triage-v1"
+# Function words carry the sentence's context in every token's vector, so their shares can be large
+# without saying anything to an agent: they are left out of top_words (not out of the scores).
+# ("down", "not", "no", "now" stay: they do speak to urgency and sentiment.)
+_FUNCTION_WORDS = """
+a about above after again against all am an and any are as at be been before being below between both
+but by can could did do does doing during each few for from further had has have having he her here
+hers him his how i if in into is it its itself just me more most my nor of off on once only or
+other our ours out over own same she should so some such than that the their them then there these they
+this those through to too under until up very was we were what when where which while who whom why will
+with would you your yours i'm it's we're i've don't can't
+"""
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())
 REBUILD_HINT = ("rebuild it with `triage model train` then `triage model export`, or restore it with "
                 "`git checkout -- model/artifacts`")
 
@@ -204,6 +216,8 @@ def _word_shares(enc, text: str, tok: np.ndarray, label: int, top: int) -> list[
     merged: dict[str, float] = {}
     for w, value in by_word.items():
         word = text[span[w][0] : span[w][1]].lower()[:40]
+        if word in FUNCTION_WORDS or (len(word) == 1 and word.isalpha()):  # "d" of "I'd"
+            continue
         if any(ch.isalnum() for ch in word) or len(word) > 1 or ord(word[:1] or " ") > 0x2000:
             merged[word] = merged.get(word, 0.0) + value
     ranked = sorted(merged.items(), key=lambda kv: -kv[1])
