@@ -15,9 +15,9 @@ phase below runs once per helpdesk.
                      latency; tickets/s = tickets / (last write-back - first send). Beside it the
                      model runtime alone on the same texts (TriageModel(threads=1, batch_size=1).score
                      in W processes, wall of the slowest) and the ratio e2e / model.     Target >= 0.7
-Texts: ticket-length real posts (bench/model_bench.py's load_texts, 60-128 tokens); a ticket's subject
+Texts: ticket-length real posts (bench/model_bench.py's load_texts, 40-128 tokens); a ticket's subject
 (Jira: summary, the text its description) is its text's first words, so the text the worker scores
-is exactly the text the model run scores.
+is the text the model run scores (Jira renders the wiki markup of some posts: the summary counts them).
 The load generator and the sandboxes (ThreadingHTTPServer) run in this process and share the CPUs
 with the ingress, Redis and the workers. Run it on an otherwise idle machine:
 
