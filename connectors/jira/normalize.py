@@ -30,6 +30,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.outcome import Outcome
+from connectors.payload import ident as _id
+from connectors.payload import integer as _int
+from connectors.payload import text as _str
 from worker.decision import PRIORITIES
 from worker.errors import ConfigError
 from worker.events import EventError, TicketEvent
@@ -40,7 +43,6 @@ TRIAGED_EVENTS = (ISSUE_CREATED, ISSUE_UPDATED, COMMENT_CREATED)
 REQUEST_TYPE_SCHEMA = "com.atlassian.servicedesk:vp-origin"  # the "Customer Request Type" field
 
 _KEY = re.compile(r"[A-Z][A-Z0-9_]*-[1-9][0-9]*")
-_PLACEHOLDER = re.compile(r"^\{\{.*\}\}$", re.DOTALL)
 _MENTION = re.compile(r"\[~accountid:[^\]]+\]")
 _LINK = re.compile(r"\[([^|\]]+)\|[^\]]+\]")
 _MACRO = re.compile(r"\{(?:code|noformat|quote|panel|color)(?::[^}]*)?\}")
@@ -419,27 +421,6 @@ def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise EventError(f"{key} is missing or not an object")
     return value
-
-
-def _str(value: Any) -> str:
-    """A rendered string value; None and unrendered {{smart values}} become ''."""
-    if value is None or isinstance(value, (dict, list, bool)):
-        return ""
-    text = str(value).strip()
-    return "" if _PLACEHOLDER.match(text) else text
-
-
-def _id(value: Any) -> str:
-    if isinstance(value, bool):
-        return ""
-    if isinstance(value, (int, float)):
-        return str(int(value))
-    return _str(value)
-
-
-def _int(value: Any) -> int:
-    text = _id(value)
-    return int(text) if text.isdigit() else 0
 
 
 def _issue_key(value: Any, label: str) -> str:

@@ -18,6 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.outcome import Outcome
+from connectors.payload import ident as _id
+from connectors.payload import integer as _int
+from connectors.payload import text as _str
 from worker.decision import PRIORITIES
 from worker.events import EventError, TicketEvent
 
@@ -31,7 +34,6 @@ PRIORITY_TAG = "triage_set_priority_"
 ASSIGNEE_TAG = "triage_set_assignee_"
 
 _CHANNELS = {"mail": "email", "web_form": "web", "web_widget": "web", "web_service": "api"}
-_PLACEHOLDER = re.compile(r"^\{\{.*\}\}$")
 
 
 def to_event(payload: Mapping[str, Any], bot_user_id: str) -> TicketEvent | None:
@@ -185,27 +187,6 @@ def _section(data: Mapping[str, Any], key: str, label: str = "") -> Mapping[str,
     if not isinstance(value, Mapping):
         raise EventError(f"{label or key} is missing or not an object")
     return value
-
-
-def _str(value: Any) -> str:
-    """A rendered string value; None and unrendered {{placeholders}} become ''."""
-    if value is None or isinstance(value, (dict, list)):
-        return ""
-    text = str(value).strip()
-    return "" if _PLACEHOLDER.match(text) else text
-
-
-def _id(value: Any) -> str:
-    if isinstance(value, bool):
-        return ""
-    if isinstance(value, (int, float)):
-        return str(int(value))
-    return _str(value)
-
-
-def _int(value: Any) -> int:
-    text = _id(value)
-    return int(text) if text.isdigit() else 0
 
 
 def _ticket_id(value: Any, label: str) -> str:
