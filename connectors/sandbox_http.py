@@ -2,12 +2,61 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Decodes a JSON body, passes the request to server.sandbox.handle(method, path, headers, body)
+    and writes its (status, payload) and extra headers back. A sandbox's subclass names the vendor's
+    answer to a body that is not JSON and the headers every response carries."""
+
+    invalid_json: Any = {"error": "InvalidJSON"}
+    fixed_headers: dict[str, str] = {}
+    content_type = "application/json; charset=utf-8"
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            self._send(400, self.invalid_json, {})
+            return
+        handle = self.server.sandbox.handle  # type: ignore[attr-defined]
+        (status, payload), extra = handle(self.command, self.path, dict(self.headers.items()), body)
+        self._send(status, payload, extra)
+
+    def _send(self, status: int, payload: Any, headers: Mapping[str, str]) -> None:
+        data = b"" if status == 204 or payload is None else json.dumps(payload).encode()
+        self.send_response(status)
+        if data:
+            self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in {**self.fixed_headers, **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and the demo print their own
+        pass
 
 
 class LocalServer:

@@ -34,7 +34,8 @@ import redis
 
 from connectors.jira.normalize import DEFAULT_PRIORITIES, PriorityMap, from_api, parse_time
 from connectors.jira.transport import JiraApi
-from worker.errors import ConfigError, RateLimited, VendorError
+from connectors.polling import poll_forever
+from worker.errors import ConfigError
 from worker.events import TicketEvent
 
 WATERMARK_KEY = "triage:watermark:jira"
@@ -148,20 +149,12 @@ class JiraPoller:
             stop: threading.Event | None = None, max_backoff_s: float = 300) -> None:
         """Poll until `stop` is set, every `interval_s`. 429 waits Retry-After; other vendor
         errors back off exponentially."""
-        stop = stop or threading.Event()
-        backoff = 0.0
-        while not stop.is_set():
-            try:
-                done = self.poll_once(enqueue)
-                log.info("jira poll: %d issues queued, %d skipped", len(done.events), len(done.skipped))
-                backoff, wait = 0.0, interval_s
-            except RateLimited as e:
-                wait = e.retry_after
-            except VendorError as e:
-                backoff = min(max(backoff * 2, 5.0), max_backoff_s)
-                log.warning("jira poll failed: %s; retrying in %.0fs", e, backoff)
-                wait = backoff
-            stop.wait(wait)
+        def one_pass() -> float:
+            done = self.poll_once(enqueue)
+            log.info("jira poll: %d issues queued, %d skipped", len(done.events), len(done.skipped))
+            return interval_s
+
+        poll_forever(one_pass, "jira", stop, max_backoff_s)
 
     # -- internals --------------------------------------------------------------------------------
 

@@ -46,13 +46,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from connectors.jira.normalize import AUTOMATION_KIND, adf_document, adf_text
-from connectors.sandbox_http import Fault, LocalServer, RecordedRequest, redact, take_fault
+from connectors.sandbox_http import Fault, JsonHandler, LocalServer, RecordedRequest, redact, take_fault
 
 Json = dict[str, Any]
 Reply = tuple[int, Any]
@@ -1117,47 +1116,11 @@ _FAULT_MESSAGES: dict[int, str] = {
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server_version = "JiraSandbox/1"
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        sandbox: JiraSandbox = self.server.sandbox  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            self._send(400, {"errorMessages": ["Unexpected character in the request body."], "errors": {}}, {})
-            return
-        (status, payload), extra = sandbox.handle(self.command, self.path, dict(self.headers.items()), body)
-        self._send(status, payload, extra)
-
-    def _send(self, status: int, payload: Any, headers: Mapping[str, str]) -> None:
-        data = b"" if status == 204 or payload is None else json.dumps(payload).encode()
-        self.send_response(status)
-        if data:
-            self.send_header("Content-Type", "application/json;charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-RateLimit-Limit", "100")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests print their own
-        pass
+    invalid_json = {"errorMessages": ["Unexpected character in the request body."], "errors": {}}
+    fixed_headers = {"X-RateLimit-Limit": "100"}
+    content_type = "application/json;charset=UTF-8"
 
 
 JiraSandbox.handler = _Handler

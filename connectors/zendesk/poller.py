@@ -20,9 +20,9 @@ from typing import Any
 
 import redis
 
+from connectors.polling import poll_forever
 from connectors.zendesk.normalize import by_id, from_api
 from connectors.zendesk.transport import ZendeskHttp
-from worker.errors import RateLimited, VendorError
 from worker.events import TicketEvent
 
 CURSOR_KEY = "triage:cursor:zendesk"
@@ -87,19 +87,11 @@ class ZendeskPoller:
             stop: threading.Event | None = None, max_backoff_s: float = 300) -> None:
         """Poll until `stop` is set: pages back to back while behind, then every `interval_s`.
         429 waits Retry-After; other vendor errors back off exponentially."""
-        stop = stop or threading.Event()
-        backoff = 0.0
-        while not stop.is_set():
-            try:
-                page = self.poll_page(enqueue)
-                backoff, wait = 0.0, interval_s if page.end_of_stream else 0.0
-            except RateLimited as e:
-                wait = e.retry_after
-            except VendorError as e:
-                backoff = min(max(backoff * 2, 5.0), max_backoff_s)
-                log.warning("zendesk poll failed: %s; retrying in %.0fs", e, backoff)
-                wait = backoff
-            stop.wait(wait)
+        def one_pass() -> float:
+            page = self.poll_page(enqueue)
+            return interval_s if page.end_of_stream else 0.0  # behind: the next page at once
+
+        poll_forever(one_pass, "zendesk", stop, max_backoff_s)
 
     def poll_page(self, enqueue: Callable[[TicketEvent], object]) -> Page:
         """poll_once, returning the whole page (events, skipped, end_of_stream)."""

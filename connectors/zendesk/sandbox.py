@@ -32,13 +32,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from connectors.sandbox_http import Fault as _Fault
-from connectors.sandbox_http import LocalServer, RecordedRequest, redact, take_fault
+from connectors.sandbox_http import JsonHandler, LocalServer, RecordedRequest, redact, take_fault
 
 SAMPLES = Path(__file__).with_name("sample_tickets.json")
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -608,46 +607,11 @@ def _one(query: Mapping[str, list[str]], key: str) -> str:
     return values[-1]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server_version = "ZendeskSandbox/1"
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        sandbox: ZendeskSandbox = self.server.sandbox  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            self._send(400, {"error": "InvalidJSON", "description": "The body is not valid JSON"}, {})
-            return
-        (status, payload), extra = sandbox.handle(self.command, self.path, dict(self.headers.items()), body)
-        self._send(status, payload, extra)
-
-    def _send(self, status: int, payload: Any, headers: Mapping[str, str]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Rate-Limit", "700")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and the demo print their own
-        pass
+    invalid_json = {"error": "InvalidJSON", "description": "The body is not valid JSON"}
+    fixed_headers = {"X-Rate-Limit": "700"}
+    content_type = "application/json; charset=utf-8"
 
 
 ZendeskSandbox.handler = _Handler
