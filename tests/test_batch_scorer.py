@@ -62,3 +62,14 @@ def test_a_ticket_another_worker_is_scoring_is_awaited_not_rescored(redis):
     scorer = CountingScorer()
     s = BatchScorer(scorer, store, queue).scores_for(e)
     assert s.urgency.label == "high" and scorer.batches == []
+
+
+def test_batch_size_one_scores_alone_and_leaves_redis_alone(redis):
+    queue = make_queue(redis, "t")
+    evs = events(3)
+    for e in evs:
+        Enqueuer(queue, (1,), 10).submit(e)
+    before = set(redis.keys("triage:*"))
+    scorer = CountingScorer()
+    BatchScorer(scorer, Store(redis), queue, batch_size=1).scores_for(evs[0])
+    assert scorer.batches == [1] and set(redis.keys("triage:*")) == before

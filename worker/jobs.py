@@ -76,6 +76,8 @@ class BatchScorer:
         self.wait_s = wait_s
 
     def scores_for(self, event: TicketEvent) -> Scores:
+        if self.batch_size == 1:  # one ticket per model call: nothing to share with other workers
+            return self.scorer.score([ticket_text(event.subject, event.text)])[0]
         cached = self.store.cached_scores(event.key)
         if cached is not None:
             return cached
