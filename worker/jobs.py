@@ -63,7 +63,9 @@ def _retry_after(seconds: float) -> None:
     intervals = list(job.retry_intervals)
     index = max(len(intervals) - job.retries_left, 0)
     if index < len(intervals):
-        intervals[index] = max(1, math.ceil(seconds))
+        # RQ schedules to the whole second, truncated: without the extra second a retry could come
+        # up to a second before the vendor said it may.
+        intervals[index] = max(1, math.ceil(seconds)) + 1
         job.retry_intervals = intervals
 
 
