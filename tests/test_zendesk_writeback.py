@@ -72,7 +72,26 @@ def test_tags_are_added_not_replaced(zd: ZendeskSandbox, writer: ZendeskWriter, 
     zd.edit_ticket(ticket["id"], by="tom@example.com", additional_tags=["vip"])  # after our event was built
     writer.apply(event, decision(event, add_tags=("triage_negative", "checkout")))
     assert zd.tickets[ticket["id"]]["tags"] == ["enterprise", "checkout", "vip", "triage_negative"]
-    assert len(puts(zd)) == 1 and puts(zd)[0].json["ticket"]["safe_update"] is True
+    # the event's tags were stale: Zendesk refused that update (409), the writer read the ticket, retried
+    assert [r.status for r in puts(zd)] == [409, 200]
+    assert all(r.json["ticket"]["safe_update"] is True for r in puts(zd))
+
+
+def test_delivered_ticket_state_saves_the_read(zd: ZendeskSandbox, writer: ZendeskWriter,
+                                               ticket: dict[str, Any]) -> None:
+    """An event carries the ticket's tags, fields and updated_at: one PUT, no GET, when nothing changed."""
+    event = writer.fetch_event(ticket["id"])
+    seen = len(zd.requests)
+    writer.apply(event, decision(event, add_tags=("triage_negative",), note=True))
+    assert [(r.method, r.status) for r in zd.requests[seen:]] == [("PUT", 200)]
+    assert puts(zd)[0].json["ticket"]["updated_stamp"] == event.updated_at
+    assert zd.tickets[ticket["id"]]["tags"] == ["enterprise", "checkout", "triage_negative"]
+    # an event that does not carry the ticket's state (built by hand, say) reads the ticket first
+    bare = TicketEvent(source="zendesk", ticket_id=event.ticket_id, revision="r2", text=TEXT)
+    seen = len(zd.requests)
+    writer.apply(bare, decision(bare, add_tags=("triage_urgent",)))
+    assert [r.method for r in zd.requests[seen:]] == ["GET", "PUT"]
+    assert zd.tickets[ticket["id"]]["tags"] == ["enterprise", "checkout", "triage_negative", "triage_urgent"]
 
 
 def test_concurrent_update_is_retried_not_overwritten(zd: ZendeskSandbox, writer: ZendeskWriter,

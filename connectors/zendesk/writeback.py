@@ -1,16 +1,19 @@
 """Write triage decisions back to Zendesk through zenpy.
 
-apply() reads the ticket, then sends ONE update (PUT /api/v2/tickets/{id}.json) carrying the tags,
-priority, group, assignee and the internal note. Zendesk's Update Ticket replaces the tag list
-(`additional_tags` only works on update_many), so the update sends the merged list with
-`safe_update` + `updated_stamp`: if an agent changed the ticket in between, Zendesk answers 409 and
-we re-read and retry, so no one else's tag is ever dropped.
+apply() sends ONE update (PUT /api/v2/tickets/{id}.json) carrying the tags, priority, group,
+assignee and the internal note. Zendesk's Update Ticket replaces the tag list (`additional_tags` only
+works on update_many), so the update sends the merged list with `safe_update` + `updated_stamp`.
+The first attempt starts from the ticket as the webhook or poller delivered it (its tags, priority,
+group, assignee and updated_at): no read. If anyone changed the ticket since, Zendesk answers 409
+and we read the ticket and retry, so no one else's tag is ever dropped.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -25,6 +28,19 @@ from worker.ports import marker
 
 T = TypeVar("T")
 log = logging.getLogger("triage.zendesk")
+
+# Deliveries whose event carries the ticket's full state as Zendesk rendered it (normalize.py).
+SNAPSHOT_DELIVERIES = ("trigger", "event", "api")
+
+
+@dataclass
+class _Snapshot:
+    """The fields of a ticket that _changes() reads, as a delivered event saw them."""
+    tags: list[str]
+    priority: str | None
+    group_id: int | None
+    assignee_id: int | None
+    updated_at: str
 
 
 class ZendeskWriter:
@@ -43,8 +59,10 @@ class ZendeskWriter:
 
     def apply(self, event: TicketEvent, decision: TriageDecision) -> None:
         ticket_id = _ticket_id(event)
-        for _ in range(self._attempts):
-            current = self._call(f"GET ticket {ticket_id}", lambda: self.client.tickets(id=ticket_id))
+        current: Any = self._snapshot(event)
+        for _ in range(self._attempts + (current is not None)):
+            if current is None:
+                current = self._call(f"GET ticket {ticket_id}", lambda: self.client.tickets(id=ticket_id))
             changes = self._changes(current, event, decision)
             if not changes:
                 return
@@ -55,6 +73,7 @@ class ZendeskWriter:
             except VendorUnavailable as e:
                 if e.status != 409:  # 409: someone updated the ticket since we read it
                     raise
+                current = None
         raise VendorUnavailable(f"ticket {ticket_id} kept changing during the update (409); retry later", 409)
 
     def already_applied(self, event: TicketEvent) -> bool:
@@ -98,6 +117,18 @@ class ZendeskWriter:
         return self._groups[key]
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _snapshot(self, event: TicketEvent) -> _Snapshot | None:
+        """The ticket as the event delivered it, or None when the event does not carry it all."""
+        if event.extra.get("delivery") not in SNAPSHOT_DELIVERIES or not event.updated_at:
+            return None
+        group_id = None
+        if event.group:  # the trigger body names the group; a group renamed since stays None
+            with suppress(VendorRejected):
+                group_id = self.group_id(event.group)
+        return _Snapshot(tags=list(event.tags), priority=event.priority or None, group_id=group_id,
+                         assignee_id=int(event.assignee) if event.assignee.isdigit() else None,
+                         updated_at=event.updated_at)
 
     def _changes(self, current: Any, event: TicketEvent, decision: TriageDecision) -> dict[str, Any]:
         """The ticket fields to send, given the ticket as it is now; {} when nothing changes."""
