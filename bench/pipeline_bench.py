@@ -15,6 +15,9 @@ phase below runs once per helpdesk.
                      latency; tickets/s = tickets / (last write-back - first send). Beside it the
                      model runtime alone on the same texts (TriageModel(threads=1, batch_size=1).score
                      in W processes, wall of the slowest) and the ratio e2e / model.     Target >= 0.7
+  3. paced           per W, the same stack fed at --paced-load x phase 2's tickets/s (default half)
+                     from an open-loop sender: receipt -> write-back latency when the queue is not backed
+                     up (in a burst, latency is mostly time spent queued)
 Texts: ticket-length real posts (bench/model_bench.py's load_texts, 40-128 tokens); a ticket's subject
 (Jira: summary, the text its description) is its text's first words, so the text the worker scores
 is the text the model run scores (Jira renders the wiki markup of some posts: the summary counts them).
@@ -284,6 +287,18 @@ async def _send(port: int, reqs: list[bytes], concurrency: int, timeout: float =
     return results
 
 
+async def _send_paced(port: int, reqs: list[bytes], rate: float) -> list[tuple]:
+    """Open loop: request i leaves at start + i / rate on its own connection, whatever came back."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def one(i: int) -> tuple:
+        await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+        return (await _send(port, [reqs[i]], 1))[0]
+
+    return list(await asyncio.gather(*(one(i) for i in range(len(reqs)))))
+
+
 def deliveries(st: Stack, ids: list, dup_rate: float, seed: int) -> tuple[list[bytes], list]:
     """One signed delivery per ticket plus round(dup_rate x N) repeats of random tickets, shuffled."""
     rng = random.Random(seed)
@@ -293,14 +308,16 @@ def deliveries(st: Stack, ids: list, dup_rate: float, seed: int) -> tuple[list[b
     return [first[t] for t in owners], owners
 
 
-def deliver(st: Stack, ids: list, args: argparse.Namespace) -> tuple[list[tuple], list, float]:
+def deliver(st: Stack, ids: list, args: argparse.Namespace,
+            rate: float | None = None) -> tuple[list[tuple], list, float]:
     warm = [st.request(t, by_bot=True) for t in ids[:20]]
     asyncio.run(_send(st.ingress_port, warm, min(4, args.concurrency)))  # 200 skipped: nothing queued
     reqs, owners = deliveries(st, ids, args.dup_rate, args.seed)
-    log(f"{st.name}: sending {len(reqs)} signed deliveries ({len(reqs) - len(ids)} repeats), "
-        f"{args.concurrency} concurrent")
+    how = f"paced at {rate:.1f}/s" if rate else f"{args.concurrency} concurrent"
+    log(f"{st.name}: sending {len(reqs)} signed deliveries ({len(reqs) - len(ids)} repeats), {how}")
     started = time.perf_counter()
-    results = asyncio.run(_send(st.ingress_port, reqs, args.concurrency))
+    results = asyncio.run(_send_paced(st.ingress_port, reqs, rate) if rate
+                          else _send(st.ingress_port, reqs, args.concurrency))
     wall = time.perf_counter() - started
     log(f"{st.name}: sent in {wall:.2f} s ({len(reqs) / wall:.0f}/s)")
     return results, owners, wall
@@ -360,11 +377,12 @@ def model_rate(model_dir: Path, texts: list[str], procs: int, timeout: float = 6
 
 
 def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[str], w: int, logs: Path,
-            helpdesk: str) -> dict:
+            helpdesk: str, pace: float | None = None) -> dict:
+    """A burst (as fast as the ingress takes it) or, with `pace`, deliveries paced at pace/s."""
     # the changes each ticket must get exactly once; the last one ends the job (Jira: the note, written last)
     kinds = ("jira:issue_updated", "comment_created") if helpdesk == "jira" else ("update",)
     last = kinds[-1]
-    with Stack(f"e2e-{helpdesk}-w{w}", model_dir, logs, helpdesk) as st:
+    with Stack(f"{'paced' if pace else 'e2e'}-{helpdesk}-w{w}", model_dir, logs, helpdesk) as st:
         ids = st.add_tickets(items)
         differ = sum(a != b for a, b in zip(st.scored_texts(ids), texts))  # Jira renders wiki markup in posts
         for k in range(w):
@@ -372,7 +390,7 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
         st.start_ingress()
         log(f"{st.name}: waiting for the ingress and {w} worker(s) to load the model")
         st.wait_ready(w)
-        results, owners, send_wall = deliver(st, ids, args)
+        results, owners, send_wall = deliver(st, ids, args, pace)
         first_send: dict[int | str, float] = {}
         for owner, r in zip(owners, results):
             first_send[owner] = min(first_send.get(owner, r[0]), r[0])
@@ -402,8 +420,8 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
                            if r.method == "PUT" and (m := ISSUE_PUT.search(r.path)))
             notes = {k: sum(1 for c in st.jira.comments(k) if not c["public"] and c["author"] == bot) for k in ids}
         else:
-            puts = Counter(int(m.group(1)) for r in requests
-                           if r.method == "PUT" and (m := TICKET_PUT.search(r.path)))
+            puts = Counter(int(m.group(1)) for r in requests  # a refused PUT (409: retry) changed nothing
+                           if r.method == "PUT" and r.status < 300 and (m := TICKET_PUT.search(r.path)))
             notes = {t: sum(1 for c in st.zd.comments(t) if not c["public"] and c["author_id"] == bot)  # type: ignore
                      for t in ids}
         applied = {kind: Counter(t for t, what, _ in changes if what == kind) for kind in kinds}
@@ -419,7 +437,7 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
 
     lat = [written[t] - first_send[t] for t in ids if t in written]
     span = (max(written.values()) - min(first_send.values())) if written else float("nan")
-    out = {"helpdesk": helpdesk, "workers": w, "tickets": len(ids), "written_back": len(written),
+    out = {"helpdesk": helpdesk, "workers": w, "rate": pace, "tickets": len(ids), "written_back": len(written),
            "exactly_once": exactly_once,
            "more_than_once": sum(1 for t in ids if max(puts[t], notes[t], *(c[t] for c in applied.values())) > 1),
            "ingress": ingress_summary(results, send_wall), "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
@@ -442,6 +460,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="sandbox helpdesk(s) to run every phase against (default both)")
     p.add_argument("--workers", default="1,2", help="worker process counts to run end to end (default 1,2)")
     p.add_argument("--concurrency", type=int, default=16, help="concurrent keep-alive connections (default 16)")
+    p.add_argument("--paced-load", type=float, default=0.5,
+                   help="phase 3: deliveries paced at this fraction of the burst's e2e tickets/s, for the "
+                        "latency a ticket sees when the queue is not backed up (default 0.5; 0 skips it)")
+    p.add_argument("--paced-tickets", type=int, help="tickets in phase 3 (default 400; 100 with --quick)")
     p.add_argument("--quick", action="store_true", help="smoke run: 200 tickets unless --tickets says otherwise")
     p.add_argument("--skip-ingress", action="store_true", help="skip phase 1 (ingress alone)")
     p.add_argument("--skip-e2e", action="store_true", help="skip phase 2 (end to end and the model runs)")
@@ -455,6 +477,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "bench" / "out" / "pipeline_bench.json"))
     args = p.parse_args(argv)
     args.tickets = args.tickets or (200 if args.quick else 2000)
+    args.paced_tickets = args.paced_tickets or (100 if args.quick else 400)
     args.helpdesks = list(HELPDESKS) if args.helpdesk == "both" else [args.helpdesk]
     try:
         args.workers = [int(x) for x in args.workers.split(",") if x.strip()]
@@ -486,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
 
     ingress = [] if args.skip_ingress else [run_ingress(args, model_dir, items, logs, hd) for hd in args.helpdesks]
-    e2e = []
+    e2e, paced = [], []
     for w in [] if args.skip_e2e else args.workers:
         log(f"model alone: {w} process(es) x 1 thread over the same {len(texts)} texts")
         model = model_rate(model_dir, texts, w)  # one model run per W, beside each helpdesk's row
@@ -497,6 +520,10 @@ def main(argv: list[str] | None = None) -> int:
             run["e2e_over_model"] = round(run["tickets_per_s"] / model["texts_per_s"], 3)
             run["target_met"] = run["e2e_over_model"] >= 0.7
             e2e.append(run)
+            if args.paced_load > 0:
+                pace = args.paced_load * run["tickets_per_s"]
+                paced.append(run_e2e(args, model_dir, items[:args.paced_tickets], texts[:args.paced_tickets],
+                                     w, logs, hd, pace))
 
     dups = round(args.dup_rate * args.tickets)
     print(f"\n## Pipeline: {args.tickets} tickets + {dups} repeated deliveries, {args.concurrency} concurrent; "
@@ -530,13 +557,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"errors {r['sandbox_errors'] or 'none'}, queue after {r['queue_after']}, tickets written more "
                   f"than once: {r['more_than_once']}" + (f"; {n} of the worker's texts differ from the model "
                                                          f"run's{why}" if n else ""))
-        print("\n'exactly once': one PUT, one internal bot note and one applied update per ticket (Jira: one "
+        print("\n'exactly once': one applied PUT (a refused 409 changes nothing), one internal bot note and one "
+              "applied update per ticket (Jira: one "
               "labels/priority PUT, one internal JSM comment by the bot, one bot issue_updated and one "
               "comment_created change; write-back = the note, written last). Model alone: "
               "TriageModel(threads=1, batch_size=1).score over the same texts in W processes (wall of the "
               "slowest), one run per W shared by the helpdesks. Rules: deploy/rules.example.yaml (the Zendesk "
               "sandbox has its Escalations and Billing groups; Jira runs without JIRA_GROUP_FIELD, so a rule's "
               "`group` is not written there and the note says so).")
+    if paced:
+        print(f"\n### Paced (deliveries at {args.paced_load:.0%} of the burst's e2e tickets/s: the latency a "
+              f"ticket sees when the queue is not backed up)\n")
+        print("| helpdesk | W | rate /s | written back | exactly once | receipt->write-back p50 / p95 / max s |")
+        print("|---|---|---|---|---|---|")
+        for r in paced:
+            print(f"| {r['helpdesk']} | {r['workers']} | {r['rate']:.1f} | {r['written_back']}/{r['tickets']} | "
+                  f"{r['exactly_once']}/{r['tickets']} | {r['p50_s']} / {r['p95_s']} / {r['max_s']} |")
     print("The load generator and the sandbox helpdesks (ThreadingHTTPServer) run in the bench process and share "
           f"the {os.cpu_count()} CPUs with the ingress, Redis and the workers.")
 
@@ -552,9 +588,9 @@ def main(argv: list[str] | None = None) -> int:
         "model_dir": str(model_dir), "model_version": meta["version"], "rules": str(RULES),
         "args": {k: v for k, v in vars(args).items() if k != "out"},
         "texts": {"n": len(texts), "token_mean": round(float(np.mean(lengths)), 1)},
-        "ingress": ingress, "e2e": e2e}, indent=1))
+        "ingress": ingress, "e2e": e2e, "paced": paced}, indent=1))
     log(f"wrote {out}")
-    return 0 if all(r["exactly_once"] == r["tickets"] and not r["more_than_once"] for r in e2e) else 1
+    return 0 if all(r["exactly_once"] == r["tickets"] and not r["more_than_once"] for r in e2e + paced) else 1
 
 
 if __name__ == "__main__":
