@@ -204,14 +204,15 @@ class TriageModel:
 def _word_shares(enc, text: str, tok: np.ndarray, label: int, top: int) -> list[tuple[str, float]]:
     """Sum each word's token shares of (decided label's logit - mean of the other two)."""
     others = [k for k in range(tok.shape[1]) if k != label]
-    push = tok[:, label] - tok[:, others].mean(axis=1)
+    push = (tok[:, label] - tok[:, others].mean(axis=1)).tolist()
     by_word: dict[int, float] = {}
     span: dict[int, tuple[int, int]] = {}
+    offsets = enc.offsets  # a tokenizers Encoding builds a new list on every attribute read
     for t, w in enumerate(enc.word_ids):
         if w is None:  # [CLS], [SEP]
             continue
-        by_word[w] = by_word.get(w, 0.0) + float(push[t])
-        start, end = enc.offsets[t]
+        by_word[w] = by_word.get(w, 0.0) + push[t]
+        start, end = offsets[t]
         span[w] = (min(span.get(w, (start, end))[0], start), max(span.get(w, (start, end))[1], end))
     merged: dict[str, float] = {}
     for w, value in by_word.items():
