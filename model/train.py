@@ -113,7 +113,12 @@ def class_weights(labels: np.ndarray, n: int, mode: str) -> torch.Tensor:
     if mode == "none" or len(labels) == 0:
         return torch.ones(n)
     counts = np.bincount(labels, minlength=n).astype(float)
-    return torch.tensor(len(labels) / (n * np.maximum(counts, 1)), dtype=torch.float)
+    balanced = len(labels) / (n * np.maximum(counts, 1))
+    if mode == "sqrt":  # half-way to balanced (in log space): less over-calling of rare classes
+        balanced = np.sqrt(balanced)
+    elif mode != "balanced":
+        raise SystemExit(f"class_weighting must be balanced, sqrt or none, not {mode!r}")
+    return torch.tensor(balanced, dtype=torch.float)
 
 
 @torch.no_grad()
@@ -185,8 +190,11 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
     ys = np.array([r.sentiment for r in train_rows])
     yu = np.array([r.urgency for r in train_rows])
     wrow = torch.tensor([r.weight for r in train_rows], dtype=torch.float)
-    loss_s = nn.CrossEntropyLoss(weight=class_weights(ys, 3, cfg["class_weighting"]), reduction="none")
-    loss_u = nn.CrossEntropyLoss(weight=class_weights(yu, 3, cfg["class_weighting"]), reduction="none")
+    smoothing = float(cfg.get("label_smoothing", 0.0))
+    loss_s = nn.CrossEntropyLoss(weight=class_weights(ys, 3, cfg["class_weighting"]), reduction="none",
+                                 label_smoothing=smoothing)
+    loss_u = nn.CrossEntropyLoss(weight=class_weights(yu, 3, cfg["class_weighting"]), reduction="none",
+                                 label_smoothing=smoothing)
 
     net = TriageNet(enc_dir, float(cfg["dropout"]))
     head_params = list(net.sentiment.parameters()) + list(net.urgency.parameters())
@@ -204,6 +212,17 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
 
     rng = random.Random(seed)
     log = (out / "train_log.jsonl").open("a")
+    # Weight averaging (SWA-style): the mean of the weights at every evaluation from `average_from`
+    # (a fraction of training) on is one more candidate, validated like the others at the end.
+    average_from = float(cfg.get("average_from", 0.0)) or None
+    averaged: dict[str, torch.Tensor] = {}
+    n_averaged = 0
+
+    def save(report: dict, state: dict[str, torch.Tensor]) -> None:
+        torch.save({"state_dict": state, "config": cfg, "step": step,
+                    "encoder_dir": str(enc_dir), "report": report,
+                    "data_hashes": splits.hashes, "data": data_summary}, out / "best.pt")
+
     best = -1.0
     step = 0
     bar = tqdm(total=total, desc="training", unit="step")
@@ -241,10 +260,26 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
                                        for k, v in report.items()}))
                 if report["selection"] > best:
                     best = report["selection"]
-                    torch.save({"state_dict": net.state_dict(), "config": cfg, "step": step,
-                                "encoder_dir": str(enc_dir), "report": report,
-                                "data_hashes": splits.hashes, "data": data_summary}, out / "best.pt")
+                    save(report, net.state_dict())
+                if average_from is not None and step >= average_from * total:
+                    n_averaged += 1
+                    for k, v in net.state_dict().items():
+                        v = v.detach().clone()
+                        keep = k not in averaged or not v.is_floating_point()
+                        averaged[k] = v if keep else averaged[k] + (v - averaged[k]) / n_averaged
     bar.close()
+    if n_averaged > 1:
+        live = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(averaged)
+        report = validate(net, val)
+        report.update(step=step, epoch=step / steps_per_epoch, seconds=time.time() - started,
+                      averaged_checkpoints=n_averaged)
+        log.write(json.dumps(report) + "\n")
+        tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}))
+        if report["selection"] > best:
+            save(report, averaged)
+        net.load_state_dict(live)
+    log.close()
     return out / "best.pt"
 
 
