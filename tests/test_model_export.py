@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch", reason="the train extra (torch) is not inst
 
 from model.data import SENTIMENT_LABELS, URGENCY_LABELS  # noqa: E402
 from model.decision import DecisionRule  # noqa: E402
-from model.export import export_onnx, quantize_int8  # noqa: E402
+from model.export import export_onnx, quantize_int8, smooth_ffn_inputs  # noqa: E402
 from model.runtime import TriageModel  # noqa: E402
 from model.train import TriageNet, encode, encoder_dir, load_tokenizer, predict_logits  # noqa: E402
 
@@ -33,12 +33,29 @@ def exported(tmp_path_factory):
     net = TriageNet(enc).eval()
     out = tmp_path_factory.mktemp("artifact")
     shutil.copy(enc / "tokenizer.json", out / "tokenizer.json")
+    ids = encode(load_tokenizer(enc, 128), TEXTS, 128)
     export_onnx(net, out / "model.fp32.onnx")
-    quantize_int8(out / "model.fp32.onnx", out / "model.int8.onnx")
+    smooth_ffn_inputs(out / "model.fp32.onnx", out / "smoothed.onnx", ids)  # as `triage model export` does
+    quantize_int8(out / "smoothed.onnx", out / "model.int8.onnx")
     rules = {"sentiment": DecisionRule(SENTIMENT_LABELS).to_dict(), "urgency": DecisionRule(URGENCY_LABELS).to_dict()}
     (out / "triage.json").write_text(json.dumps({"version": "export-test", "max_tokens": 128, "decision": rules}))
-    ids = encode(load_tokenizer(enc, 128), TEXTS, 128)
     return net, out, ids
+
+
+def test_smoothing_moves_scale_without_changing_the_fp32_model(exported):
+    """x / s times (s W) = x W: one Mul per feed-forward down-projection, the same logits."""
+    import onnx
+    import onnxruntime as ort
+
+    _, out, ids = exported
+    graph = onnx.load(str(out / "smoothed.onnx"), load_external_data=False).graph
+    assert sum(1 for n in graph.node if n.op_type == "Mul" and n.name.endswith("/output/dense/MatMul/smooth")) == 6
+    plain, smoothed = (ort.InferenceSession(str(out / f), providers=["CPUExecutionProvider"])
+                       for f in ("model.fp32.onnx", "smoothed.onnx"))
+    for x in ids:
+        feed = {"input_ids": np.array([x]), "attention_mask": np.ones((1, len(x)), dtype=np.int64)}
+        for a, b in zip(plain.run(None, feed), smoothed.run(None, feed)):
+            assert np.allclose(a, b, atol=1e-4)
 
 
 def test_onnx_fp32_matches_pytorch(exported):
