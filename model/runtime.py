@@ -1,6 +1,6 @@
 """Serving the triage model: onnxruntime + tokenizers + numpy, nothing else.
 
-    model = TriageModel.load("model/artifacts/triage-v1")
+    model = TriageModel.load("model/artifacts/triage-v2")
     [p] = model.score(["My invoice is wrong and nobody answers!"])
     p.sentiment.label, p.urgency.probabilities, p.model_version
 
@@ -29,7 +29,7 @@ from model.metrics import softmax
 from model.textprep import CHARS_PER_TOKEN_CAP, clean
 
 HEADS = {"sentiment": SENTIMENT_LABELS, "urgency": URGENCY_LABELS}
-DEFAULT_MODEL_DIR = Path(__file__).parent / "artifacts" / "triage-v1"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "artifacts" / "triage-v2"
 # Function words carry the sentence's context in every token's vector, so their shares can be large
 # without saying anything to an agent: they are left out of top_words (not out of the scores).
 # ("down", "not", "no", "now" stay: they do speak to urgency and sentiment.)
