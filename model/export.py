@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,6 +66,8 @@ def smooth_ffn_inputs(fp32: Path, out: Path, calib_ids: list[list[int]], alpha: 
     inits = {i.name: i for i in graph.initializer}
     targets = [n for n in graph.node if n.op_type == "MatMul" and n.name.endswith("/output/dense/MatMul")
                and "attention" not in n.name and n.input[1] in inits]
+    if not targets:  # the exporter named the nodes differently: say so rather than ship unsmoothed
+        raise SystemExit(f"no feed-forward down-projection (…/output/dense/MatMul) found in {fp32}")
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     names = [n.input[0] for n in targets]
@@ -166,10 +169,10 @@ def export(checkpoint: str, out_dir: str, data_root: str, version: str,
     tok = load_tokenizer(enc_dir, max_tokens)
     print("smoothing and quantising ...", flush=True)
     calibration = random.Random(int(cfg["seed"])).sample(splits.train, min(CALIBRATION_TEXTS, len(splits.train)))
-    smoothed = out / "model.smoothed.onnx"
-    smoothing = smooth_ffn_inputs(fp32, smoothed, encode(tok, [r.text for r in calibration], max_tokens))
-    quantization = {**quantize_int8(smoothed, int8), **smoothing}
-    smoothed.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        smoothed = Path(tmp) / "model.smoothed.onnx"
+        smoothing = smooth_ffn_inputs(fp32, smoothed, encode(tok, [r.text for r in calibration], max_tokens))
+        quantization = {**quantize_int8(smoothed, int8), **smoothing}
     val_rows = [r for rows in splits.val.values() for r in rows]
     val_ids = encode(tok, [r.text for r in val_rows], max_tokens)
 

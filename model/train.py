@@ -261,7 +261,7 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
                 if report["selection"] > best:
                     best = report["selection"]
                     save(report, net.state_dict())
-                if average_from is not None and step >= average_from * total:
+                if average_from is not None and step >= average_from * total and step % eval_every == 0:
                     n_averaged += 1
                     for k, v in net.state_dict().items():
                         v = v.detach().clone()

@@ -34,7 +34,7 @@ def test_comment_added_event() -> None:
         group="8447320466447", assignee="8447388090495", changed_by="8447388090494",
         priority_set_by_human=False,  # the bot's provenance tag says it set "high"
         assignee_set_by_human=True,
-        extra={"delivery": "event", "event_type": "ticket.comment_added", "status": "open"})
+        extra={"delivery": "event", "event_type": "ticket.comment_added", "status": "open", "snapshot": "yes"})
     assert event.key == "zendesk:5158:30064117810589"
 
 
@@ -80,7 +80,7 @@ def test_trigger_body() -> None:
     assert event.text.splitlines()[1] == "This is getting worse, please treat it as a security incident."
     assert (event.changed_by, event.assignee, event.updated_at) == ("20978392", "235323", "2024-05-14T09:12Z")
     assert not event.priority_set_by_human and event.assignee_set_by_human
-    assert event.extra == {"delivery": "trigger", "status": "open"}
+    assert event.extra == {"delivery": "trigger", "status": "open"}  # minute-precise updated_at: no snapshot
 
 
 def test_trigger_without_comment_id_falls_back_to_updated_at() -> None:

@@ -94,6 +94,25 @@ def test_delivered_ticket_state_saves_the_read(zd: ZendeskSandbox, writer: Zende
     assert zd.tickets[ticket["id"]]["tags"] == ["enterprise", "checkout", "triage_negative", "triage_urgent"]
 
 
+def test_event_webhooks_carry_the_state_trigger_bodies_do_not(zd: ZendeskSandbox, writer: ZendeskWriter,
+                                                              ticket: dict[str, Any]) -> None:
+    """An event webhook has updated_at to the second: one PUT. A trigger body has it to the minute
+    ({{ticket.updated_at_with_timestamp}}), too coarse for safe_update: the writer reads first."""
+    bot = writer.bot_user_id()
+    event = normalize.to_event(zd.event_payload(ticket["id"]), bot)
+    assert event is not None and event.extra["snapshot"] == "yes"
+    seen = len(zd.requests)
+    writer.apply(event, decision(event, add_tags=("triage_negative",)))
+    assert [r.method for r in zd.requests[seen:]] == ["PUT"]
+    trigger = normalize.to_event(zd.trigger_payload(ticket["id"]), bot)
+    assert trigger is not None and "snapshot" not in trigger.extra
+    assert len(trigger.updated_at) == len("2026-11-29T14:11Z")
+    seen = len(zd.requests)
+    writer.apply(trigger, decision(trigger, add_tags=("triage_urgent",)))
+    assert [r.method for r in zd.requests[seen:]] == ["GET", "PUT"]
+    assert zd.tickets[ticket["id"]]["tags"] == ["enterprise", "checkout", "triage_negative", "triage_urgent"]
+
+
 def test_concurrent_update_is_retried_not_overwritten(zd: ZendeskSandbox, writer: ZendeskWriter,
                                                       ticket: dict[str, Any]) -> None:
     event = writer.fetch_event(ticket["id"])

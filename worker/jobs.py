@@ -125,15 +125,17 @@ class TriageWorker(SimpleWorker):
     scoring it. `heartbeat_grace_s` bounds how long a dead worker's job waits to be retried."""
 
     heartbeat_grace_s = 60
-    # RQ beats three times per job, three Redis round trips each. Standalone beats closer together
-    # than this are skipped (the worker key lives worker_ttl + 60 s); the others go in one round trip.
+    # RQ beats three times per job, three Redis round trips each. A standalone beat is skipped when
+    # the last beat (of any kind) set the same TTL less than this long ago; a beat that sets another
+    # TTL is always sent; a standalone beat goes in one round trip.
     heartbeat_every_s = 1.0
     _beat_at, _beat_ttl = -math.inf, 0
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        if pipeline is not None:
-            return super().heartbeat(timeout, pipeline)
         ttl, at = timeout or self.worker_ttl + 60, time.monotonic()
+        if pipeline is not None:
+            self._beat_at, self._beat_ttl = at, ttl
+            return super().heartbeat(timeout, pipeline)
         if ttl == self._beat_ttl and at - self._beat_at < self.heartbeat_every_s:
             return None
         with self.connection.pipeline(transaction=False) as pipe:

@@ -9,6 +9,10 @@ Three inputs share this module:
 
 The revision is the latest public comment id, else updated_at. Changes made by the bot itself are
 skipped, which breaks the webhook -> write-back -> webhook loop. Error messages never quote ticket text.
+An event whose payload carried the ticket's tags and its own updated_at to the second (event
+webhooks, the API) is marked `extra["snapshot"] = "yes"`: the writer may then start its update from
+it without reading the ticket. Trigger bodies are not: {{ticket.updated_at_with_timestamp}} renders
+to the minute, too coarse for Zendesk's safe_update stamp.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ def from_api(ticket: Mapping[str, Any], comments: Sequence[Mapping[str, Any]], *
         changed_by=_id(latest.get("author_id")) if latest else "",
         priority_set_by_human=set_by_human(PRIORITY_TAG, priority, tags),
         assignee_set_by_human=set_by_human(ASSIGNEE_TAG, assignee, tags),
-        extra={"delivery": "api", "status": _str(ticket.get("status")).lower()},
+        extra={"delivery": "api", "status": _str(ticket.get("status")).lower(), **_snapshot(ticket)},
     )
 
 
@@ -178,8 +182,14 @@ def _from_event(payload: Mapping[str, Any], bot: str) -> Outcome:
         changed_by=changed_by,
         priority_set_by_human=set_by_human(PRIORITY_TAG, priority, tags),
         assignee_set_by_human=set_by_human(ASSIGNEE_TAG, assignee, tags),
-        extra={"delivery": "event", "event_type": kind, "status": _str(detail.get("status")).lower()},
+        extra={"delivery": "event", "event_type": kind, "status": _str(detail.get("status")).lower(),
+               **_snapshot(detail)},
     ))
+
+
+def _snapshot(ticket: Mapping[str, Any]) -> dict[str, str]:
+    """{"snapshot": "yes"} when the payload carried the ticket's tags and its own updated_at."""
+    return {"snapshot": "yes"} if "tags" in ticket and _str(ticket.get("updated_at")) else {}
 
 
 def _section(data: Mapping[str, Any], key: str, label: str = "") -> Mapping[str, Any]:

@@ -274,7 +274,8 @@ class ZendeskSandbox(LocalServer):
                     "id": str(ticket["id"]), "title": ticket["subject"], "status": ticket["status"].title(),
                     "priority": (ticket.get("priority") or "").title(), "tags": " ".join(ticket["tags"]),
                     "via": ticket["via"]["channel"].replace("_", " ").title(),
-                    "updated_at": ticket["updated_at"], "requester_email": requester["email"],
+                    # {{ticket.updated_at_with_timestamp}} renders to the minute, e.g. 2013-12-12T05:35Z
+                    "updated_at": ticket["updated_at"][:16] + "Z", "requester_email": requester["email"],
                     "organization": org.get("name", ""), "group": group.get("name", ""),
                     "assignee_id": str(ticket.get("assignee_id") or ""),
                 },
@@ -284,12 +285,37 @@ class ZendeskSandbox(LocalServer):
                 "current_user_id": str(current_user_id or (latest["author_id"] if latest else "")),
             }
 
+    def event_payload(self, ticket_id: int, actor_id: int | None = None) -> Json:
+        """An event-subscribed webhook, zen:event-type:ticket.created, for a ticket as it is now
+        (`actor_id`: who made the change, default the requester)."""
+        with self._lock:
+            ticket = self._ticket(int(ticket_id))
+            detail: Json = {k: (str(ticket[k]) if ticket.get(k) is not None else None)
+                      for k in ("id", "requester_id", "submitter_id", "assignee_id", "group_id", "organization_id")}
+            detail.update(actor_id=str(actor_id or ticket["requester_id"]), subject=ticket["subject"],
+                          description=ticket["description"], tags=list(ticket["tags"]),
+                          priority=(ticket.get("priority") or "").upper() or None,
+                          status=ticket["status"].upper(), is_public=True, created_at=ticket["created_at"],
+                          updated_at=ticket["updated_at"], via={"channel": ticket["via"]["channel"]})
+            return {"type": "zen:event-type:ticket.created", "subject": f"zen:ticket:{ticket['id']}",
+                    "time": _iso(self._clock()), "zendesk_event_version": "2022-11-06",
+                    "id": f"sandbox-{ticket['id']}-{ticket['generated_timestamp']}", "detail": detail,
+                    "event": {"meta": {"sequence": {"id": str(ticket["id"]), "position": 1, "total": 1}}}}
+
     def signed_trigger(self, ticket_id: int, secret: str, current_user_id: int | None = None,
                        timestamp: str | None = None) -> tuple[bytes, dict[str, str]]:
-        """The body and headers of the signed webhook request for a ticket."""
+        """The body and headers of the signed trigger webhook request for a ticket."""
+        return self._signed(self.trigger_payload(ticket_id, current_user_id), secret, timestamp)
+
+    def signed_event(self, ticket_id: int, secret: str, actor_id: int | None = None,
+                     timestamp: str | None = None) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of the signed event webhook (ticket.created) for a ticket."""
+        return self._signed(self.event_payload(ticket_id, actor_id), secret, timestamp)
+
+    def _signed(self, payload: Json, secret: str, timestamp: str | None) -> tuple[bytes, dict[str, str]]:
         from connectors.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
-        body = json.dumps(self.trigger_payload(ticket_id, current_user_id)).encode()
+        body = json.dumps(payload).encode()
         ts = timestamp or _iso(self._clock())
         return body, {SIGNATURE_HEADER: sign(secret, ts, body), TIMESTAMP_HEADER: ts,
                       "Content-Type": "application/json"}

@@ -4,8 +4,10 @@ apply() sends ONE update (PUT /api/v2/tickets/{id}.json) carrying the tags, prio
 assignee and the internal note. Zendesk's Update Ticket replaces the tag list (`additional_tags` only
 works on update_many), so the update sends the merged list with `safe_update` + `updated_stamp`.
 The first attempt starts from the ticket as the webhook or poller delivered it (its tags, priority,
-group, assignee and updated_at): no read. If anyone changed the ticket since, Zendesk answers 409
-and we read the ticket and retry, so no one else's tag is ever dropped.
+group, assignee and updated_at; normalize marks such events `snapshot`): no read. If anyone changed
+the ticket since, Zendesk answers 409 and we read the ticket and retry. The limit: updated_at has
+one-second resolution, so a change made within the same second as the update that fired the webhook
+is invisible to safe_update (reading first narrows that window to the second of the last change).
 """
 
 from __future__ import annotations
@@ -29,18 +31,24 @@ from worker.ports import marker
 T = TypeVar("T")
 log = logging.getLogger("triage.zendesk")
 
-# Deliveries whose event carries the ticket's full state as Zendesk rendered it (normalize.py).
-SNAPSHOT_DELIVERIES = ("trigger", "event", "api")
-
 
 @dataclass
 class _Snapshot:
     """The fields of a ticket that _changes() reads, as a delivered event saw them."""
     tags: list[str]
     priority: str | None
-    group_id: int | None
     assignee_id: int | None
     updated_at: str
+    group: str  # an id, or the name the trigger body carries
+    resolve_group: Callable[[str], int]
+
+    @property
+    def group_id(self) -> int | None:
+        """Resolved only when a rule sets a group; a group renamed since resolves to None."""
+        if self.group:
+            with suppress(VendorRejected):
+                return self.resolve_group(self.group)
+        return None
 
 
 class ZendeskWriter:
@@ -120,15 +128,11 @@ class ZendeskWriter:
 
     def _snapshot(self, event: TicketEvent) -> _Snapshot | None:
         """The ticket as the event delivered it, or None when the event does not carry it all."""
-        if event.extra.get("delivery") not in SNAPSHOT_DELIVERIES or not event.updated_at:
+        if event.extra.get("snapshot") != "yes" or not event.updated_at:
             return None
-        group_id = None
-        if event.group:  # the trigger body names the group; a group renamed since stays None
-            with suppress(VendorRejected):
-                group_id = self.group_id(event.group)
-        return _Snapshot(tags=list(event.tags), priority=event.priority or None, group_id=group_id,
+        return _Snapshot(tags=list(event.tags), priority=event.priority or None,
                          assignee_id=int(event.assignee) if event.assignee.isdigit() else None,
-                         updated_at=event.updated_at)
+                         updated_at=event.updated_at, group=event.group, resolve_group=self.group_id)
 
     def _changes(self, current: Any, event: TicketEvent, decision: TriageDecision) -> dict[str, Any]:
         """The ticket fields to send, given the ticket as it is now; {} when nothing changes."""
