@@ -81,6 +81,7 @@ class ZendeskWriter:
             except VendorUnavailable as e:
                 if e.status != 409:  # 409: someone updated the ticket since we read it
                     raise
+                log.info("ticket %s changed since it was read or delivered (409): reading it again", ticket_id)
                 current = None
         raise VendorUnavailable(f"ticket {ticket_id} kept changing during the update (409); retry later", 409)
 
