@@ -1,8 +1,10 @@
 """RQ jobs and the worker that runs them.
 
-One job carries one ticket event (JSON). To use the model well, the worker scores the ticket
-together with the tickets queued behind it (micro-batching) and shares those scores through
-Redis, so the later jobs, on this worker or another, skip the model.
+One job carries one ticket event (JSON). At the default TRIAGE_BATCH_SIZE=1 the worker scores the
+ticket alone (dynamic int8 lets batch-mates shift scores, and batch 1 is the fastest layout on a
+small machine). Above 1 it scores the ticket together with the tickets queued behind it
+(micro-batching) and shares those scores through Redis, so the later jobs, on this worker or
+another, skip the model.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 apply() sends ONE update (PUT /api/v2/tickets/{id}.json) carrying the tags, priority, group,
 assignee and the internal note. Zendesk's Update Ticket replaces the tag list (`additional_tags` only
 works on update_many), so the update sends the merged list with `safe_update` + `updated_stamp`.
-The first attempt starts from the ticket as the webhook or poller delivered it (its tags, priority,
-group, assignee and updated_at; normalize marks such events `snapshot`): no read. If anyone changed
+The first attempt starts from the ticket as an event webhook or the poller delivered it (its tags,
+priority, group, assignee and updated_at to the second; normalize marks such events `snapshot`; not
+trigger bodies, whose updated_at is to the minute): no read. If anyone changed
 the ticket since, Zendesk answers 409 and we read the ticket and retry. The limit: updated_at has
 one-second resolution, so a change made within the same second as the update that fired the webhook
 is invisible to safe_update (reading first narrows that window to the second of the last change).
