@@ -73,12 +73,11 @@ def smooth_ffn_inputs(fp32: Path, out: Path, calib_ids: list[list[int]], alpha: 
     names = [n.input[0] for n in targets]
     probe.graph.output.extend(helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, None) for k in names)
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    amax = [np.zeros(0, dtype=np.float32)] * len(names)
+    amax = [np.zeros(int(inits[n.input[1]].dims[0]), dtype=np.float32) for n in targets]  # per input channel
     for ids in calib_ids:
         x = np.array([ids], dtype=np.int64)
         acts = session.run(names, {"input_ids": x, "attention_mask": np.ones_like(x)})
-        amax = [np.maximum(m, np.abs(a).reshape(-1, a.shape[-1]).max(0)) if m.size else
-                np.abs(a).reshape(-1, a.shape[-1]).max(0) for m, a in zip(amax, acts)]
+        amax = [np.maximum(m, np.abs(a).reshape(-1, a.shape[-1]).max(0)) for m, a in zip(amax, acts)]
     ratios = []
     for node, a in zip(targets, amax):
         w = numpy_helper.to_array(inits[node.input[1]])  # [in, out]
@@ -100,7 +99,7 @@ def smooth_ffn_inputs(fp32: Path, out: Path, calib_ids: list[list[int]], alpha: 
 
 
 def quantize_int8(fp32: Path, int8: Path) -> dict:
-    """Dynamic int8, weights per output channel (half the drift of per-tensor for ~1-2% speed)."""
+    """Dynamic int8 with per-channel weights (half the drift of per-tensor for ~1-2% speed)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(fp32), str(int8), per_channel=True, weight_type=QuantType.QInt8)
