@@ -58,10 +58,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--version", default="triage-v2")
     export.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
     rule = export.add_mutually_exclusive_group()
-    rule.add_argument("--target-recall", type=float, default=0.8,
-                      help="urgency=high threshold: highest one reaching this recall on validation")
-    rule.add_argument("--cost-ratio", type=float,
-                      help="urgency=high threshold minimising cost, a missed urgent ticket = N false alarms")
+    rule.add_argument("--cost-ratio", type=float, default=3.0,
+                      help="urgency=high threshold minimising cost on validation, a missed urgent ticket "
+                           "costing N false alarms (default 3)")
+    rule.add_argument("--target-recall", type=float,
+                      help="instead: the highest threshold reaching this high-urgency recall on validation")
     export.add_argument("--abstain-sentiment", type=float, default=0.5, help="confidence floor (sentiment)")
     export.add_argument("--abstain-urgency", type=float, default=0.45, help="confidence floor (urgency)")
     export.set_defaults(func=_export)
@@ -148,7 +149,7 @@ def _export(args: argparse.Namespace) -> int:
     from model.export import export
 
     export(args.checkpoint, args.out, args.data_root, args.version,
-           None if args.cost_ratio else args.target_recall, args.cost_ratio,
+           args.target_recall, None if args.target_recall else args.cost_ratio,
            (args.abstain_sentiment, args.abstain_urgency))
     return 0
 

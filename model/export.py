@@ -151,7 +151,7 @@ def high_urgency_threshold(p_high: np.ndarray, is_high: np.ndarray, target_recal
 
 
 def export(checkpoint: str, out_dir: str, data_root: str, version: str,
-           target_recall: float | None = 0.8, cost_ratio: float | None = None,
+           target_recall: float | None = None, cost_ratio: float | None = 3.0,
            abstain_below: tuple[float, float] = (0.5, 0.45)) -> Path:
     net, ckpt = load_checkpoint(checkpoint)
     cfg = ckpt["config"]
