@@ -268,8 +268,7 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
                         keep = k not in averaged or not v.is_floating_point()
                         averaged[k] = v if keep else averaged[k] + (v - averaged[k]) / n_averaged
     bar.close()
-    if n_averaged > 1:
-        live = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    if n_averaged > 1:  # the live weights are not needed any more: best.pt holds the best so far
         net.load_state_dict(averaged)
         report = validate(net, val)
         report.update(step=step, epoch=step / steps_per_epoch, seconds=time.time() - started,
@@ -278,7 +277,6 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
         tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}))
         if report["selection"] > best:
             save(report, averaged)
-        net.load_state_dict(live)
     log.close()
     return out / "best.pt"
 

@@ -77,40 +77,29 @@ def test_tags_are_added_not_replaced(zd: ZendeskSandbox, writer: ZendeskWriter, 
     assert all(r.json["ticket"]["safe_update"] is True for r in puts(zd))
 
 
-def test_delivered_ticket_state_saves_the_read(zd: ZendeskSandbox, writer: ZendeskWriter,
-                                               ticket: dict[str, Any]) -> None:
-    """An event carries the ticket's tags, fields and updated_at: one PUT, no GET, when nothing changed."""
-    event = writer.fetch_event(ticket["id"])
+@pytest.mark.parametrize("delivery, calls", [("api", ["PUT"]), ("event", ["PUT"]),
+                                             ("trigger", ["GET", "PUT"]), ("hand-built", ["GET", "PUT"])])
+def test_the_ticket_is_read_only_when_the_event_lacks_its_state(zd: ZendeskSandbox, writer: ZendeskWriter,
+                                                                ticket: dict[str, Any], delivery: str,
+                                                                calls: list[str]) -> None:
+    """The API and event webhooks carry the ticket's tags, fields and updated_at to the second: one
+    PUT. A trigger body has updated_at to the minute ({{ticket.updated_at_with_timestamp}}), too
+    coarse for safe_update, and a hand-built event has no state: the writer reads the ticket first."""
+    bot = writer.bot_user_id()
+    event = {"api": lambda: writer.fetch_event(ticket["id"]),
+             "event": lambda: normalize.to_event(zd.event_payload(ticket["id"]), bot),
+             "trigger": lambda: normalize.to_event(zd.trigger_payload(ticket["id"]), bot),
+             "hand-built": lambda: TicketEvent(source="zendesk", ticket_id=str(ticket["id"]), revision="r2",
+                                               text=TEXT)}[delivery]()
+    assert event is not None and (event.extra.get("snapshot") == "yes") == (calls == ["PUT"])
+    if delivery == "trigger":
+        assert len(event.updated_at) == len("2026-11-29T14:11Z")
     seen = len(zd.requests)
     writer.apply(event, decision(event, add_tags=("triage_negative",), note=True))
-    assert [(r.method, r.status) for r in zd.requests[seen:]] == [("PUT", 200)]
-    assert puts(zd)[0].json["ticket"]["updated_stamp"] == event.updated_at
+    assert [(r.method, r.status) for r in zd.requests[seen:]] == [(m, 200) for m in calls]
+    if calls == ["PUT"]:
+        assert puts(zd)[0].json["ticket"]["updated_stamp"] == event.updated_at
     assert zd.tickets[ticket["id"]]["tags"] == ["enterprise", "checkout", "triage_negative"]
-    # an event that does not carry the ticket's state (built by hand, say) reads the ticket first
-    bare = TicketEvent(source="zendesk", ticket_id=event.ticket_id, revision="r2", text=TEXT)
-    seen = len(zd.requests)
-    writer.apply(bare, decision(bare, add_tags=("triage_urgent",)))
-    assert [r.method for r in zd.requests[seen:]] == ["GET", "PUT"]
-    assert zd.tickets[ticket["id"]]["tags"] == ["enterprise", "checkout", "triage_negative", "triage_urgent"]
-
-
-def test_event_webhooks_carry_the_state_trigger_bodies_do_not(zd: ZendeskSandbox, writer: ZendeskWriter,
-                                                              ticket: dict[str, Any]) -> None:
-    """An event webhook has updated_at to the second: one PUT. A trigger body has it to the minute
-    ({{ticket.updated_at_with_timestamp}}), too coarse for safe_update: the writer reads first."""
-    bot = writer.bot_user_id()
-    event = normalize.to_event(zd.event_payload(ticket["id"]), bot)
-    assert event is not None and event.extra["snapshot"] == "yes"
-    seen = len(zd.requests)
-    writer.apply(event, decision(event, add_tags=("triage_negative",)))
-    assert [r.method for r in zd.requests[seen:]] == ["PUT"]
-    trigger = normalize.to_event(zd.trigger_payload(ticket["id"]), bot)
-    assert trigger is not None and "snapshot" not in trigger.extra
-    assert len(trigger.updated_at) == len("2026-11-29T14:11Z")
-    seen = len(zd.requests)
-    writer.apply(trigger, decision(trigger, add_tags=("triage_urgent",)))
-    assert [r.method for r in zd.requests[seen:]] == ["GET", "PUT"]
-    assert zd.tickets[ticket["id"]]["tags"] == ["enterprise", "checkout", "triage_negative", "triage_urgent"]
 
 
 def test_concurrent_update_is_retried_not_overwritten(zd: ZendeskSandbox, writer: ZendeskWriter,
