@@ -19,6 +19,8 @@ class JsonHandler(BaseHTTPRequestHandler):
     invalid_json: Any = {"error": "InvalidJSON"}
     fixed_headers: dict[str, str] = {}
     content_type = "application/json; charset=utf-8"
+    protocol_version = "HTTP/1.1"  # keep-alive, as the vendors' APIs do: every answer has a Content-Length
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no delayed-ACK stall between them
 
     def do_GET(self) -> None:
         self._serve()

@@ -1,4 +1,4 @@
-"""Micro-batching across queued jobs, on a real Redis and a real RQ queue."""
+"""Scoring ahead of the jobs, and micro-batching across queued jobs, on a real Redis and a real RQ queue."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from worker.store import Store
 
 class CountingScorer(FixedScorer):
     def __init__(self) -> None:
-        self.batches: list[int] = []
+        self.batches: list[list[str]] = []
 
     def score(self, texts):
-        self.batches.append(len(texts))
+        self.batches.append([t.split()[2] for t in texts])  # "s\n\nticket N is down": N
         return super().score(texts)
 
 
@@ -27,49 +27,69 @@ def events(n: int) -> list[TicketEvent]:
             for i in range(n)]
 
 
-def test_one_model_call_scores_the_tickets_queued_behind(redis):
+def queued(redis, n: int):
     queue = make_queue(redis, "t")
-    enqueuer = Enqueuer(queue, (1,), 10)
-    evs = events(6)
+    evs = events(n)
     for e in evs:
-        enqueuer.submit(e)
-    scorer = CountingScorer()
-    batch = BatchScorer(scorer, Store(redis), queue, batch_size=4)
-    queue.pop_job_id()  # the worker took the first job
-    first = batch.scores_for(evs[0])
-    assert first.sentiment.label == "frustrated"
-    assert scorer.batches == [4]  # itself + the next 3 in the queue
-    for e in evs[1:4]:
-        queue.pop_job_id()
-        batch.scores_for(e)  # cached: no model call
-    assert scorer.batches == [4]
-    queue.pop_job_id()
-    batch.scores_for(evs[4])  # itself + the one left
-    assert scorer.batches == [4, 2]
+        Enqueuer(queue, (1,), 10).submit(e)
+    return queue, evs
 
 
-def test_a_ticket_another_worker_is_scoring_is_awaited_not_rescored(redis):
-    queue = make_queue(redis, "t")
+def take(queue, scorer: BatchScorer, e: TicketEvent):
+    """What the worker does: take the job off the queue, then ask for its ticket's scores."""
+    assert queue.pop_job_id().endswith(f"-{e.ticket_id}-r1")
+    return scorer.scores_for(e)
+
+
+def test_the_next_ticket_is_scored_while_the_current_one_is_written_back(redis):
+    queue, evs = queued(redis, 3)
+    model = CountingScorer()
+    scorer = BatchScorer(model, Store(redis), queue)
+    assert take(queue, scorer, evs[0]).sentiment.label == "frustrated"
+    scorer.settle()  # the background thread is done with the next ticket
+    assert model.batches == [["0"], ["1"]]  # batch 1: one ticket per model call
+    take(queue, scorer, evs[1])  # ready: no model call of its own
+    take(queue, scorer, evs[2])
+    scorer.settle()
+    assert model.batches == [["0"], ["1"], ["2"]]  # each ticket scored once
+
+
+def test_one_model_call_scores_several_queued_tickets(redis):
+    queue, evs = queued(redis, 6)
+    model = CountingScorer()
+    scorer = BatchScorer(model, Store(redis), queue, batch_size=4)
+    take(queue, scorer, evs[0])
+    scorer.settle()
+    assert model.batches == [["0", "1", "2", "3"], ["4", "5"]]  # itself + 3 queued, then 4 ahead (2 left)
+    for e in evs[1:]:
+        take(queue, scorer, e)
+    assert len(model.batches) == 2
+
+
+def test_tickets_another_worker_claimed_are_skipped_ahead_and_awaited_not_rescored(redis):
+    queue, evs = queued(redis, 3)
     store = Store(redis)
-    [e] = events(1)
-    assert store.claim([e.key]) == [e.key]  # another worker's batch holds it
+    assert store.claim([evs[0].key, evs[1].key]) == [evs[0].key, evs[1].key]  # another worker's
 
     def other_worker_finishes() -> None:
         time.sleep(0.2)
-        store.cache_scores({e.key: FixedScorer().score(["the site is down"])[0]})
+        store.cache_scores({e.key: s for e, s in zip(evs[:2], FixedScorer().score(["down", "down"]))})
 
     threading.Thread(target=other_worker_finishes).start()
-    scorer = CountingScorer()
-    s = BatchScorer(scorer, store, queue).scores_for(e)
-    assert s.urgency.label == "high" and scorer.batches == []
+    model = CountingScorer()
+    scorer = BatchScorer(model, store, queue)
+    assert take(queue, scorer, evs[0]).urgency.label == "high"
+    scorer.settle()
+    assert model.batches == [["2"]]  # ticket 1 is the other worker's: this one scored ahead past it
+    take(queue, scorer, evs[1])
+    assert model.batches == [["2"]]
 
 
-def test_batch_size_one_scores_alone_and_leaves_redis_alone(redis):
-    queue = make_queue(redis, "t")
-    evs = events(3)
-    for e in evs:
-        Enqueuer(queue, (1,), 10).submit(e)
-    before = set(redis.keys("triage:*"))
-    scorer = CountingScorer()
-    BatchScorer(scorer, Store(redis), queue, batch_size=1).scores_for(evs[0])
-    assert scorer.batches == [1] and set(redis.keys("triage:*")) == before
+def test_a_claim_never_answered_is_scored_after_the_wait(redis):
+    queue, evs = queued(redis, 1)
+    store = Store(redis)
+    store.claim([evs[0].key])  # a worker that died while scoring
+    model = CountingScorer()
+    t = time.monotonic()
+    take(queue, BatchScorer(model, store, queue, wait_s=0.2), evs[0])
+    assert model.batches == [["0"]] and time.monotonic() - t >= 0.2

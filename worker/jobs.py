@@ -1,11 +1,11 @@
 """RQ jobs and the worker that runs them.
 
-One job carries one ticket event (JSON). At the default TRIAGE_BATCH_SIZE=1 the worker scores the
-ticket alone (dynamic int8 lets batch-mates shift scores, and batch 1 is the fastest layout on a
-small machine). Above 1 it scores the ticket together with the tickets queued behind it
-(micro-batching) and shares those scores through Redis, so the later jobs, on this worker or
-another, skip the model.
-"""
+One job carries one ticket event (JSON). The worker scores the tickets waiting in the queue ahead
+of their jobs, on a background thread, while it writes the current ticket back (BatchScorer). At the
+default TRIAGE_BATCH_SIZE=1 each model call scores one ticket (dynamic int8 lets batch-mates shift
+scores, and batch 1 is the fastest layout on a small machine); above 1 one call scores several
+queued tickets (micro-batching). Scores are shared through Redis, so each ticket is scored once
+whichever worker takes its job."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import json
 import logging
 import math
 import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from redis.client import Pipeline
 from rq import SimpleWorker
@@ -73,41 +75,78 @@ def _retry_after(seconds: float) -> None:
 
 
 class BatchScorer:
-    def __init__(self, scorer: Scorer, store: Store, queue: Queue, batch_size: int = 32, wait_s: float = 2.0):
+    """The scores of the ticket a job carries, computed ahead of the job where possible.
+
+    All model calls run one at a time on one background thread. While the worker writes one ticket
+    back (vendor and Redis round trips, Python), that thread claims the next tickets waiting in the
+    queue and scores them, so the next job finds its scores ready: the model and the write-back
+    overlap instead of taking turns. A claim (Redis SET NX) makes each ticket scored once across
+    workers: a worker whose ticket another worker claimed waits for that worker's result (shared
+    through Redis) and scores it itself only if it has not come within `wait_s`.
+    """
+
+    keep_local = 64  # scores computed ahead and not yet asked for (other workers took those jobs)
+
+    def __init__(self, scorer: Scorer, store: Store, queue: Queue, batch_size: int = 1, wait_s: float = 2.0):
         self.scorer = scorer
         self.store = store
         self.queue = queue
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # tickets per model call
         self.wait_s = wait_s
+        self._model = ThreadPoolExecutor(1, thread_name_prefix="triage-model")
+        self._ahead: Future[None] | None = None
+        self._local: OrderedDict[str, Scores] = OrderedDict()
 
     def scores_for(self, event: TicketEvent) -> Scores:
-        if self.batch_size == 1:  # one ticket per model call: nothing to share with other workers
-            return self.scorer.score([ticket_text(event.subject, event.text)])[0]
-        cached = self.store.cached_scores(event.key)
-        if cached is not None:
-            return cached
+        self.settle()  # most likely scoring this very ticket
+        scores = self._local.pop(event.key, None)
+        if scores is None:
+            scores = self._score_now(event)
+        # The next tickets: claimed here, scored there (the model thread does nothing but score).
+        ahead = self._claim_queued(self.batch_size, skip=event.key)
+        self._ahead = self._model.submit(self._score_ahead, ahead) if ahead else None
+        return scores
+
+    def settle(self) -> None:
+        """Wait for the scoring ahead in flight, if any."""
+        if self._ahead is not None:
+            self._ahead.result()
+
+    def _score_now(self, event: TicketEvent) -> Scores:
         if not self.store.claim([event.key]):
-            # Another worker is scoring this ticket in its batch: its result is moments away.
+            # Another worker is scoring this ticket ahead: its result is moments away.
             deadline = time.monotonic() + self.wait_s
             while time.monotonic() < deadline:
-                time.sleep(0.005)
                 cached = self.store.cached_scores(event.key)
                 if cached is not None:
                     return cached
-        # Score this ticket with the unclaimed tickets queued behind it, in one model call.
-        batch = [event]
-        if self.batch_size > 1:
-            queued = {e.key: e for e in self._queued(self.batch_size - 1) if e.key != event.key}
-            won = set(self.store.claim(list(queued)))
-            batch += [e for k, e in queued.items() if k in won]
-        scores = dict(zip((e.key for e in batch), self.scorer.score([ticket_text(e.subject, e.text) for e in batch])))
-        others = {k: s for k, s in scores.items() if k != event.key}
-        if others:
-            self.store.cache_scores(others)
-        return scores[event.key]
+                time.sleep(0.002)
+        batch = [event] + self._claim_queued(self.batch_size - 1, skip=event.key)
+        return self._model.submit(self._score, batch).result()[event.key]
+
+    def _score_ahead(self, batch: list[TicketEvent]) -> None:
+        try:
+            self._local.update(self._score(batch))
+            while len(self._local) > self.keep_local:
+                self._local.popitem(last=False)
+        except Exception:  # noqa: BLE001 - scoring ahead is an optimisation: the job scores its ticket itself
+            log.warning("scoring ahead failed; jobs score their own tickets", exc_info=True)
+
+    def _score(self, batch: list[TicketEvent]) -> dict[str, Scores]:
+        scores = dict(zip((e.key for e in batch),
+                          self.scorer.score([ticket_text(e.subject, e.text) for e in batch])))
+        self.store.cache_scores(scores)  # for a worker that took one of these jobs meanwhile
+        return scores
+
+    def _claim_queued(self, n: int, skip: str) -> list[TicketEvent]:
+        """Up to `n` unclaimed events from the head of the queue (peeked, not taken), now claimed."""
+        if n < 1:
+            return []
+        queued = {e.key: e for e in self._queued(2 * n + 2) if e.key != skip and e.key not in self._local}
+        return [queued[k] for k in self.store.claim(list(queued), limit=n)]
 
     def _queued(self, n: int) -> list[TicketEvent]:
-        """Events of the next `n` jobs waiting in the queue (peeked, not taken)."""
+        """Events of the next `n` jobs waiting in the queue."""
         ids = self.queue.get_job_ids(0, n)
         if not ids:
             return []

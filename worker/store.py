@@ -15,6 +15,7 @@ class Store:
     def __init__(self, redis: Redis, dedupe_ttl_s: int = 30 * 24 * 3600):
         self.redis = redis
         self.ttl = dedupe_ttl_s
+        self._claim = redis.register_script(_CLAIM)
 
     # -- exactly once per ticket revision ---------------------------------------------------
     def is_done(self, key: str) -> bool:
@@ -38,9 +39,18 @@ class Store:
             pipe.set(f"{PREFIX}:scores:{key}", json.dumps(s.to_dict()), ex=ttl_s)
         pipe.execute()
 
-    def claim(self, keys: list[str], ttl_s: int = 60) -> list[str]:
-        """Claim revisions for scoring; returns those this caller won."""
-        pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.set(f"{PREFIX}:claim:{key}", "1", nx=True, ex=ttl_s)
-        return [k for k, won in zip(keys, pipe.execute()) if won]
+    def claim(self, keys: list[str], limit: int | None = None, ttl_s: int = 60) -> list[str]:
+        """Claim revisions for scoring, in order, until `limit` are won; returns those this caller won."""
+        won = self._claim(keys=[f"{PREFIX}:claim:{k}" for k in keys], args=[limit or len(keys), ttl_s])
+        return [keys[i - 1] for i in won]
+
+
+# Claims the first ARGV[1] free keys in one round trip (a pipeline would claim every one it tries).
+_CLAIM = """
+local won = {}
+for i, key in ipairs(KEYS) do
+  if #won >= tonumber(ARGV[1]) then break end
+  if redis.call('SET', key, '1', 'NX', 'EX', ARGV[2]) then won[#won + 1] = i end
+end
+return won
+"""
