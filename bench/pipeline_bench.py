@@ -79,14 +79,26 @@ m = TriageModel(sys.argv[1], threads=1, batch_size=1)
 m.score(texts[:32])
 print("ready", flush=True)
 sys.stdin.readline()
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 m.score(texts)
-print(json.dumps({"n": len(texts), "wall_s": time.perf_counter() - t}), flush=True)
+print(json.dumps({"n": len(texts), "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}), flush=True)
 """
 
 
 def log(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """User + system CPU time of a process (None: this one, all threads), or None where /proc has none."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(xs: list[float], q: float, scale: float = 1.0) -> float | None:
@@ -183,6 +195,16 @@ class Stack:
                                  start_new_session=True)  # Ctrl-C reaches us; close() stops them in order
         self.procs.append((name, p))
         return p
+
+    def cpu(self) -> dict[str, float | None]:
+        """CPU seconds so far per role: the workers, the ingress, Redis, and this process (the load
+        generator and the sandbox helpdesk)."""
+        workers = [cpu_seconds(p.pid) for name, p in self.procs if name.startswith("worker")]
+        ingress = [cpu_seconds(p.pid) for name, p in self.procs if name == "ingress"]
+        redis = self.redis.proc.pid if self.redis and self.redis.proc else None
+        return {"workers": None if None in workers else sum(workers),  # type: ignore[arg-type]
+                "ingress": ingress[0] if ingress else None, "redis": cpu_seconds(redis) if redis else None,
+                "bench (load + sandbox)": cpu_seconds()}
 
     def check_alive(self) -> None:
         for name, p in self.procs:
@@ -367,15 +389,17 @@ def model_rate(model_dir: Path, texts: list[str], procs: int, timeout: float = 6
         for p in running:
             p.stdin.write("go\n")  # type: ignore[union-attr]
             p.stdin.flush()  # type: ignore[union-attr]
-        walls = [json.loads(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0].strip().splitlines()[-1])
-                 ["wall_s"] for p in running]
+        runs = [json.loads(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0].strip().splitlines()[-1])
+                for p in running]
     finally:
         for p in running:
             if p.poll() is None:
                 p.kill()
                 p.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"processes": procs, "wall_s": round(max(walls), 3), "texts_per_s": round(len(texts) / max(walls), 1)}
+    wall = max(r["wall_s"] for r in runs)
+    return {"processes": procs, "wall_s": round(wall, 3), "texts_per_s": round(len(texts) / wall, 1),
+            "cpu_ms_per_text": round(1e3 * sum(r["cpu_s"] for r in runs) / len(texts), 2)}
 
 
 def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[str], w: int, logs: Path,
@@ -393,6 +417,7 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
         st.start_ingress()
         log(f"{st.name}: waiting for the ingress and {w} worker(s) to load the model")
         st.wait_ready(w)
+        cpu_before = st.cpu()
         results, owners, send_wall = deliver(st, ids, args, pace)
         first_send: dict[int | str, float] = {}
         for owner, r in zip(owners, results):
@@ -415,6 +440,7 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
                     break
                 next_log = now + 2
             time.sleep(0.1)
+        cpu_after = st.cpu()
         time.sleep(1.5)  # a late duplicate write would show up now
         requests, bot, changes = st.sandbox.requests, st.bot, list(st.changes)
         if st.jira:  # the edit is PUT /rest/api/3/issue/{key or id}; the note an internal (JSM) comment
@@ -439,6 +465,8 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
         calls = Counter(r.method for r in requests)
 
     lat = [written[t] - first_send[t] for t in ids if t in written]
+    cpu_ms = {role: round(1e3 * (cpu_after[role] - before) / len(ids), 2)  # type: ignore[operator]
+              for role, before in cpu_before.items() if before is not None and cpu_after[role] is not None}
     span = (max(written.values()) - min(first_send.values())) if written else float("nan")
     out = {"helpdesk": helpdesk, "workers": w, "rate": pace, "tickets": len(ids), "written_back": len(written),
            "exactly_once": exactly_once,
@@ -448,7 +476,8 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
            "p50_ms": pct(lat, 50, 1e3), "p95_ms": pct(lat, 95, 1e3),
            "max_ms": round(1e3 * max(lat), 1) if lat else None,
            "tickets_per_s": round(len(written) / span, 1) if written else 0.0,
-           "sandbox_calls": dict(calls), "sandbox_errors": dict(sandbox_errors), "queue_after": queue_left,
+           "cpu_ms_per_ticket": cpu_ms, "sandbox_calls": dict(calls), "sandbox_errors": dict(sandbox_errors),
+           "queue_after": queue_left,
            "scored_text_matches_model_run": not differ, "scored_texts_differing": differ}
     log(f"{st.name}: {len(written)}/{len(ids)} written back, {exactly_once} exactly once, "
         f"{out['tickets_per_s']} tickets/s, p50 {out['p50_s']} s, p95 {out['p95_s']} s")
@@ -574,6 +603,17 @@ def main(argv: list[str] | None = None) -> int:
               "slowest), one run per W shared by the helpdesks. Rules: deploy/rules.example.yaml (the Zendesk "
               "sandbox has its Escalations and Billing groups; Jira runs without JIRA_GROUP_FIELD, so a rule's "
               "`group` is not written there and the note says so).")
+        print("\n### Where the CPU goes (ms of CPU per ticket over the burst, all processes on this machine)\n")
+        print("| helpdesk | W | workers | the model alone, same texts | ingress | Redis | bench: load generator + "
+              "sandbox | total | CPUs busy |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in e2e:
+            c = r["cpu_ms_per_ticket"]
+            total = sum(c.values())
+            busy = total * r["tickets"] / 1e3 / (r["span_s"] * (os.cpu_count() or 1))
+            print(f"| {r['helpdesk']} | {r['workers']} | {c.get('workers')} | {r['model']['cpu_ms_per_text']} | "
+                  f"{c.get('ingress')} | {c.get('redis')} | {c.get('bench (load + sandbox)')} | {total:.2f} | "
+                  f"{busy:.0%} |")
     if paced:
         print(f"\n### Paced (deliveries at {args.paced_load:.0%} of the burst's e2e tickets/s: the latency a "
               f"ticket sees when the queue is not backed up)\n")

@@ -15,6 +15,10 @@ class HeadScore:
     confidence: float
     abstained: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "probabilities": dict(self.probabilities), "confidence": self.confidence,
+                "abstained": self.abstained}
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -32,8 +36,10 @@ class Scores:
     def confidence(self) -> float:
         return min(self.sentiment.confidence, self.urgency.confidence)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:  # by hand: dataclasses.asdict is slow, and this runs per ticket
+        return {"sentiment": self.sentiment.to_dict(), "urgency": self.urgency.to_dict(),
+                "model_version": self.model_version,
+                "top_words": {k: [(w, s) for w, s in v] for k, v in self.top_words.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scores:

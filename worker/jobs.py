@@ -142,7 +142,7 @@ class BatchScorer:
         """Up to `n` unclaimed events from the head of the queue (peeked, not taken), now claimed."""
         if n < 1:
             return []
-        queued = {e.key: e for e in self._queued(2 * n + 2) if e.key != skip and e.key not in self._local}
+        queued = {e.key: e for e in self._queued(n + 1) if e.key != skip and e.key not in self._local}
         return [queued[k] for k in self.store.claim(list(queued), limit=n)]
 
     def _queued(self, n: int) -> list[TicketEvent]:

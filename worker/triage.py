@@ -62,6 +62,8 @@ class TriageService:
         self.store = store
         self.clock = clock
         self.notifier = notifier  # posts notify_slack alerts after the write-back (None: not configured)
+        # isinstance on a Protocol is slow: ask once per writer, not per ticket
+        self.refreshers: dict[str, Refresher] = {s: w for s, w in writers.items() if isinstance(w, Refresher)}
 
     def _notify(self, event: TicketEvent, decision: TriageDecision) -> None:
         # Before finish(): a failed alert fails the job, whose retry re-sends only what is missing.
@@ -76,8 +78,9 @@ class TriageService:
         if writer is None:
             raise LookupError(f"no write-back configured for source {event.source!r}")
         scores = score(event)
-        if isinstance(writer, Refresher):  # decide on the ticket as it is now, not as the payload had it
-            event = writer.refresh(event)
+        refresher = self.refreshers.get(event.source)
+        if refresher is not None:  # decide on the ticket as it is now, not as the payload had it
+            event = refresher.refresh(event)
         decision = decide(event, scores, self.rules(), self.clock())
         a = decision.actions
         if not _writes_something(a):
