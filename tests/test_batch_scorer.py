@@ -46,12 +46,12 @@ def test_the_next_ticket_is_scored_while_the_current_one_is_written_back(redis):
     model = CountingScorer()
     scorer = BatchScorer(model, Store(redis), queue)
     assert take(queue, scorer, evs[0]).sentiment.label == "frustrated"
-    scorer.settle()  # the background thread is done with the next ticket
-    assert model.batches == [["0"], ["1"]]  # batch 1: one ticket per model call
+    scorer.settle()  # the model thread is done with the next ticket
+    assert model.batches == [["1"], ["0"]]  # the next ticket went to the model thread first; batch 1
     take(queue, scorer, evs[1])  # ready: no model call of its own
     take(queue, scorer, evs[2])
     scorer.settle()
-    assert model.batches == [["0"], ["1"], ["2"]]  # each ticket scored once
+    assert model.batches == [["1"], ["0"], ["2"]]  # each ticket scored once
 
 
 def test_one_model_call_scores_several_queued_tickets(redis):
@@ -59,11 +59,10 @@ def test_one_model_call_scores_several_queued_tickets(redis):
     model = CountingScorer()
     scorer = BatchScorer(model, Store(redis), queue, batch_size=4)
     take(queue, scorer, evs[0])
-    scorer.settle()
-    assert model.batches == [["0", "1", "2", "3"], ["4", "5"]]  # itself + 3 queued, then 4 ahead (2 left)
+    assert model.batches == [["1", "2", "3", "4"], ["0"]]  # 4 ahead, then itself (the rest are claimed)
     for e in evs[1:]:
         take(queue, scorer, e)
-    assert len(model.batches) == 2
+    assert model.batches[2:] == [["5"]]
 
 
 def test_tickets_another_worker_claimed_are_skipped_ahead_and_awaited_not_rescored(redis):

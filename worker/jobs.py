@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -77,10 +78,11 @@ def _retry_after(seconds: float) -> None:
 class BatchScorer:
     """The scores of the ticket a job carries, computed ahead of the job where possible.
 
-    All model calls run one at a time on one background thread. While the worker writes one ticket
-    back (vendor and Redis round trips, Python), that thread claims the next tickets waiting in the
-    queue and scores them, so the next job finds its scores ready: the model and the write-back
-    overlap instead of taking turns. A claim (Redis SET NX) makes each ticket scored once across
+    All model calls run one at a time on one background thread. Each job first claims the next
+    tickets waiting in the queue for that thread, then waits for its own ticket's scores. While the
+    job writes its ticket back (vendor and Redis round trips, Python), the model thread scores the
+    next ones, so the next job finds its scores ready: the model and the write-back overlap instead
+    of taking turns. A claim (Redis SET NX) makes each ticket scored once across
     workers: a worker whose ticket another worker claimed waits for that worker's result (shared
     through Redis) and scores it itself only if it has not come within `wait_s`.
     """
@@ -94,23 +96,25 @@ class BatchScorer:
         self.batch_size = batch_size  # tickets per model call
         self.wait_s = wait_s
         self._model = ThreadPoolExecutor(1, thread_name_prefix="triage-model")
-        self._ahead: Future[None] | None = None
-        self._local: OrderedDict[str, Scores] = OrderedDict()
+        self._pending: list[Future[None]] = []  # scoring ahead, in submission order
+        self._local: OrderedDict[str, Scores] = OrderedDict()  # scored ahead, not yet asked for
+        self._lock = threading.Lock()  # _local: filled on the model thread, read on the job's
 
     def scores_for(self, event: TicketEvent) -> Scores:
-        self.settle()  # most likely scoring this very ticket
-        scores = self._local.pop(event.key, None)
-        if scores is None:
-            scores = self._score_now(event)
-        # The next tickets: claimed here, scored there (the model thread does nothing but score).
+        # First give the model thread the next tickets, so it never idles while this thread talks to
+        # Redis; then take this ticket's scores, most likely being computed right now.
         ahead = self._claim_queued(self.batch_size, skip=event.key)
-        self._ahead = self._model.submit(self._score_ahead, ahead) if ahead else None
-        return scores
+        earlier, self._pending = self._pending, [self._model.submit(self._score_ahead, ahead)] if ahead else []
+        for f in earlier:
+            f.result()
+        with self._lock:
+            scores = self._local.pop(event.key, None)
+        return scores if scores is not None else self._score_now(event)
 
     def settle(self) -> None:
         """Wait for the scoring ahead in flight, if any."""
-        if self._ahead is not None:
-            self._ahead.result()
+        for f in self._pending:
+            f.result()
 
     def _score_now(self, event: TicketEvent) -> Scores:
         if not self.store.claim([event.key]):
@@ -126,11 +130,14 @@ class BatchScorer:
 
     def _score_ahead(self, batch: list[TicketEvent]) -> None:
         try:
-            self._local.update(self._score(batch))
-            while len(self._local) > self.keep_local:
-                self._local.popitem(last=False)
+            scores = self._score(batch)
         except Exception:  # noqa: BLE001 - scoring ahead is an optimisation: the job scores its ticket itself
             log.warning("scoring ahead failed; jobs score their own tickets", exc_info=True)
+            return
+        with self._lock:
+            self._local.update(scores)
+            while len(self._local) > self.keep_local:
+                self._local.popitem(last=False)
 
     def _score(self, batch: list[TicketEvent]) -> dict[str, Scores]:
         scores = dict(zip((e.key for e in batch),
@@ -142,7 +149,9 @@ class BatchScorer:
         """Up to `n` unclaimed events from the head of the queue (peeked, not taken), now claimed."""
         if n < 1:
             return []
-        queued = {e.key: e for e in self._queued(n + 1) if e.key != skip and e.key not in self._local}
+        with self._lock:
+            scored = set(self._local)
+        queued = {e.key: e for e in self._queued(n + 1) if e.key != skip and e.key not in scored}
         return [queued[k] for k in self.store.claim(list(queued), limit=n)]
 
     def _queued(self, n: int) -> list[TicketEvent]:
