@@ -15,6 +15,8 @@ phase below runs once per helpdesk.
                      latency; tickets/s = tickets / (last write-back - first send). Beside it the
                      model runtime alone on the same texts (TriageModel(threads=1, batch_size=1).score
                      in W processes, wall of the slowest) and the ratio e2e / model.     Target >= 0.7
+                     Also the CPU each process spent per ticket (workers, ingress, Redis, this process)
+                     beside the model's own CPU per text: where the time goes when the CPUs are full.
   3. paced           per W, the same stack fed at --paced-load x phase 2's tickets/s (default half)
                      from an open-loop sender: receipt -> write-back latency when the queue is not backed
                      up (in a burst, latency is mostly time spent queued)
