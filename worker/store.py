@@ -28,12 +28,13 @@ class Store:
     def finish(self, key: str) -> None:
         self.redis.set(f"{PREFIX}:done:{key}", "1", ex=self.ttl)
 
-    # -- scores shared between workers (micro-batching) -------------------------------------
+    # -- scores shared between workers (scoring ahead) ----------------------------------------
     def cached_scores(self, key: str) -> Scores | None:
         raw = self.redis.get(f"{PREFIX}:scores:{key}")
         return Scores.from_dict(json.loads(raw)) if raw else None
 
-    def cache_scores(self, scores: dict[str, Scores], ttl_s: int = 900) -> None:
+    def cache_scores(self, scores: dict[str, Scores], ttl_s: int = 120) -> None:
+        """Scores a worker computed ahead, for a worker waiting on its claim: needed for seconds."""
         pipe = self.redis.pipeline(transaction=False)
         for key, s in scores.items():
             pipe.set(f"{PREFIX}:scores:{key}", json.dumps(s.to_dict()), ex=ttl_s)
