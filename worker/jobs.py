@@ -82,9 +82,9 @@ class BatchScorer:
     tickets waiting in the queue for that thread, then waits for its own ticket's scores. While the
     job writes its ticket back (vendor and Redis round trips, Python), the model thread scores the
     next ones, so the next job finds its scores ready: the model and the write-back overlap instead
-    of taking turns. A claim (Redis SET NX) makes each ticket scored once across
-    workers: a worker whose ticket another worker claimed waits for that worker's result (shared
-    through Redis) and scores it itself only if it has not come within `wait_s`.
+    of taking turns. A claim (Redis SET NX) makes each ticket scored once across workers: a worker
+    whose ticket another worker claimed waits for that worker's result (shared through Redis) and
+    scores it itself only if it has not come within `wait_s`.
     """
 
     keep_local = 64  # scores computed ahead and not yet asked for (other workers took those jobs)
