@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
@@ -117,19 +118,54 @@ class Fault:
     path: str | None  # regular expression searched in the path
 
 
-def take_fault(faults: list[Fault], method: str, path: str) -> Fault | None:
-    """The first fault matching the request, counted down (removed when used up). Caller locks."""
-    for fault in faults:
-        if (fault.method in (None, method)) and (fault.path is None or re.search(fault.path, path)):
-            if fault.times is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    faults.remove(fault)
-            return fault
-    return None
-
-
 def redact(headers: Mapping[str, str]) -> dict[str, str]:
     """Headers with the Authorization credential replaced by <redacted> (its scheme kept)."""
     return {k: (f"{v.split(' ', 1)[0]} <redacted>" if k.lower() == "authorization" else v)
             for k, v in headers.items()}
+
+
+class RecordingSandbox(LocalServer):
+    """A LocalServer that records every request it answers and can be told to fail the next ones.
+    Subclasses call _take_fault() before serving a request and _record() after."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._faults: list[Fault] = []
+        self._requests: list[RecordedRequest] = []
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def fail_next(self, status: int, times: int | None = 1, retry_after: float | None = None, *,
+                  method: str | None = None, path: str | None = None) -> None:
+        """Answer the next `times` matching requests (None: all of them) with `status`."""
+        with self._lock:
+            self._faults.append(Fault(status, times, retry_after, method and method.upper(), path))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        """The first fault matching the request, counted down (removed when used up)."""
+        with self._lock:
+            for fault in self._faults:
+                if (fault.method in (None, method)) and (fault.path is None or re.search(fault.path, path)):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times <= 0:
+                            self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _record(self, method: str, path: str, query: dict[str, list[str]], body: Any, headers: Mapping[str, str],
+                status: int, payload: Any) -> None:
+        with self._lock:
+            self._requests.append(RecordedRequest(method, path, query, body, redact(headers), status,
+                                                  copy.deepcopy(payload)))

@@ -21,8 +21,9 @@ from openapi_core.testing import MockRequest, MockResponse
 from werkzeug.datastructures import ImmutableMultiDict
 from zenpy import Zenpy
 
+from connectors.sandbox_http import RecordedRequest
 from connectors.zendesk.poller import ZendeskPoller
-from connectors.zendesk.sandbox import RecordedRequest, ZendeskSandbox
+from connectors.zendesk.sandbox import ZendeskSandbox
 from connectors.zendesk.writeback import ZendeskWriter
 from worker.decision import Actions, HeadScore, Scores, TriageDecision
 from worker.errors import RateLimited, VendorUnavailable

@@ -41,7 +41,6 @@ import copy
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -51,7 +50,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from connectors.jira.normalize import AUTOMATION_KIND, adf_document, adf_text
-from connectors.sandbox_http import Fault, JsonHandler, LocalServer, RecordedRequest, redact, take_fault
+from connectors.sandbox_http import JsonHandler, RecordingSandbox
 
 Json = dict[str, Any]
 Reply = tuple[int, Any]
@@ -97,7 +96,7 @@ def _int(query: Mapping[str, list[str]], name: str, default: int) -> int:
     return int(raw)
 
 
-class JiraSandbox(LocalServer):
+class JiraSandbox(RecordingSandbox):
     thread_name = "jira-sandbox"
 
     def __init__(self, *, email: str = "triage-bot@example.com", token: str = "sandbox-token",
@@ -106,7 +105,7 @@ class JiraSandbox(LocalServer):
         self.on_change: Callable[[Json], None] | None = None
         self.deployment_type = "Cloud"  # what serverInfo says ("Server": a Data Center site)
         self._clock = clock
-        self._lock = threading.RLock()
+        super().__init__()
         self._ids = {"issue": 10000, "comment": 10400, "history": 10700, "project": 10000, "desk": 0,
                      "request_type": 10, "organization": 0, "account": 0}
         self._users: dict[str, Json] = {}
@@ -115,8 +114,6 @@ class JiraSandbox(LocalServer):
         self._organizations: dict[str, Json] = {}
         self._issues: dict[str, Json] = {}  # key -> stored issue
         self._unindexed: set[str] = set()
-        self._faults: list[Fault] = []
-        self._requests: list[RecordedRequest] = []
         self.bot_account_id = self.add_user(bot_name, email, account_type="atlassian")
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -129,25 +126,6 @@ class JiraSandbox(LocalServer):
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # -- inspection and control -------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def fail_next(self, status: int, times: int | None = 1, retry_after: float | None = None, *,
-                  method: str | None = None, path: str | None = None) -> None:
-        """Answer the next `times` matching requests (None: all of them) with `status`."""
-        with self._lock:
-            self._faults.append(Fault(status, times, retry_after, method and method.upper(), path))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
 
     def hide_from_search(self, key: str) -> None:
         """Keep an issue out of search results (as if Jira had not indexed it yet)."""
@@ -413,8 +391,7 @@ class JiraSandbox(LocalServer):
         extra: dict[str, str] = {}
         changes: list[Json] = []
         try:
-            with self._lock:
-                fault = take_fault(self._faults, method, parts.path)
+            fault = self._take_fault(method, parts.path)
             if fault is not None:
                 if fault.retry_after is not None:
                     extra["Retry-After"] = f"{fault.retry_after:g}"
@@ -423,9 +400,7 @@ class JiraSandbox(LocalServer):
             status, payload = self._route(method, parts.path, query, body, changes)
         except ApiError as e:
             status, payload = e.status, e.body
-        with self._lock:
-            self._requests.append(RecordedRequest(method, parts.path, query, body, redact(headers), status,
-                                                  copy.deepcopy(payload)))
+        self._record(method, parts.path, query, body, headers, status, payload)
         if self.on_change is not None:
             for change in changes:
                 self.on_change(change)

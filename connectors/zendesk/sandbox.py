@@ -28,7 +28,6 @@ import copy
 import html
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -36,8 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from connectors.sandbox_http import Fault as _Fault
-from connectors.sandbox_http import JsonHandler, LocalServer, RecordedRequest, redact, take_fault
+from connectors.sandbox_http import JsonHandler, RecordingSandbox
 
 SAMPLES = Path(__file__).with_name("sample_tickets.json")
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -75,7 +73,7 @@ def _decode_cursor(cursor: str) -> list[int]:
         raise ApiError(400, "InvalidPaginationParameter", "cursor is invalid") from None
 
 
-class ZendeskSandbox(LocalServer):
+class ZendeskSandbox(RecordingSandbox):
     thread_name = "zendesk-sandbox"
 
     def __init__(self, *, email: str | None = None, token: str | None = None,
@@ -85,7 +83,7 @@ class ZendeskSandbox(LocalServer):
         self.on_update: Callable[[Json, Json], None] | None = None
         self._credentials = (email, token) if email and token else None
         self._clock = clock
-        self._lock = threading.RLock()
+        super().__init__()
         self._ids = {"ticket": 4200, "user": 36000000100, "comment": 28000000100, "audit": 29000000100,
                      "group": 3600000100, "organization": 3700000100}  # last id handed out, per kind
         self._tickets: dict[int, Json] = {}
@@ -94,8 +92,6 @@ class ZendeskSandbox(LocalServer):
         self._groups: dict[int, Json] = {}
         self._organizations: dict[int, Json] = {}
         self._audits: list[Json] = []
-        self._faults: list[_Fault] = []
-        self._requests: list[RecordedRequest] = []
         self.bot_user_id = self.add_user(bot_name, bot_email, role="agent")["id"]
         self.add_group("Support")
 
@@ -119,11 +115,6 @@ class ZendeskSandbox(LocalServer):
             return copy.deepcopy(self._tickets)
 
     @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    @property
     def audits(self) -> list[Json]:
         with self._lock:
             return copy.deepcopy(self._audits)
@@ -131,20 +122,6 @@ class ZendeskSandbox(LocalServer):
     def comments(self, ticket_id: int) -> list[Json]:
         with self._lock:
             return copy.deepcopy(self._comments.get(int(ticket_id), []))
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def fail_next(self, status: int, times: int | None = 1, retry_after: float | None = None, *,
-                  method: str | None = None, path: str | None = None) -> None:
-        """Answer the next `times` matching requests (None: all of them) with `status`."""
-        with self._lock:
-            self._faults.append(_Fault(status, times, retry_after, method and method.upper(), path))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
 
     # -- seeding ------------------------------------------------------------------------------------
 
@@ -348,9 +325,7 @@ class ZendeskSandbox(LocalServer):
             status, payload = self._route(method, parts.path, query, body)
         except ApiError as e:
             status, payload = e.status, e.body
-        with self._lock:
-            self._requests.append(RecordedRequest(method, parts.path, query, body, redact(headers), status,
-                                                  copy.deepcopy(payload)))
+        self._record(method, parts.path, query, body, headers, status, payload)
         return (status, payload), extra
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> Reply:
@@ -373,10 +348,6 @@ class ZendeskSandbox(LocalServer):
                 user, secret = "", ""
             if (user, secret) != (f"{email}/token", token):
                 raise ApiError(401, "Couldn't authenticate you")
-
-    def _take_fault(self, method: str, path: str) -> _Fault | None:
-        with self._lock:
-            return take_fault(self._faults, method, path)
 
     # -- endpoints ----------------------------------------------------------------------------------
 
