@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from jsonschema_path import SchemaPath
 from openapi_core import Config, OpenAPI
-from openapi_core.testing import MockRequest, MockResponse
+from openapi_core.testing import MockResponse
 from redis import Redis
-from werkzeug.datastructures import ImmutableMultiDict
+from spec_support import describe, mock_request
 
 from connectors.jira.poller import JiraPoller
 from connectors.jira.sandbox import NOTE_FIELD, OWNER_FIELD, TEAM_FIELD, JiraSandbox
@@ -77,21 +77,6 @@ def openapi() -> OpenAPI:
     return OpenAPI(SchemaPath.from_dict(spec), config=Config(spec_validator_cls=None))
 
 
-def _request(rec: RecordedRequest) -> MockRequest:
-    args = ImmutableMultiDict([(k, v) for k, values in rec.query.items() for v in values])
-    data = json.dumps(rec.json).encode() if rec.json is not None else None
-    return MockRequest(HOST, rec.method.lower(), rec.path, args=args, headers=rec.headers, data=data)
-
-
-def describe(error: BaseException) -> str:
-    parts, seen = [f"{type(error).__name__}: {error}"], error
-    while seen.__cause__ is not None:
-        seen = seen.__cause__
-        parts.append(f"{type(seen).__name__}: {seen}")
-        parts += [f"  - {e.message} at {list(e.absolute_path)}" for e in getattr(seen, "schema_errors", ())]
-    return "\n    ".join(parts)
-
-
 def _leaves(error: BaseException) -> list[tuple[str, str]]:
     """(message, location) of each schema error under `error` (or of the error itself)."""
     seen: BaseException | None = error
@@ -140,7 +125,7 @@ def spec_problems(openapi: OpenAPI, records: list[RecordedRequest]) -> tuple[lis
         if rec.path.startswith("/rest/servicedeskapi/"):
             problems += _jsm_problems(rec)
             continue
-        request = _request(rec)
+        request = mock_request(rec, HOST)
         for error in openapi.unmarshal_request(request).errors:
             left, met = _triage(rec, error)
             gaps |= met

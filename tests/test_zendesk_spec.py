@@ -17,8 +17,8 @@ import pytest
 import redis
 from jsonschema_path import SchemaPath
 from openapi_core import Config, OpenAPI
-from openapi_core.testing import MockRequest, MockResponse
-from werkzeug.datastructures import ImmutableMultiDict
+from openapi_core.testing import MockResponse
+from spec_support import describe, mock_request
 from zenpy import Zenpy
 
 from connectors.sandbox_http import RecordedRequest
@@ -63,21 +63,6 @@ def openapi() -> OpenAPI:
     return OpenAPI(SchemaPath.from_dict(spec), config=Config(spec_validator_cls=None))
 
 
-def _request(rec: RecordedRequest) -> MockRequest:
-    args = ImmutableMultiDict([(k, v) for k, values in rec.query.items() for v in values])
-    data = json.dumps(rec.json).encode() if rec.json is not None else None
-    return MockRequest(HOST, rec.method.lower(), rec.path, args=args, headers=rec.headers, data=data)
-
-
-def describe(error: BaseException) -> str:
-    parts, seen = [f"{type(error).__name__}: {error}"], error
-    while seen.__cause__ is not None:
-        seen = seen.__cause__
-        parts.append(f"{type(seen).__name__}: {seen}")
-        parts += [f"  - {e.message} at {list(e.absolute_path)}" for e in getattr(seen, "schema_errors", ())]
-    return "\n    ".join(parts)
-
-
 def _gap(rec: RecordedRequest, error: BaseException) -> str | None:
     for method, pattern, kind, text, why in SPEC_GAPS:
         if rec.method == method and re.search(pattern, rec.path) and type(error).__name__ == kind \
@@ -90,7 +75,7 @@ def spec_problems(openapi: OpenAPI, records: list[RecordedRequest]) -> tuple[lis
     """Problems with each request (and each 2xx answer), and the spec gaps that were met."""
     problems, gaps = [], set()
     for rec in records:
-        request = _request(rec)
+        request = mock_request(rec, HOST)
         for error in openapi.unmarshal_request(request).errors:
             why = _gap(rec, error)
             if why:
