@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
+from redis import Redis
 from zenpy import Zenpy
 
 from connectors.zendesk.poller import CURSOR_KEY, ZendeskPoller
@@ -17,23 +17,6 @@ from connectors.zendesk.writeback import ZendeskWriter
 from worker.decision import Actions, HeadScore, Scores, TriageDecision
 from worker.errors import RateLimited
 from worker.events import TicketEvent
-
-
-@pytest.fixture
-def r(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    """The suite's private Redis (tests/conftest.py `redis`) when there is one, else db 15 of the
-    Redis at 127.0.0.1:6379; flushed for each test."""
-    try:
-        client: redis.Redis = request.getfixturevalue("redis")
-    except pytest.FixtureLookupError:
-        client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
-        try:
-            client.ping()
-        except redis.ConnectionError:
-            pytest.skip("no Redis: neither the suite's redis fixture nor 127.0.0.1:6379")
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 @pytest.fixture
@@ -54,22 +37,22 @@ def seed(zd: ZendeskSandbox, n: int, start: float) -> list[int]:
                           group="Support", created_at=start + i)["id"] for i in range(n)]
 
 
-def poller(zenpy_client: Any, r: redis.Redis, zd: ZendeskSandbox, **kw: Any) -> ZendeskPoller:
-    return ZendeskPoller(zenpy_client, r, str(zd.bot_user_id), **kw)
+def poller(zenpy_client: Any, redis: Redis, zd: ZendeskSandbox, **kw: Any) -> ZendeskPoller:
+    return ZendeskPoller(zenpy_client, redis, str(zd.bot_user_id), **kw)
 
 
 def exports(zd: ZendeskSandbox) -> list[dict[str, list[str]]]:
     return [q.query for q in zd.requests if q.path.endswith("/incremental/tickets/cursor.json")]
 
 
-def test_pages_and_cursor_persistence(zd: ZendeskSandbox, zenpy_client: Zenpy, r: redis.Redis) -> None:
+def test_pages_and_cursor_persistence(zd: ZendeskSandbox, zenpy_client: Zenpy, redis: Redis) -> None:
     start = time.time() - 600
     ids = seed(zd, 5, start)
     queue: list[TicketEvent] = []
-    first = poller(zenpy_client, r, zd, per_page=2, initial_lookback_s=3600)
+    first = poller(zenpy_client, redis, zd, per_page=2, initial_lookback_s=3600)
     assert [e.ticket_id for e in first.poll_once(queue.append)] == [str(i) for i in ids[:2]]
-    assert r.get(CURSOR_KEY) == first.cursor().encode()  # type: ignore[union-attr]
-    again = poller(zenpy_client, r, zd, per_page=2)  # a restart continues from Redis
+    assert redis.get(CURSOR_KEY) == first.cursor().encode()  # type: ignore[union-attr]
+    again = poller(zenpy_client, redis, zd, per_page=2)  # a restart continues from Redis
     assert [e.ticket_id for e in again.poll_once(queue.append)] == [str(i) for i in ids[2:4]]
     assert [e.ticket_id for e in again.poll_once(queue.append)] == [str(ids[4])]
     assert again.poll_once(queue.append) == []
@@ -85,9 +68,9 @@ def test_pages_and_cursor_persistence(zd: ZendeskSandbox, zenpy_client: Zenpy, r
 
 
 def test_updated_ticket_comes_back_with_a_new_revision(zd: ZendeskSandbox, zenpy_client: Zenpy,
-                                                       r: redis.Redis) -> None:
+                                                       redis: Redis) -> None:
     (tid,) = seed(zd, 1, time.time() - 600)
-    p = poller(zenpy_client, r, zd)
+    p = poller(zenpy_client, redis, zd)
     (first,) = p.poll_once(lambda e: None)
     zd.add_comment(tid, "Still broken, please hurry")
     (second,) = p.poll_once(lambda e: None)
@@ -95,9 +78,9 @@ def test_updated_ticket_comes_back_with_a_new_revision(zd: ZendeskSandbox, zenpy
     assert second.text == "Still broken, please hurry"
 
 
-def test_enqueue_failure_keeps_the_cursor(zd: ZendeskSandbox, zenpy_client: Zenpy, r: redis.Redis) -> None:
+def test_enqueue_failure_keeps_the_cursor(zd: ZendeskSandbox, zenpy_client: Zenpy, redis: Redis) -> None:
     seed(zd, 3, time.time() - 600)
-    p = poller(zenpy_client, r, zd, per_page=2)
+    p = poller(zenpy_client, redis, zd, per_page=2)
 
     def broken(event: TicketEvent) -> None:
         raise ConnectionError("queue down")
@@ -110,9 +93,9 @@ def test_enqueue_failure_keeps_the_cursor(zd: ZendeskSandbox, zenpy_client: Zenp
     assert len(got) == 2  # the same page again, nothing lost
 
 
-def test_rate_limit_keeps_the_cursor(zd: ZendeskSandbox, zenpy_client: Zenpy, r: redis.Redis) -> None:
+def test_rate_limit_keeps_the_cursor(zd: ZendeskSandbox, zenpy_client: Zenpy, redis: Redis) -> None:
     seed(zd, 3, time.time() - 600)
-    p = poller(zenpy_client, r, zd, per_page=2)
+    p = poller(zenpy_client, redis, zd, per_page=2)
     p.poll_once(lambda e: None)
     cursor = p.cursor()
     zd.fail_next(429, retry_after=12, path="comments")
@@ -122,9 +105,9 @@ def test_rate_limit_keeps_the_cursor(zd: ZendeskSandbox, zenpy_client: Zenpy, r:
     assert len(p.poll_once(lambda e: None)) == 1 and p.cursor() != cursor
 
 
-def test_bot_changes_are_skipped_or_deduplicated(zd: ZendeskSandbox, zenpy_client: Zenpy, r: redis.Redis) -> None:
+def test_bot_changes_are_skipped_or_deduplicated(zd: ZendeskSandbox, zenpy_client: Zenpy, redis: Redis) -> None:
     (tid,) = seed(zd, 1, time.time() - 600)
-    p = poller(zenpy_client, r, zd)
+    p = poller(zenpy_client, redis, zd)
     (event,) = p.poll_once(lambda e: None)
     writer = ZendeskWriter(zenpy_client)
     scores = Scores(HeadScore("negative", {"negative": 0.9}, 0.9), HeadScore("high", {"high": 0.7}, 0.7), "m1")
@@ -136,9 +119,9 @@ def test_bot_changes_are_skipped_or_deduplicated(zd: ZendeskSandbox, zenpy_clien
     assert page.events == [] and page.skipped == {str(tid): "latest public comment is the bot's"}
 
 
-def test_run_waits_retry_after(zd: ZendeskSandbox, zenpy_client: Zenpy, r: redis.Redis) -> None:
+def test_run_waits_retry_after(zd: ZendeskSandbox, zenpy_client: Zenpy, redis: Redis) -> None:
     seed(zd, 1, time.time() - 600)
-    p = poller(zenpy_client, r, zd)
+    p = poller(zenpy_client, redis, zd)
     waits: list[float] = []
 
     class Stop(threading.Event):

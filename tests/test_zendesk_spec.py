@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from jsonschema_path import SchemaPath
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockResponse
+from redis import Redis
 from spec_support import describe, mock_request
 from zenpy import Zenpy
 
@@ -98,24 +98,7 @@ def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
         yield sandbox
 
 
-@pytest.fixture
-def r(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    """The suite's private Redis (tests/conftest.py `redis`) when there is one, else db 15 of the
-    Redis at 127.0.0.1:6379; flushed for each test."""
-    try:
-        client: redis.Redis = request.getfixturevalue("redis")
-    except pytest.FixtureLookupError:
-        client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
-        try:
-            client.ping()
-        except redis.ConnectionError:
-            pytest.skip("no Redis: neither the suite's redis fixture nor 127.0.0.1:6379")
-    client.flushdb()
-    yield client
-    client.flushdb()
-
-
-def drive_everything(zd: ZendeskSandbox, r: redis.Redis) -> None:
+def drive_everything(zd: ZendeskSandbox, redis: Redis) -> None:
     """Exercise every call the connector makes, errors included."""
     client = Zenpy(subdomain="sandbox", email="bot@example.com", token="t", disable_cache=True)
     writer = ZendeskWriter(client)
@@ -145,13 +128,13 @@ def drive_everything(zd: ZendeskSandbox, r: redis.Redis) -> None:
     zd.fail_next(503)
     with pytest.raises(VendorUnavailable):
         writer.already_applied(event)
-    poller = ZendeskPoller(client, r, bot, per_page=4)
+    poller = ZendeskPoller(client, redis, bot, per_page=4)
     while poller.poll_once(lambda e: None):
         pass
 
 
-def test_every_request_and_answer_matches_the_spec(openapi: OpenAPI, zd: ZendeskSandbox, r: redis.Redis) -> None:
-    drive_everything(zd, r)
+def test_every_request_and_answer_matches_the_spec(openapi: OpenAPI, zd: ZendeskSandbox, redis: Redis) -> None:
+    drive_everything(zd, redis)
     records = zd.requests
     hit = {(rec.method, re.sub(r"/\d+", "/{id}", rec.path)) for rec in records}
     assert hit >= {("GET", "/api/v2/users/me.json"), ("GET", "/api/v2/groups.json"),
