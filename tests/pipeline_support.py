@@ -33,6 +33,21 @@ rules:
 """
 
 
+class StopAfter(threading.Event):
+    """A poller's stop event that records each wait's timeout and is set after `n` waits."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout or 0.0)
+        if len(self.waits) == self.n:
+            self.set()
+        return self.is_set()
+
+
 class FixedScorer:
     """Angry words -> frustrated + high; thanks -> satisfied + low; else neutral + medium."""
 

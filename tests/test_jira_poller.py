@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pipeline_support import StopAfter
 from redis import Redis
 
 from connectors.jira.poller import SEEN_PREFIX, WATERMARK_KEY, JiraPoller
@@ -152,19 +152,11 @@ def test_rate_limit_mid_pass_keeps_what_was_done(jira: JiraSandbox, api: JiraApi
 def test_run_waits_retry_after_then_the_interval(jira: JiraSandbox, api: JiraApi, redis: Redis) -> None:
     seed(jira, 1, time.time() - 60)
     p = poller(api, redis, jira)
-    waits: list[float] = []
-
-    class Stop(threading.Event):
-        def wait(self, timeout: float | None = None) -> bool:
-            waits.append(timeout or 0.0)
-            if len(waits) == 2:
-                self.set()
-            return self.is_set()
-
+    stop = StopAfter(2)
     jira.fail_next(429, retry_after=3, path="search/jql")
     got: list[TicketEvent] = []
-    p.run(got.append, interval_s=30, stop=Stop())
-    assert waits == [3, 30] and len(got) == 1
+    p.run(got.append, interval_s=30, stop=stop)
+    assert stop.waits == [3, 30] and len(got) == 1
 
 
 def test_jql_is_checked(jira: JiraSandbox, api: JiraApi, redis: Redis) -> None:

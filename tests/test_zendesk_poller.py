@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pipeline_support import StopAfter
 from redis import Redis
 from zenpy import Zenpy
 
@@ -122,16 +122,8 @@ def test_bot_changes_are_skipped_or_deduplicated(zd: ZendeskSandbox, zenpy_clien
 def test_run_waits_retry_after(zd: ZendeskSandbox, zenpy_client: Zenpy, redis: Redis) -> None:
     seed(zd, 1, time.time() - 600)
     p = poller(zenpy_client, redis, zd)
-    waits: list[float] = []
-
-    class Stop(threading.Event):
-        def wait(self, timeout: float | None = None) -> bool:
-            waits.append(timeout or 0.0)
-            if len(waits) == 2:
-                self.set()
-            return self.is_set()
-
+    stop = StopAfter(2)
     zd.fail_next(429, retry_after=3, path="incremental")
     got: list[TicketEvent] = []
-    p.run(got.append, interval_s=30, stop=Stop())
-    assert waits == [3, 30] and len(got) == 1
+    p.run(got.append, interval_s=30, stop=stop)
+    assert stop.waits == [3, 30] and len(got) == 1
