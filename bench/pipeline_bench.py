@@ -110,8 +110,10 @@ def pct(xs: list[float], q: float, scale: float = 1.0) -> float | None:
 class Stack:
     """One phase: a Redis, a sandbox Zendesk or Jira, `triage serve` and workers. close() ends all of them."""
 
-    def __init__(self, name: str, model_dir: Path, logs: Path, helpdesk: str = "zendesk", delivery: str = "event"):
+    def __init__(self, name: str, model_dir: Path, logs: Path, helpdesk: str = "zendesk", delivery: str = "event",
+                 latency_s: float = 0.0):
         self.delivery = delivery  # Zendesk: event-subscribed webhook or the trigger body
+        self.latency_s = latency_s  # added to each sandbox answer
         self.name, self.model_dir, self.logs, self.helpdesk = name, model_dir, logs, helpdesk
         self.tmp = tempfile.mkdtemp(prefix="pipeline-bench-")  # cwd of the processes: no stray .env
         self.procs: list[tuple[str, subprocess.Popen]] = []
@@ -127,11 +129,13 @@ class Stack:
             self.redis = LocalRedis().start()
             if self.helpdesk == "jira":
                 self.jira = JiraSandbox(email=EMAIL, token=TOKEN).start()
+                self.jira.latency_s = self.latency_s
                 self.jira.add_project("SUP", "Support")  # a service desk: notes are JSM internal comments
                 self.jira.on_change = lambda p: self.changes.append(
                     (p["issue"]["key"], p["webhookEvent"], time.perf_counter()))
             else:
                 self.zd = ZendeskSandbox(email=EMAIL, token=TOKEN).start()
+                self.zd.latency_s = self.latency_s
                 for group in ("Escalations", "Billing"):  # the groups rules.example.yaml routes to
                     self.zd.add_group(group)
                 self.zd.on_update = lambda ticket, _: self.changes.append((ticket["id"], "update", time.perf_counter()))
@@ -411,7 +415,7 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
     kinds = ("jira:issue_updated", "comment_created") if helpdesk == "jira" else ("update",)
     last = kinds[-1]
     with Stack(f"{'paced' if pace else 'e2e'}-{helpdesk}-w{w}", model_dir, logs, helpdesk,
-               args.zendesk_delivery) as st:
+               args.zendesk_delivery, args.vendor_latency_ms / 1e3) as st:
         ids = st.add_tickets(items)
         differ = sum(a != b for a, b in zip(st.scored_texts(ids), texts))  # Jira renders wiki markup in posts
         for k in range(w):
@@ -500,6 +504,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="Zendesk webhooks as event-subscribed ticket.created webhooks (default; they carry the "
                         "ticket's state, so the write-back is one PUT) or as the trigger body (minute-precise "
                         "updated_at: the writer reads the ticket first, GET + PUT)")
+    p.add_argument("--vendor-latency-ms", type=float, default=0.0,
+                   help="add this to every sandbox answer, as for a helpdesk across the internet (default 0: "
+                        "the sandbox answers at once); shows how many workers a remote helpdesk needs")
     p.add_argument("--paced-load", type=float, default=0.5,
                    help="phase 3: deliveries paced at this fraction of the burst's e2e tickets/s, for the "
                         "latency a ticket sees when the queue is not backed up (default 0.5; 0 skips it)")
@@ -566,8 +573,9 @@ def main(argv: list[str] | None = None) -> int:
                                      w, logs, hd, pace))
 
     dups = round(args.dup_rate * args.tickets)
+    far = f"; every sandbox answer delayed {args.vendor_latency_ms:g} ms" if args.vendor_latency_ms else ""
     print(f"\n## Pipeline: {args.tickets} tickets + {dups} repeated deliveries, {args.concurrency} concurrent; "
-          f"model {model_dir.name} ({meta['version']}); {os.cpu_count()} CPUs ({cpu_name()})\n")
+          f"model {model_dir.name} ({meta['version']}); {os.cpu_count()} CPUs ({cpu_name()}){far}\n")
     if ingress:
         print("### Ingress alone (`triage serve`, own process, no worker)\n")
         print("| helpdesk | deliveries | accepted/s | p50 ms | p95 ms | p99 ms | max ms | answers | jobs queued | "

@@ -6,6 +6,7 @@ import copy
 import json
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,7 +44,10 @@ class JsonHandler(BaseHTTPRequestHandler):
         except ValueError:
             self._send(400, self.invalid_json, {})
             return
-        handle = self.server.sandbox.handle  # type: ignore[attr-defined]
+        sandbox = self.server.sandbox  # type: ignore[attr-defined]
+        if sandbox.latency_s:  # a far-away vendor: each answer takes this long (this thread only)
+            time.sleep(sandbox.latency_s)
+        handle = sandbox.handle
         (status, payload), extra = handle(self.command, self.path, dict(self.headers.items()), body)
         self._send(status, payload, extra)
 
@@ -127,6 +131,8 @@ def redact(headers: Mapping[str, str]) -> dict[str, str]:
 class RecordingSandbox(LocalServer):
     """A LocalServer that records every request it answers and can be told to fail the next ones.
     Subclasses call _take_fault() before serving a request and _record() after."""
+
+    latency_s = 0.0  # added to every answer (JsonHandler): a vendor across the internet, not on this machine
 
     def __init__(self) -> None:
         self._lock = threading.RLock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,3 +95,16 @@ def test_samples_and_on_update(zd: ZendeskSandbox) -> None:
     zd.on_update = lambda ticket, audit: seen.append((ticket["id"], audit["author_id"]))
     call(zd, "PUT", f"tickets/{ids[0]}.json", json={"ticket": {"priority": "urgent"}})
     assert seen == [(ids[0], zd.bot_user_id)]
+
+
+def test_connections_stay_open_and_latency_delays_each_answer(zd: ZendeskSandbox) -> None:
+    t = zd.add_ticket("Hi", "Hello")
+    with requests.Session() as s:
+        s.auth = ("bot@example.com/token", "tok")
+        first = s.get(f"{zd.url}/api/v2/tickets/{t['id']}.json", timeout=5)
+        zd.latency_s = 0.2  # a helpdesk across the internet
+        started = time.monotonic()
+        second = s.get(f"{zd.url}/api/v2/tickets/{t['id']}.json", timeout=5)
+        assert time.monotonic() - started >= 0.2
+    assert first.status_code == second.status_code == 200
+    assert first.raw.version == 11 and first.headers.get("Connection") != "close"  # HTTP/1.1 keep-alive
