@@ -29,6 +29,7 @@ with the ingress, Redis and the workers. Run it on an otherwise idle machine:
   python bench/pipeline_bench.py                    # 2,000 tickets + 10% duplicates; W = 1 and 2
   python bench/pipeline_bench.py --quick            # smoke run: 200 tickets
   python bench/pipeline_bench.py --helpdesk jira    # Jira Service Management only
+  python bench/pipeline_bench.py --vendor-latency-ms 150 --workers 1,2,4,8 --tickets 400   # a helpdesk 150 ms away
 Results: Markdown on stdout, JSON in bench/out/pipeline_bench.json, process logs in
 bench/out/pipeline_bench_logs/. Exit status 1 when a ticket was not written back exactly once.
 """
