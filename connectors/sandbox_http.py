@@ -7,10 +7,10 @@ import json
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Protocol, Self, TypeVar
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -122,6 +122,25 @@ class Fault:
     path: str | None  # regular expression searched in the path
 
 
+class _Counted(Protocol):
+    times: int | None  # None: until cleared
+
+
+F = TypeVar("F", bound=_Counted)
+
+
+def take_fault(faults: list[F], matches: Callable[[F], bool]) -> F | None:
+    """The first fault that matches, counted down (removed when used up). The caller holds the lock."""
+    for fault in faults:
+        if matches(fault):
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    faults.remove(fault)
+            return fault
+    return None
+
+
 def redact(headers: Mapping[str, str]) -> dict[str, str]:
     """Headers with the Authorization credential replaced by <redacted> (its scheme kept)."""
     return {k: (f"{v.split(' ', 1)[0]} <redacted>" if k.lower() == "authorization" else v)
@@ -159,16 +178,9 @@ class RecordingSandbox(LocalServer):
             self._faults.clear()
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
-        """The first fault matching the request, counted down (removed when used up)."""
         with self._lock:
-            for fault in self._faults:
-                if (fault.method in (None, method)) and (fault.path is None or re.search(fault.path, path)):
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self._faults.remove(fault)
-                    return fault
-        return None
+            return take_fault(self._faults, lambda f: f.method in (None, method)
+                              and (f.path is None or re.search(f.path, path) is not None))
 
     def _record(self, method: str, path: str, query: dict[str, list[str]], body: Any, headers: Mapping[str, str],
                 status: int, payload: Any) -> None:

@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from connectors.sandbox_http import LocalServer
+from connectors.sandbox_http import LocalServer, take_fault
 
 Json = dict[str, Any]
 TRIGGER_TTL_S = 3.0
@@ -362,14 +362,7 @@ class SlackSandbox(LocalServer):
 
     def _take_fault(self, method: str) -> _Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if fault.method == method:
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self._faults.remove(fault)
-                    return fault
-        return None
+            return take_fault(self._faults, lambda f: f.method == method)
 
     def _authenticate(self, headers: Mapping[str, str], args: Json) -> None:
         auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
