@@ -72,6 +72,13 @@ def precision_recall_curve(scores: np.ndarray, positive: np.ndarray) -> tuple[np
     return tp[last] / (tp[last] + fp[last]), tp[last] / total, s[last]
 
 
+def precision_at_recall(scores: np.ndarray, positive: np.ndarray, recall: float) -> float:
+    """Precision of `score >= t` at the highest threshold t whose recall reaches `recall` (0.0 if none)."""
+    precision, recalls, _ = precision_recall_curve(scores, positive)
+    reached = np.nonzero(recalls >= recall - 1e-9)[0]
+    return float(precision[reached[0]]) if len(reached) else 0.0
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = logits / temperature
     z = z - z.max(axis=-1, keepdims=True)
