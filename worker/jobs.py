@@ -152,6 +152,8 @@ class BatchScorer:
         with self._lock:
             scored = set(self._local)
         queued = {e.key: e for e in self._queued(n + 1) if e.key != skip and e.key not in scored}
+        if not queued:  # nothing waiting (the usual case under light load): no claim round trip
+            return []
         return [queued[k] for k in self.store.claim(list(queued), limit=n)]
 
     def _queued(self, n: int) -> list[TicketEvent]:
