@@ -9,7 +9,7 @@ from pipeline_support import FixedScorer
 
 from worker.events import TicketEvent
 from worker.jobs import BatchScorer
-from worker.queueing import Enqueuer, make_queue
+from worker.queueing import Enqueuer, job_id, make_queue
 from worker.store import Store
 
 
@@ -41,17 +41,19 @@ def take(queue, scorer: BatchScorer, e: TicketEvent):
     return scorer.scores_for(e)
 
 
-def test_the_next_ticket_is_scored_while_the_current_one_is_written_back(redis):
-    queue, evs = queued(redis, 3)
+def test_the_next_tickets_are_scored_while_the_current_one_is_written_back(redis):
+    queue, evs = queued(redis, 4)
     model = CountingScorer()
-    scorer = BatchScorer(model, Store(redis), queue)
+    scorer = BatchScorer(model, Store(redis), queue)  # two model calls kept queued ahead
     assert take(queue, scorer, evs[0]).sentiment.label == "frustrated"
-    scorer.settle()  # the model thread is done with the next ticket
-    assert model.batches == [["1"], ["0"]]  # the next ticket went to the model thread first; batch 1
-    take(queue, scorer, evs[1])  # ready: no model call of its own
-    take(queue, scorer, evs[2])
+    scorer.settle()  # the model thread is done with the next two tickets
+    assert model.batches == [["0"], ["1"], ["2"]]  # its own ticket first, then two ahead; batch 1
+    take(queue, scorer, evs[1])  # ready: no model call of its own; the last ticket goes ahead
     scorer.settle()
-    assert model.batches == [["1"], ["0"], ["2"]]  # each ticket scored once
+    assert model.batches[3:] == [["3"]]
+    take(queue, scorer, evs[2])
+    take(queue, scorer, evs[3])
+    assert len(model.batches) == 4  # each ticket scored once
 
 
 def test_one_model_call_scores_several_queued_tickets(redis):
@@ -59,16 +61,18 @@ def test_one_model_call_scores_several_queued_tickets(redis):
     model = CountingScorer()
     scorer = BatchScorer(model, Store(redis), queue, batch_size=4)
     take(queue, scorer, evs[0])
-    assert model.batches == [["1", "2", "3", "4"], ["0"]]  # 4 ahead, then itself (the rest are claimed)
+    scorer.settle()
+    # its own ticket with the next three to fill the batch, then the rest ahead
+    assert model.batches == [["0", "1", "2", "3"], ["4", "5"]]
     for e in evs[1:]:
         take(queue, scorer, e)
-    assert model.batches[2:] == [["5"]]
+    assert len(model.batches) == 2
 
 
 def test_tickets_another_worker_claimed_are_skipped_ahead_and_awaited_not_rescored(redis):
     queue, evs = queued(redis, 3)
     store = Store(redis)
-    assert store.claim([evs[0].key, evs[1].key]) == [evs[0].key, evs[1].key]  # another worker's
+    assert store.claim(job_id(evs[0])) and store.claim(job_id(evs[1]))  # another worker's
 
     def other_worker_finishes() -> None:
         time.sleep(0.2)
@@ -87,7 +91,7 @@ def test_tickets_another_worker_claimed_are_skipped_ahead_and_awaited_not_rescor
 def test_a_claim_never_answered_is_scored_after_the_wait(redis):
     queue, evs = queued(redis, 1)
     store = Store(redis)
-    store.claim([evs[0].key])  # a worker that died while scoring
+    store.claim(job_id(evs[0]))  # a worker that died while scoring
     model = CountingScorer()
     t = time.monotonic()
     take(queue, BatchScorer(model, store, queue, wait_s=0.2), evs[0])

@@ -103,7 +103,7 @@ def test_service_writes_once_per_revision(redis):
 def test_crashed_attempt_is_not_written_twice(redis):
     store = Store(redis)
     e = event()
-    assert store.begin(e.key)  # an earlier attempt started, wrote, and died before finish()
+    assert store.begin(e.key) == "first"  # an earlier attempt started, wrote, and died before finish()
     writer = RecordingWriter(applied=True)
     service = TriageService(lambda: RULES, {"zendesk": writer}, store, clock=lambda: NOW)
     assert service.process(e, lambda e: scores()).status == "recovered"
@@ -113,6 +113,7 @@ def test_crashed_attempt_is_not_written_twice(redis):
     store.begin(e2.key)
     writer.applied = False
     assert service.process(e2, lambda e: scores()).status == "written"
+    assert store.begin(e2.key) == "done"
 
 
 def test_note_names_scores_words_rules_and_model():

@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -27,6 +28,7 @@ from worker.decision import Scores
 from worker.errors import RateLimited, VendorError
 from worker.events import EventError, TicketEvent
 from worker.ports import Scorer
+from worker.queueing import JOB_FUNC, job_id
 from worker.store import Store
 
 log = logging.getLogger("triage.worker")
@@ -78,98 +80,128 @@ def _retry_after(seconds: float) -> None:
 class BatchScorer:
     """The scores of the ticket a job carries, computed ahead of the job where possible.
 
-    All model calls run one at a time on one background thread. Each job first claims the next
-    tickets waiting in the queue for that thread, then waits for its own ticket's scores. While the
-    job writes its ticket back (vendor and Redis round trips, Python), the model thread scores the
-    next ones, so the next job finds its scores ready: the model and the write-back overlap instead
-    of taking turns. A claim (Redis SET NX) makes each ticket scored once across workers: a worker
-    whose ticket another worker claimed waits for that worker's result (shared through Redis) and
-    scores it itself only if it has not come within `wait_s`.
+    All model calls run one at a time on one background thread. Each job first claims tickets
+    waiting in the queue for that thread, so that `ahead` model calls stay queued, then waits for
+    its own ticket's scores. While the job writes its ticket back (vendor and Redis round trips,
+    Python), the model thread scores the next ones, so the next job finds its scores ready: the
+    model and the write-back overlap instead of taking turns. A claim (Redis SET NX on the job id)
+    makes each ticket scored once across workers: a worker whose ticket another worker claimed
+    waits for that worker's result (shared through Redis by a third thread, off the model's path)
+    and scores it itself only if it has not come within `wait_s`.
     """
 
     keep_local = 64  # scores computed ahead and not yet asked for (other workers took those jobs)
 
-    def __init__(self, scorer: Scorer, store: Store, queue: Queue, batch_size: int = 1, wait_s: float = 2.0):
+    def __init__(self, scorer: Scorer, store: Store, queue: Queue, batch_size: int = 1, wait_s: float = 2.0,
+                 ahead: int = 2):
         self.scorer = scorer
         self.store = store
         self.queue = queue
         self.batch_size = batch_size  # tickets per model call
         self.wait_s = wait_s
+        self.ahead = ahead  # model calls kept queued ahead of the jobs: the model never waits for a job
         self._model = ThreadPoolExecutor(1, thread_name_prefix="triage-model")
-        self._pending: list[Future[None]] = []  # scoring ahead, in submission order
+        self._share = ThreadPoolExecutor(1, thread_name_prefix="triage-share")
+        self._inflight: dict[str, Future[None]] = {}  # ticket key -> the model call scoring it ahead
+        self._shared: Future[None] | None = None  # the latest sharing of scores
         self._local: OrderedDict[str, Scores] = OrderedDict()  # scored ahead, not yet asked for
         self._lock = threading.Lock()  # _local: filled on the model thread, read on the job's
 
     def scores_for(self, event: TicketEvent) -> Scores:
-        # First give the model thread the next tickets, so it never idles while this thread talks to
-        # Redis; then take this ticket's scores, most likely being computed right now.
-        ahead = self._claim_queued(self.batch_size, skip=event.key)
-        earlier, self._pending = self._pending, [self._model.submit(self._score_ahead, ahead)] if ahead else []
-        for f in earlier:
-            f.result()
+        own = job_id(event)
         with self._lock:
             scores = self._local.pop(event.key, None)
-        return scores if scores is not None else self._score_now(event)
+        if scores is not None:
+            self._claim_ahead(skip=own)
+            return scores
+        scoring = self._inflight.pop(event.key, None)
+        if scoring is None and self.store.claim(own):  # nobody scores it yet: first in line
+            batch = [event] + self._claim_queued(self.batch_size - 1, skip=own)
+            scoring = self._model.submit(self._score, batch)
+            self._inflight.update((e.key, scoring) for e in batch[1:])
+        # Keep the model thread supplied with the next tickets before waiting, so it never idles
+        # while this thread talks to Redis and the helpdesk.
+        self._claim_ahead(skip=own)
+        if scoring is not None:
+            scoring.result()
+            with self._lock:
+                scores = self._local.pop(event.key, None)
+        return scores if scores is not None else self._scores_claimed_elsewhere(event)
 
     def settle(self) -> None:
-        """Wait for the scoring ahead in flight, if any."""
-        for f in self._pending:
+        """Wait for the scoring ahead in flight and the sharing of its scores, if any."""
+        for f in list(self._inflight.values()):
             f.result()
+        if self._shared is not None:
+            self._shared.result()
 
-    def _score_now(self, event: TicketEvent) -> Scores:
-        if not self.store.claim([event.key]):
-            # Another worker is scoring this ticket ahead: its result is moments away.
-            deadline = time.monotonic() + self.wait_s
-            while time.monotonic() < deadline:
-                cached = self.store.cached_scores(event.key)
-                if cached is not None:
-                    return cached
-                time.sleep(0.002)
-        batch = [event] + self._claim_queued(self.batch_size - 1, skip=event.key)
-        return self._model.submit(self._score, batch).result()[event.key]
+    def _claim_ahead(self, skip: str) -> None:
+        """Claim queued tickets until `ahead` model calls are queued or running."""
+        self._inflight = {k: f for k, f in self._inflight.items() if not f.done()}  # done: in _local
+        for _ in range(self.ahead - len(set(self._inflight.values()))):
+            batch = self._claim_queued(self.batch_size, skip)
+            if not batch:  # nothing waiting (the usual case under light load)
+                return
+            scoring = self._model.submit(self._score_ahead, batch)
+            self._inflight.update((e.key, scoring) for e in batch)
+
+    def _scores_claimed_elsewhere(self, event: TicketEvent) -> Scores:
+        """Another worker claimed this ticket (or scoring it ahead failed): its result is moments
+        away through Redis; past `wait_s` (a worker that died) the job scores it itself."""
+        deadline = time.monotonic() + self.wait_s
+        while time.monotonic() < deadline:
+            cached = self.store.cached_scores(event.key)
+            if cached is not None:
+                return cached
+            time.sleep(0.002)
+        self._model.submit(self._score, [event]).result()
+        with self._lock:
+            return self._local.pop(event.key)
 
     def _score_ahead(self, batch: list[TicketEvent]) -> None:
         try:
-            scores = self._score(batch)
+            self._score(batch)
         except Exception:  # noqa: BLE001 - scoring ahead is an optimisation: the job scores its ticket itself
             log.warning("scoring ahead failed; jobs score their own tickets", exc_info=True)
-            return
+
+    def _score(self, batch: list[TicketEvent]) -> None:
+        """Score a batch (on the model thread); the scores wait in `_local` for their jobs."""
+        scores = dict(zip((e.key for e in batch),
+                          self.scorer.score([ticket_text(e.subject, e.text) for e in batch])))
+        self._shared = self._share.submit(self._share_scores, scores)
         with self._lock:
             self._local.update(scores)
             while len(self._local) > self.keep_local:
                 self._local.popitem(last=False)
 
-    def _score(self, batch: list[TicketEvent]) -> dict[str, Scores]:
-        scores = dict(zip((e.key for e in batch),
-                          self.scorer.score([ticket_text(e.subject, e.text) for e in batch])))
-        self.store.cache_scores(scores)  # for a worker that took one of these jobs meanwhile
-        return scores
+    def _share_scores(self, scores: dict[str, Scores]) -> None:
+        """For a worker that took one of these jobs meanwhile (it scores the ticket itself if this fails)."""
+        try:
+            self.store.cache_scores(scores)
+        except Exception:  # noqa: BLE001
+            log.warning("could not share scores through Redis", exc_info=True)
 
     def _claim_queued(self, n: int, skip: str) -> list[TicketEvent]:
-        """Up to `n` unclaimed events from the head of the queue (peeked, not taken), now claimed."""
+        """Events of up to `n` jobs waiting at the head of the queue (peeked, not taken), now claimed."""
         if n < 1:
             return []
-        with self._lock:
-            scored = set(self._local)
-        queued = {e.key: e for e in self._queued(n + 1) if e.key != skip and e.key not in scored}
-        if not queued:  # nothing waiting (the usual case under light load): no claim round trip
-            return []
-        return [queued[k] for k in self.store.claim(list(queued), limit=n)]
-
-    def _queued(self, n: int) -> list[TicketEvent]:
-        """Events of the next `n` jobs waiting in the queue."""
-        ids = self.queue.get_job_ids(0, n)
-        if not ids:
-            return []
         events = []
-        for job in Job.fetch_many(ids, connection=self.queue.connection, serializer=self.queue.serializer):
-            if job is None or job.func_name != "worker.jobs.triage_job":
-                continue
+        for data in self.store.claim_queued(self.queue.key, Job.redis_job_namespace_prefix, n, skip=skip):
             try:
-                events.append(TicketEvent.from_json(job.args[0]))
-            except (EventError, ValueError, IndexError):
+                func, _, args, _ = self.queue.serializer.loads(_decompress(data))
+                if func == JOB_FUNC:
+                    events.append(TicketEvent.from_json(args[0]))
+            except (EventError, ValueError, TypeError, IndexError):
                 continue  # its own job will report it
         return events
+
+
+def _decompress(data: bytes) -> bytes:
+    """A job's stored `data`, as RQ writes it (zlib, or plain from older writers)."""
+    try:
+        return zlib.decompress(data)
+    except zlib.error:
+        return data
 
 
 class TriageWorker(SimpleWorker):
@@ -177,9 +209,10 @@ class TriageWorker(SimpleWorker):
     scoring it. `heartbeat_grace_s` bounds how long a dead worker's job waits to be retried."""
 
     heartbeat_grace_s = 60
-    # RQ beats three times per job, three Redis round trips each. A standalone beat is skipped when
-    # the last beat (of any kind) set the same TTL less than this long ago; a beat that sets another
-    # TTL is always sent; a standalone beat goes in one round trip.
+    # RQ beats several times per job, each a Redis round trip of its own unless it rides in a
+    # pipeline. A standalone beat is skipped when the last beat (of any kind) was less than this
+    # long ago and left the worker's key at least a minute to live; a standalone beat goes in one
+    # round trip. Pipelined beats are always sent: they cost no round trip of their own.
     heartbeat_every_s = 1.0
     _beat_at, _beat_ttl = -math.inf, 0
 
@@ -188,13 +221,19 @@ class TriageWorker(SimpleWorker):
         if pipeline is not None:
             self._beat_at, self._beat_ttl = at, ttl
             return super().heartbeat(timeout, pipeline)
-        if ttl == self._beat_ttl and at - self._beat_at < self.heartbeat_every_s:
+        if at - self._beat_at < self.heartbeat_every_s and self._beat_ttl >= 60:
             return None
         with self.connection.pipeline(transaction=False) as pipe:
             super().heartbeat(timeout, pipe)
             pipe.execute()
         self._beat_at, self._beat_ttl = at, ttl
         return None
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        """RQ sets 'idle' twice between two jobs; a state already recorded costs no round trip."""
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         if job.timeout == -1:

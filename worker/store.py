@@ -18,12 +18,14 @@ class Store:
         self._claim = redis.register_script(_CLAIM)
 
     # -- exactly once per ticket revision ---------------------------------------------------
-    def is_done(self, key: str) -> bool:
-        return bool(self.redis.exists(f"{PREFIX}:done:{key}"))
-
-    def begin(self, key: str) -> bool:
-        """Mark a write-back as started; False if an earlier attempt already started it."""
-        return bool(self.redis.set(f"{PREFIX}:started:{key}", "1", nx=True, ex=self.ttl))
+    def begin(self, key: str) -> str:
+        """Start triaging a revision, in one round trip: 'done' if it was triaged already, 'first'
+        for the first attempt, 'again' when an earlier attempt started it and did not finish."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(f"{PREFIX}:done:{key}")
+        pipe.set(f"{PREFIX}:started:{key}", "1", nx=True, ex=self.ttl)
+        done, first = pipe.execute()
+        return "done" if done else "first" if first else "again"
 
     def finish(self, key: str) -> None:
         self.redis.set(f"{PREFIX}:done:{key}", "1", ex=self.ttl)
@@ -40,18 +42,28 @@ class Store:
             pipe.set(f"{PREFIX}:scores:{key}", json.dumps(s.to_dict()), ex=ttl_s)
         pipe.execute()
 
-    def claim(self, keys: list[str], limit: int | None = None, ttl_s: int = 60) -> list[str]:
-        """Claim revisions for scoring, in order, until `limit` are won; returns those this caller won."""
-        won = self._claim(keys=[f"{PREFIX}:claim:{k}" for k in keys], args=[limit or len(keys), ttl_s])
-        return [keys[i - 1] for i in won]
+    # -- claims: each queued job's ticket is scored by one worker ----------------------------
+    def claim(self, job_id: str, ttl_s: int = 60) -> bool:
+        """Claim a job's ticket for scoring; False if another worker claimed it."""
+        return bool(self.redis.set(f"{PREFIX}:claim:{job_id}", "1", nx=True, ex=ttl_s))
+
+    def claim_queued(self, queue_key: str, job_prefix: str, limit: int, skip: str = "",
+                     peek: int = 8, ttl_s: int = 60) -> list[bytes]:
+        """Claim the first `limit` unclaimed jobs among the first `limit + peek` waiting in an RQ
+        queue (peeked, not taken) and return their stored `data`, in one round trip."""
+        return self._claim(keys=[queue_key], args=[limit, limit + peek, ttl_s, skip, job_prefix, f"{PREFIX}:claim:"])
 
 
-# Claims the first ARGV[1] free keys in one round trip (a pipeline would claim every one it tries).
+# One round trip for what would be three (peek, claim, fetch). It touches keys it is not passed:
+# fine on one Redis server, which is what RQ needs anyway.
 _CLAIM = """
-local won = {}
-for i, key in ipairs(KEYS) do
-  if #won >= tonumber(ARGV[1]) then break end
-  if redis.call('SET', key, '1', 'NX', 'EX', ARGV[2]) then won[#won + 1] = i end
+local out = {}
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  if #out >= tonumber(ARGV[1]) then break end
+  if id ~= ARGV[4] and redis.call('SET', ARGV[6] .. id, '1', 'NX', 'EX', ARGV[3]) then
+    local data = redis.call('HGET', ARGV[5] .. id, 'data')
+    if data then out[#out + 1] = data end
+  end
 end
-return won
+return out
 """

@@ -72,7 +72,8 @@ class TriageService:
 
     def process(self, event: TicketEvent, score: Callable[[TicketEvent], Scores]) -> Outcome:
         """Triage one ticket revision; `score` is called only when the revision still needs it."""
-        if self.store.is_done(event.key):
+        attempt = self.store.begin(event.key)
+        if attempt == "done":
             return Outcome("duplicate")
         writer = self.writers.get(event.source)
         if writer is None:
@@ -87,9 +88,8 @@ class TriageService:
             self._notify(event, decision)
             self.store.finish(event.key)
             return Outcome("nothing_to_write", decision)
-        first_attempt = self.store.begin(event.key)
-        # An earlier attempt died between writing and recording: the note's marker tells.
-        if not first_attempt and a.note and writer.already_applied(event):
+        # An earlier attempt may have died between writing and recording: the note's marker tells.
+        if attempt == "again" and a.note and writer.already_applied(event):
             self._notify(event, decision)
             self.store.finish(event.key)
             log.info("ticket %s revision %s was already written back", event.ticket_id, event.revision)
