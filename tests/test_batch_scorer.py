@@ -96,3 +96,22 @@ def test_a_claim_never_answered_is_scored_after_the_wait(redis):
     t = time.monotonic()
     take(queue, BatchScorer(model, store, queue, wait_s=0.2), evs[0])
     assert model.batches == [["0"]] and time.monotonic() - t >= 0.2
+
+
+def test_a_ticket_whose_scoring_ahead_failed_is_scored_at_once_not_awaited(redis):
+    queue, evs = queued(redis, 2)
+
+    class FailsOnce(CountingScorer):
+        def score(self, texts):
+            if len(self.batches) == 1:  # the call scoring ticket 1 ahead
+                self.batches.append(["failed"])
+                raise RuntimeError("model error")
+            return super().score(texts)
+
+    model = FailsOnce()
+    scorer = BatchScorer(model, Store(redis), queue, wait_s=5)
+    take(queue, scorer, evs[0])
+    scorer.settle()
+    t = time.monotonic()
+    assert take(queue, scorer, evs[1]).urgency.label == "high"
+    assert model.batches == [["0"], ["failed"], ["1"]] and time.monotonic() - t < 1

@@ -9,6 +9,7 @@ whichever worker takes its job."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -122,11 +123,15 @@ class BatchScorer:
         # Keep the model thread supplied with the next tickets before waiting, so it never idles
         # while this thread talks to Redis and the helpdesk.
         self._claim_ahead(skip=own)
-        if scoring is not None:
+        if scoring is None:
+            return self._scores_claimed_elsewhere(event)
+        # If the call it shared failed, it is scored on its own below (raising if that fails too).
+        with contextlib.suppress(Exception):
             scoring.result()
-            with self._lock:
-                scores = self._local.pop(event.key, None)
-        return scores if scores is not None else self._scores_claimed_elsewhere(event)
+        with self._lock:
+            scores = self._local.pop(event.key, None)
+        # None: the call that had it failed; this worker holds the claim, so it scores it now
+        return scores if scores is not None else self._score_own(event)
 
     def settle(self) -> None:
         """Wait for the scoring ahead in flight and the sharing of its scores, if any."""
@@ -146,15 +151,18 @@ class BatchScorer:
             self._inflight.update((e.key, scoring) for e in batch)
 
     def _scores_claimed_elsewhere(self, event: TicketEvent) -> Scores:
-        """Another worker claimed this ticket (or scoring it ahead failed): its result is moments
-        away through Redis; past `wait_s` (a worker that died) the job scores it itself."""
+        """Another worker claimed this ticket: its result is moments away through Redis; past
+        `wait_s` (a worker that died) the job scores it itself."""
         deadline = time.monotonic() + self.wait_s
         while time.monotonic() < deadline:
             cached = self.store.cached_scores(event.key)
             if cached is not None:
                 return cached
             time.sleep(0.002)
-        self._model.submit(self._score, [event]).result()
+        return self._score_own(event)
+
+    def _score_own(self, event: TicketEvent) -> Scores:
+        self._model.submit(self._score, [event]).result()  # raises what the model raised
         with self._lock:
             return self._local.pop(event.key)
 
