@@ -109,20 +109,19 @@ class BatchScorer:
         self._lock = threading.Lock()  # _local: filled on the model thread, read on the job's
 
     def scores_for(self, event: TicketEvent) -> Scores:
-        own = job_id(event)
         with self._lock:
             scores = self._local.pop(event.key, None)
         if scores is not None:
-            self._claim_ahead(skip=own)
+            self._claim_ahead()
             return scores
         scoring = self._inflight.pop(event.key, None)
-        if scoring is None and self.store.claim(own):  # nobody scores it yet: first in line
-            batch = [event] + self._claim_queued(self.batch_size - 1, skip=own)
+        if scoring is None and self.store.claim(job_id(event)):  # nobody scores it yet: first in line
+            batch = [event] + self._claim_queued(self.batch_size - 1)
             scoring = self._model.submit(self._score, batch)
             self._inflight.update((e.key, scoring) for e in batch[1:])
         # Keep the model thread supplied with the next tickets before waiting, so it never idles
         # while this thread talks to Redis and the helpdesk.
-        self._claim_ahead(skip=own)
+        self._claim_ahead()
         if scoring is None:
             return self._scores_claimed_elsewhere(event)
         # If the call it shared failed, it is scored on its own below (raising if that fails too).
@@ -140,11 +139,11 @@ class BatchScorer:
         if self._shared is not None:
             self._shared.result()
 
-    def _claim_ahead(self, skip: str) -> None:
+    def _claim_ahead(self) -> None:
         """Claim queued tickets until `ahead` model calls are queued or running."""
         self._inflight = {k: f for k, f in self._inflight.items() if not f.done()}  # done: in _local
         for _ in range(self.ahead - len(set(self._inflight.values()))):
-            batch = self._claim_queued(self.batch_size, skip)
+            batch = self._claim_queued(self.batch_size)
             if not batch:  # nothing waiting (the usual case under light load)
                 return
             scoring = self._model.submit(self._score_ahead, batch)
@@ -189,12 +188,13 @@ class BatchScorer:
         except Exception:  # noqa: BLE001
             log.warning("could not share scores through Redis", exc_info=True)
 
-    def _claim_queued(self, n: int, skip: str) -> list[TicketEvent]:
-        """Events of up to `n` jobs waiting at the head of the queue (peeked, not taken), now claimed."""
+    def _claim_queued(self, n: int) -> list[TicketEvent]:
+        """Events of up to `n` jobs waiting at the head of the queue (peeked, not taken), now claimed.
+        A job's own ticket is never among them: RQ took it off the queue, and it is claimed."""
         if n < 1:
             return []
         events = []
-        for data in self.store.claim_queued(self.queue.key, Job.redis_job_namespace_prefix, n, skip=skip):
+        for data in self.store.claim_queued(self.queue.key, Job.redis_job_namespace_prefix, n):
             try:
                 func, _, args, _ = self.queue.serializer.loads(_decompress(data))
                 if func == JOB_FUNC:

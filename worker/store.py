@@ -47,11 +47,11 @@ class Store:
         """Claim a job's ticket for scoring; False if another worker claimed it."""
         return bool(self.redis.set(f"{PREFIX}:claim:{job_id}", "1", nx=True, ex=ttl_s))
 
-    def claim_queued(self, queue_key: str, job_prefix: str, limit: int, skip: str = "",
-                     peek: int = 8, ttl_s: int = 60) -> list[bytes]:
+    def claim_queued(self, queue_key: str, job_prefix: str, limit: int, peek: int = 8,
+                     ttl_s: int = 60) -> list[bytes]:
         """Claim the first `limit` unclaimed jobs among the first `limit + peek` waiting in an RQ
         queue (peeked, not taken) and return their stored `data`, in one round trip."""
-        return self._claim(keys=[queue_key], args=[limit, limit + peek, ttl_s, skip, job_prefix, f"{PREFIX}:claim:"])
+        return self._claim(keys=[queue_key], args=[limit, limit + peek, ttl_s, job_prefix, f"{PREFIX}:claim:"])
 
 
 # One round trip for what would be three (peek, claim, fetch). It touches keys it is not passed:
@@ -60,8 +60,8 @@ _CLAIM = """
 local out = {}
 for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
   if #out >= tonumber(ARGV[1]) then break end
-  if id ~= ARGV[4] and redis.call('SET', ARGV[6] .. id, '1', 'NX', 'EX', ARGV[3]) then
-    local data = redis.call('HGET', ARGV[5] .. id, 'data')
+  if redis.call('SET', ARGV[5] .. id, '1', 'NX', 'EX', ARGV[3]) then
+    local data = redis.call('HGET', ARGV[4] .. id, 'data')
     if data then out[#out + 1] = data end
   end
 end
