@@ -112,7 +112,8 @@ class Stack:
     """One phase: a Redis, a sandbox Zendesk or Jira, `triage serve` and workers. close() ends all of them."""
 
     def __init__(self, name: str, model_dir: Path, logs: Path, helpdesk: str = "zendesk", delivery: str = "event",
-                 latency_s: float = 0.0):
+                 latency_s: float = 0.0, serve_processes: int = 1):
+        self.serve_processes = serve_processes  # `triage serve --processes`
         self.delivery = delivery  # Zendesk: event-subscribed webhook or the trigger body
         self.latency_s = latency_s  # added to each sandbox answer
         self.name, self.model_dir, self.logs, self.helpdesk = name, model_dir, logs, helpdesk
@@ -239,7 +240,7 @@ class Stack:
 
     def start_ingress(self) -> int:
         port = free_port()
-        self.spawn("ingress", "serve", "--host", HOST, "--port", str(port))
+        self.spawn("ingress", "serve", "--host", HOST, "--port", str(port), "--processes", str(self.serve_processes))
         self.ingress_port = port
         return port
 
@@ -256,6 +257,9 @@ class Stack:
                 conn.close()
             except OSError:
                 ingress_up = False
+            # with --processes N the parent checks everything first, then each of the N processes
+            ready = (self.logs / f"{self.name}-ingress.log").read_text().count("ingress process ")
+            ingress_up = ingress_up and ready >= (1 if self.serve_processes == 1 else self.serve_processes + 1)
             if ingress_up and Worker.count(queue=self.queue) >= workers:  # registered after the model loaded
                 return
             time.sleep(0.2)
@@ -364,13 +368,16 @@ def ingress_summary(results: list[tuple], wall: float) -> dict:
 
 
 # -- phases --------------------------------------------------------------------------------------------
-def run_ingress(args: argparse.Namespace, model_dir: Path, items: list, logs: Path, helpdesk: str) -> dict:
-    with Stack(f"ingress-{helpdesk}", model_dir, logs, helpdesk, args.zendesk_delivery) as st:
+def run_ingress(args: argparse.Namespace, model_dir: Path, items: list, logs: Path, helpdesk: str,
+                processes: int) -> dict:
+    with Stack(f"ingress-{helpdesk}-p{processes}", model_dir, logs, helpdesk, args.zendesk_delivery,
+               serve_processes=processes) as st:
         ids = st.add_tickets(items)
         st.start_ingress()
         st.wait_ready(0)
         results, _, wall = deliver(st, ids, args)
-        out = {"helpdesk": helpdesk, **ingress_summary(results, wall), "jobs_queued": st.queue.count}
+        out = {"helpdesk": helpdesk, "processes": processes, **ingress_summary(results, wall),
+               "jobs_queued": st.queue.count}
     out["target_met"] = out["accepted_per_s"] >= 500 and (out["p99_ms"] or 1e9) < 50
     log(f"{st.name}: {out['accepted_per_s']}/s accepted, p99 {out['p99_ms']} ms, {out['statuses']}")
     return out
@@ -500,6 +507,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--helpdesk", choices=("zendesk", "jira", "both"), default="both",
                    help="sandbox helpdesk(s) to run every phase against (default both)")
     p.add_argument("--workers", default="1,2", help="worker process counts to run end to end (default 1,2)")
+    p.add_argument("--serve-processes", default="1,2",
+                   help="phase 1: `triage serve --processes N` for each N in this list (default 1,2); "
+                        "phases 2 and 3 run one ingress process")
     p.add_argument("--concurrency", type=int, default=16, help="concurrent keep-alive connections (default 16)")
     p.add_argument("--zendesk-delivery", choices=("event", "trigger"), default="event",
                    help="Zendesk webhooks as event-subscribed ticket.created webhooks (default; they carry the "
@@ -529,10 +539,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.helpdesks = list(HELPDESKS) if args.helpdesk == "both" else [args.helpdesk]
     try:
         args.workers = [int(x) for x in args.workers.split(",") if x.strip()]
+        args.serve_processes = [int(x) for x in args.serve_processes.split(",") if x.strip()]
     except ValueError:
-        p.error("--workers: give counts like 1,2")
-    if args.tickets < 1 or args.concurrency < 1 or not 0 <= args.dup_rate <= 10 or min(args.workers, default=0) < 1:
-        p.error("--tickets, --concurrency and --workers must be at least 1; --dup-rate 0..10")
+        p.error("--workers, --serve-processes: give counts like 1,2")
+    if (args.tickets < 1 or args.concurrency < 1 or not 0 <= args.dup_rate <= 10
+            or min(args.workers + args.serve_processes, default=0) < 1):
+        p.error("--tickets, --concurrency, --workers and --serve-processes must be at least 1; --dup-rate 0..10")
     return args
 
 
@@ -556,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(args.out).parent / "pipeline_bench_logs"
     logs.mkdir(parents=True, exist_ok=True)
 
-    ingress = [] if args.skip_ingress else [run_ingress(args, model_dir, items, logs, hd) for hd in args.helpdesks]
+    ingress = [] if args.skip_ingress else [run_ingress(args, model_dir, items, logs, hd, n)
+                                            for hd in args.helpdesks for n in args.serve_processes]
     e2e, paced = [], []
     for w in [] if args.skip_e2e else args.workers:
         log(f"model alone: {w} process(es) x 1 thread over the same {len(texts)} texts")
@@ -578,13 +591,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## Pipeline: {args.tickets} tickets + {dups} repeated deliveries, {args.concurrency} concurrent; "
           f"model {model_dir.name} ({meta['version']}); {os.cpu_count()} CPUs ({cpu_name()}){far}\n")
     if ingress:
-        print("### Ingress alone (`triage serve`, own process, no worker)\n")
-        print("| helpdesk | deliveries | accepted/s | p50 ms | p95 ms | p99 ms | max ms | answers | jobs queued | "
+        print("### Ingress alone (`triage serve --processes N`, no worker)\n")
+        print("| helpdesk | N | deliveries | accepted/s | p50 ms | p95 ms | p99 ms | max ms | answers | jobs queued | "
               "target |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for i in ingress:
             answers = ", ".join(f"{k}: {v}" for k, v in sorted(i["statuses"].items()))
-            print(f"| {i['helpdesk']} | {i['deliveries']} | {i['accepted_per_s']:.0f} | {i['p50_ms']} | {i['p95_ms']} "
+            print(f"| {i['helpdesk']} | {i['processes']} | {i['deliveries']} | {i['accepted_per_s']:.0f} "
+                  f"| {i['p50_ms']} | {i['p95_ms']} "
                   f"| {i['p99_ms']} | {i['max_ms']} | {answers} | {i['jobs_queued']} | "
                   f"{'met' if i['target_met'] else 'MISSED'} (>= 500/s, p99 < 50 ms) |")
         print()

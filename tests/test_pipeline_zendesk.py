@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from pipeline_support import (
     SECRET,
     TOKEN,
     drain,
+    free_port,
     runtime,
     serve,
     settings,
@@ -263,3 +266,44 @@ def test_health_and_scoring_api(stack):
     assert [x["sentiment"]["label"] for x in r.json()["results"]] == ["frustrated", "satisfied"]
     assert http.post("/v1/score", json={"texts": []}, headers={"X-API-Key": "k1"}).status_code == 422
     assert "/v1/score" in http.get("/openapi.json").json()["paths"]
+
+
+def test_serve_with_two_processes_shares_the_port(redis, redis_server, zd, rules_file):
+    """`triage serve --processes 2`: the real CLI, the real model; both processes take webhooks."""
+    s = settings(redis_server.url, rules_file, zd)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--processes", "2"], env=worker_env(s, zd), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        ready = 0  # the parent checks settings, model and credentials, then each process says it is ready
+        deadline = time.monotonic() + 120
+        while ready < 3 and time.monotonic() < deadline and proc.poll() is None:
+            ready += "ingress process" in proc.stdout.readline()  # type: ignore[union-attr]
+        assert ready == 3, f"serve did not start both processes (exit status {proc.poll()})"
+        children = [c for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+                    if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]  # not multiprocessing's tracker
+        assert len(children) == 2
+        while time.monotonic() < deadline:  # ready comes just before each process starts listening
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        tickets = [angry(zd) for _ in range(20)]
+        answers = []
+        for tid in tickets:  # one connection each: the kernel spreads them over both processes
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+                answers.append(deliver(http, zd, tid).json()["status"])
+        assert answers == ["queued"] * 20
+        assert redis.llen("rq:queue:triage-test") == 20
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    assert all(not Path(f"/proc/{c}").exists() for c in children)
+
+
+def test_serve_refuses_zero_processes():
+    out = subprocess.run([sys.executable, "-m", "worker.cli", "serve", "--processes", "0"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "expected a whole number of 1 or more, got '0'" in out.stderr

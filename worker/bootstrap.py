@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass, replace
 
 from redis import Redis
@@ -242,6 +243,39 @@ def install(rt: Runtime) -> None:
     """Use this Runtime for the process (the CLI and tests build one explicitly)."""
     global _runtime
     _runtime = rt
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def prepare_ingress(rt: Runtime) -> None:
+    """What `triage serve` needs before its first request: the model loaded (readiness and the first
+    /v1/score should not wait) and the bots' own ids known (to recognise the bot's own changes)."""
+    rt.scorer  # noqa: B018
+    if rt.settings.zendesk.enabled:
+        log.info("zendesk bot user id: %s", rt.zendesk_bot_user_id)
+    if rt.settings.jira.enabled:  # resolved now: webhooks must not wait for Jira
+        from worker.errors import VendorAuthError, VendorError
+
+        try:
+            log.info("jira bot account id: %s", rt.jira_bot_account_id)
+        except VendorAuthError:
+            raise
+        except VendorError as e:  # Jira down: webhooks answer 503 (Jira retries) until it is back
+            log.warning("jira bot account id not known yet: %s", e)
+    log.info("ingress process %d ready", os.getpid())
+
+
+def serve_app():
+    """The ingress app of one of several `triage serve --processes N` processes (uvicorn calls this
+    factory in each). The parent process checked the same settings, model and credentials first."""
+    settings = load_settings()
+    configure_logging(settings)
+    rt = build(settings)
+    install(rt)
+    prepare_ingress(rt)
+    return http_app(rt)
 
 
 def http_app(rt: Runtime):
