@@ -5,7 +5,9 @@ Needs the `train` extra (torch, transformers). Run `triage model train --help`.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import inspect
 import json
 import math
 import random
@@ -45,14 +47,16 @@ class TriageNet(nn.Module):
     def __init__(self, encoder_path: str | Path, dropout: float = 0.1):
         super().__init__()
         self.encoder = AutoModel.from_pretrained(str(encoder_path))
+        # BERT-style encoders take segment ids (all zero here); MPNet has none
+        self._segments = "token_type_ids" in inspect.signature(self.encoder.forward).parameters
         hidden = self.encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
         self.sentiment = nn.Linear(hidden, len(SENTIMENT_LABELS))
         self.urgency = nn.Linear(hidden, len(URGENCY_LABELS))
 
     def _hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                           token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+        segments = {"token_type_ids": torch.zeros_like(input_ids)} if self._segments else {}
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **segments).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(out.dtype)
         return out, mask, mask.sum(1).clamp(min=1.0)
 
@@ -121,17 +125,64 @@ def class_weights(labels: np.ndarray, n: int, mode: str) -> torch.Tensor:
     return torch.tensor(balanced, dtype=torch.float)
 
 
+def pick_device(name: str) -> torch.device:
+    """`auto`: the GPU when torch sees one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise SystemExit(f"device must be auto, cpu or cuda, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("device: cuda asked for, but torch sees no GPU (use auto or cpu)")
+    return torch.device(name)
+
+
 @torch.no_grad()
 def predict_logits(net: TriageNet, ids: list[list[int]], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     net.eval()
+    device = next(net.parameters()).device
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     sent = np.zeros((len(ids), len(SENTIMENT_LABELS)), dtype=np.float32)
     urg = np.zeros((len(ids), len(URGENCY_LABELS)), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        s, u = net(*pad([ids[i] for i in idx]))
-        sent[idx], urg[idx] = s.numpy(), u.numpy()
+        s, u = net(*(t.to(device) for t in pad([ids[i] for i in idx])))
+        sent[idx], urg[idx] = s.float().cpu().numpy(), u.float().cpu().numpy()
     return sent, urg
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def save_teacher_scores(path: str | Path, texts: list[str], sentiment: np.ndarray, urgency: np.ndarray) -> None:
+    """A teacher's logits keyed by a hash of each text (no text is stored): `teacher:` can name this file."""
+    np.savez_compressed(path, keys=np.array([text_key(t) for t in texts]), sentiment=sentiment, urgency=urgency)
+
+
+def teacher_logits(source: str | Path, texts: list[str], device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's logits for both heads on every text: from a scores file (.npz, written by
+    save_teacher_scores, e.g. on a GPU machine), or computed by a checkpoint with its own tokenizer."""
+    if str(source).endswith(".npz"):
+        stored = np.load(source)
+        index = {k: i for i, k in enumerate(stored["keys"].tolist())}
+        rows = [index.get(text_key(t), -1) for t in texts]
+        missing = sum(r < 0 for r in rows)
+        if missing:
+            raise SystemExit(f"{missing} of {len(texts)} training texts have no scores in {source}: "
+                             "score the same data sets with the teacher")
+        return stored["sentiment"][rows], stored["urgency"][rows]
+    teacher, ckpt = load_checkpoint(source)
+    max_tokens = int(ckpt["config"]["max_tokens"])
+    ids = encode(load_tokenizer(Path(ckpt["encoder_dir"]), max_tokens), texts, max_tokens)
+    return predict_logits(teacher.to(device), ids, batch_size=128)
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per row KL(teacher || student) of the softened distributions, times T^2 (Hinton et al.), so
+    its gradients keep their size whatever the temperature."""
+    target = torch.log_softmax(teacher / temperature, dim=1)
+    pred = torch.log_softmax(student / temperature, dim=1)
+    return (target.exp() * (target - pred)).sum(1) * temperature**2
 
 
 def validate(net: TriageNet, val: dict[str, tuple[list[Row], list[list[int]]]]) -> dict:
@@ -154,16 +205,27 @@ def validate(net: TriageNet, val: dict[str, tuple[list[Row], list[list[int]]]]) 
     return report
 
 
+def load_config(path: str | Path) -> dict:
+    """A YAML config; `extends: other.yaml` (relative to this file) starts from that one's keys."""
+    path = Path(path)
+    cfg = yaml.safe_load(path.read_text()) or {}
+    base = cfg.pop("extends", None)
+    return {**load_config(path.parent / base), **cfg} if base else cfg
+
+
 def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] | None = None,
           limit: int | None = None, epochs: float | None = None) -> Path:
-    cfg = yaml.safe_load(Path(config_path).read_text())
+    cfg = load_config(config_path)
     if epochs is not None:
         cfg["epochs"] = epochs
     seed = int(cfg["seed"])
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.set_num_threads(int(cfg.get("threads", 2)))
+    device = pick_device(str(cfg.get("device", "auto")))
+    if device.type == "cpu":
+        torch.set_num_threads(int(cfg.get("threads", 2)))
+    bf16 = cfg.get("precision", "fp32") == "bf16" and device.type == "cuda"  # bf16 autocast: GPUs only
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -196,7 +258,20 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
     loss_u = nn.CrossEntropyLoss(weight=class_weights(yu, 3, cfg["class_weighting"]), reduction="none",
                                  label_smoothing=smoothing)
 
-    net = TriageNet(enc_dir, float(cfg["dropout"]))
+    # Distillation: a stronger model's softened predictions on every training row (both heads, also
+    # for rows labelled for one head only) join the loss, weighted `distill_weight`.
+    soft: tuple[torch.Tensor, torch.Tensor] | None = None
+    alpha, temperature = float(cfg.get("distill_weight", 0.5)), float(cfg.get("distill_temperature", 2.0))
+    if cfg.get("teacher"):
+        tqdm.write(f"teacher {cfg['teacher']}: scoring {len(train_rows)} training rows")
+        t_s, t_u = teacher_logits(cfg["teacher"], [r.text for r in train_rows], device)
+        soft = (torch.from_numpy(t_s).to(device), torch.from_numpy(t_u).to(device))
+        data_summary["teacher"] = str(cfg["teacher"])
+
+    net = TriageNet(enc_dir, float(cfg["dropout"])).to(device)
+    loss_s.to(device)
+    loss_u.to(device)
+    wrow = wrow.to(device)
     head_params = list(net.sentiment.parameters()) + list(net.urgency.parameters())
     opt = torch.optim.AdamW([
         {"params": net.encoder.parameters(), "lr": float(cfg["learning_rate"])},
@@ -219,6 +294,7 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
     n_averaged = 0
 
     def save(report: dict, state: dict[str, torch.Tensor]) -> None:
+        state = {k: v.detach().cpu() for k, v in state.items()}  # loads anywhere, GPU or not
         torch.save({"state_dict": state, "config": cfg, "step": step,
                     "encoder_dir": str(enc_dir), "report": report,
                     "data_hashes": splits.hashes, "data": data_summary}, out / "best.pt")
@@ -232,17 +308,25 @@ def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] |
             if step >= total:
                 break
             net.train()
-            ids, mask = pad([train_ids[i] for i in batch])
-            s_logits, u_logits = net(ids, mask)
-            bs_t, bu_t = torch.tensor(ys[batch]), torch.tensor(yu[batch])
+            ids, mask = (t.to(device) for t in pad([train_ids[i] for i in batch]))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                s_logits, u_logits = net(ids, mask)
+            s_logits, u_logits = s_logits.float(), u_logits.float()
+            bs_t, bu_t = torch.tensor(ys[batch], device=device), torch.tensor(yu[batch], device=device)
             w = wrow[batch]
             # Masked multi-task loss: a row contributes only to the heads it has a label for.
             ms, mu = bs_t >= 0, bu_t >= 0
-            loss = torch.zeros(())
+            uw = float(cfg["urgency_loss_weight"])
+            loss = torch.zeros((), device=device)
             if ms.any():
                 loss = loss + (loss_s(s_logits[ms], bs_t[ms]) * w[ms]).mean()
             if mu.any():
-                loss = loss + float(cfg["urgency_loss_weight"]) * (loss_u(u_logits[mu], bu_t[mu]) * w[mu]).mean()
+                loss = loss + uw * (loss_u(u_logits[mu], bu_t[mu]) * w[mu]).mean()
+            if soft is not None:
+                rows = torch.tensor(batch, device=device)
+                taught = ((distill_loss(s_logits, soft[0][rows], temperature) * w).mean()
+                          + uw * (distill_loss(u_logits, soft[1][rows], temperature) * w).mean())
+                loss = (1 - alpha) * loss + alpha * taught
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 1.0)
