@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -268,28 +270,33 @@ def test_health_and_scoring_api(stack):
     assert "/v1/score" in http.get("/openapi.json").json()["paths"]
 
 
-def test_serve_with_two_processes_shares_the_port(redis, redis_server, zd, rules_file):
-    """`triage serve --processes 2`: the real CLI, the real model; both processes take webhooks."""
-    s = settings(redis_server.url, rules_file, zd)
+def start_serve(s, zd, processes: int) -> tuple[subprocess.Popen, int, list[str]]:
+    """`triage serve --processes N` (the real CLI and model), once every process is ready: the
+    process, its port and the pids of its ingress processes."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--processes", "2"], env=worker_env(s, zd), stdout=subprocess.PIPE,
+                             "--processes", str(processes)], env=worker_env(s, zd), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    ready = 0  # the parent checks settings, model and credentials, then each process says it is ready
+    deadline = time.monotonic() + 120
+    while ready < processes + 1 and time.monotonic() < deadline and proc.poll() is None:
+        ready += "ingress process" in proc.stdout.readline()  # type: ignore[union-attr]
+    assert ready == processes + 1, f"serve did not start its processes (exit status {proc.poll()})"
+    children = [c for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+                if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]  # not multiprocessing's tracker
+    while time.monotonic() < deadline:  # ready comes just before each process starts listening
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                break
+        except httpx.ConnectError:
+            time.sleep(0.05)
+    return proc, port, children
+
+
+def test_serve_with_two_processes_shares_the_port(redis, redis_server, zd, rules_file):
+    proc, port, children = start_serve(settings(redis_server.url, rules_file, zd), zd, 2)
     try:
-        ready = 0  # the parent checks settings, model and credentials, then each process says it is ready
-        deadline = time.monotonic() + 120
-        while ready < 3 and time.monotonic() < deadline and proc.poll() is None:
-            ready += "ingress process" in proc.stdout.readline()  # type: ignore[union-attr]
-        assert ready == 3, f"serve did not start both processes (exit status {proc.poll()})"
-        children = [c for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-                    if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]  # not multiprocessing's tracker
         assert len(children) == 2
-        while time.monotonic() < deadline:  # ready comes just before each process starts listening
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.ConnectError:
-                time.sleep(0.05)
         tickets = [angry(zd) for _ in range(20)]
         answers = []
         for tid in tickets:  # one connection each: the kernel spreads them over both processes
@@ -301,6 +308,18 @@ def test_serve_with_two_processes_shares_the_port(redis, redis_server, zd, rules
         proc.terminate()
         assert proc.wait(timeout=20) == 0
     assert all(not Path(f"/proc/{c}").exists() for c in children)
+
+
+def test_serve_stops_when_one_process_dies(redis, redis_server, zd, rules_file):
+    """Then whatever runs `triage serve` (compose, Kubernetes) restarts it whole."""
+    proc, _, children = start_serve(settings(redis_server.url, rules_file, zd), zd, 2)
+    try:
+        os.kill(int(children[0]), signal.SIGKILL)
+        assert proc.wait(timeout=20) == 1
+        assert "exited with status -9: stopping the others" in proc.stdout.read()  # type: ignore[union-attr]
+        assert not Path(f"/proc/{children[1]}").exists()
+    finally:
+        proc.kill()
 
 
 def test_serve_refuses_zero_processes():

@@ -268,8 +268,8 @@ def prepare_ingress(rt: Runtime) -> None:
 
 
 def serve_app():
-    """The ingress app of one of several `triage serve --processes N` processes (uvicorn calls this
-    factory in each). The parent process checked the same settings, model and credentials first."""
+    """The ingress app of one of the `triage serve --processes N` processes (worker/serve.py). The
+    parent process checked the same settings, model and credentials first."""
     settings = load_settings()
     configure_logging(settings)
     rt = build(settings)

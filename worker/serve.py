@@ -1,0 +1,81 @@
+"""`triage serve`: the HTTP ingress in one process, or in N processes sharing the port.
+
+With N processes each one listens on its own socket bound to the same port (SO_REUSEPORT), so the
+kernel spreads new connections evenly across them. A shared listening socket (uvicorn's --workers)
+lets the first process to wake accept every connection that arrives at once, and a webhook sender
+keeps its connections open: one process could end up serving them all while the others idle.
+If a process dies, the others are stopped and `triage serve` exits non-zero, so that whatever
+runs it (compose, Kubernetes, systemd) restarts the whole service.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+from multiprocessing.connection import wait
+from typing import Any, cast
+
+log = logging.getLogger("triage.serve")
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port that other processes may bind too (each gets a share of connections)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _serve_one(host: str, port: int, options: dict[str, Any]) -> None:
+    """One ingress process: its own app (settings, model, Redis connection) and its own socket."""
+    import uvicorn
+
+    from worker.bootstrap import serve_app
+
+    app = serve_app()
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options)).run(sockets=[listening_socket(host, port)])
+
+
+def serve_processes(n: int, host: str, port: int, options: dict[str, Any]) -> int:
+    """Run n ingress processes until SIGTERM/SIGINT (then stop them, 0) or until one dies (1)."""
+    listening_socket(host, port).close()  # the port is free (or shared the same way): fail here if not
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter each: no state forked from this one
+    procs = [ctx.Process(target=_serve_one, args=(host, port, options), name=f"triage-serve-{k + 1}")
+             for k in range(n)]
+    stopping = failed = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # uvicorn shuts down gracefully on SIGTERM
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for p in procs:
+            p.start()
+        running = {p.sentinel: p for p in procs}
+        while running:
+            # a sentinel is readable once its process is exiting (it may not be reapable yet: join)
+            for sentinel in wait(list(running)):
+                p = running.pop(cast(int, sentinel))
+                p.join()
+                if not stopping:
+                    failed = True
+                    log.error("ingress process %d exited with status %s: stopping the others", p.pid, p.exitcode)
+                    stop(signal.SIGTERM, None)
+        # uvicorn ends a process by the signal that stopped it (after a graceful shutdown)
+        clean = (0, -signal.SIGTERM, -signal.SIGINT)
+        return 1 if failed or any(p.exitcode not in clean for p in procs) else 0
+    finally:
+        for p in procs:
+            p.join(timeout=20)
+            if p.is_alive():
+                p.kill()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
