@@ -31,33 +31,27 @@ sys.path.insert(0, str(REPO))
 STAGE = REPO / ".device"  # git-ignored
 TEACHER_CONFIG = REPO / "model" / "configs" / "teacher.yaml"
 SPLIT = "@@"  # a tensor split across shards: name@@0, name@@1, ...
+MANIFEST = "manifest.json"  # in every bundle: all the files of all bundles, with their sizes
 ENCODER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def pack(args: argparse.Namespace) -> int:
+def pack_bundles(encoder: Path, data: dict[str, Path], stage: Path, bundle_bytes: int) -> int:
+    """Write `data` (relative path -> file) and the encoder, its weights as fp16 shards, into
+    stage/b1 .. stage/bN of at most `bundle_bytes` each, plus a manifest in each; returns N."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    from model.train import load_config
-
-    encoder = Path(args.encoder)
-    if not (encoder / "model.safetensors").is_file():
-        raise SystemExit(f"no encoder at {encoder}: run scripts/fetch-mpnet first")
-    limit = int(args.bundle_mb * 1e6)
-    shutil.rmtree(STAGE, ignore_errors=True)
-    full = STAGE / "full"
-    # the data sets teacher.yaml reads, under the same relative paths
-    for spec in load_config(TEACHER_CONFIG)["datasets"]:
-        dest = full / "data" / spec["file"]
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(Path(args.data_root) / spec["file"], dest)
-    # the encoder: its small files, then its weights in fp16 shards that fit a bundle
+    shutil.rmtree(stage, ignore_errors=True)
+    full = stage / "full"
+    for rel, src in data.items():
+        (full / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, full / "data" / rel)
     (full / "encoder").mkdir(parents=True)
     for name in ENCODER_FILES:
         if (encoder / name).is_file():
             shutil.copy(encoder / name, full / "encoder" / name)
     shard: dict[str, torch.Tensor] = {}
-    size, n, cap = 0, 0, int(limit * 0.9)
+    size, n, cap = 0, 0, int(bundle_bytes * 0.9)
     for key, tensor in load_file(encoder / "model.safetensors").items():
         t = (tensor.half() if tensor.is_floating_point() else tensor).contiguous()
         rows = max(1, cap // max(1, t[0].numel() * t.element_size())) if t.dim() else 1
@@ -72,28 +66,79 @@ def pack(args: argparse.Namespace) -> int:
             shard[name] = part
             size += nbytes
     save_file(shard, full / "encoder" / f"fp16-{n:02d}.safetensors")
-    # bundles: the files, largest first, each into the first bundle with room
+    # the files, largest first, each into the first bundle with room
     files = sorted((p for p in full.rglob("*") if p.is_file()), key=lambda p: -p.stat().st_size)
+    manifest = {str(f.relative_to(full)): f.stat().st_size for f in files}
     bundles: list[list[Path]] = []
     room: list[int] = []
     for f in files:
         k = next((i for i, r in enumerate(room) if r >= f.stat().st_size), None)
         if k is None:
             bundles.append([])
-            room.append(limit)
+            room.append(bundle_bytes - 4096)  # the manifest's share
             k = len(bundles) - 1
         bundles[k].append(f)
         room[k] -= f.stat().st_size
     for k, group in enumerate(bundles, 1):
         for f in group:
-            dest = STAGE / f"b{k}" / f.relative_to(full)
+            dest = stage / f"b{k}" / f.relative_to(full)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.link(f, dest)
+        (stage / f"b{k}" / MANIFEST).write_text(json.dumps({"bundles": len(bundles), "files": manifest}))
     shutil.rmtree(full)
-    for k in range(1, len(bundles) + 1):
+    return len(bundles)
+
+
+def merge_bundles(stage: Path, root: Path) -> Path:
+    """Put the carried bundles back together under `root` and rebuild the encoder's fp32 weights;
+    returns the encoder folder. Stops if any file `pack_bundles` wrote did not arrive."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    manifests = sorted(stage.glob(f"b*/{MANIFEST}"))
+    if not manifests:
+        raise SystemExit(f"no bundle in {stage}: carry every .device/bK that `pack` wrote")
+    expected = json.loads(manifests[0].read_text())
+    shutil.rmtree(root, ignore_errors=True)
+    for bundle in (m.parent for m in manifests):
+        for f in (p for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST):
+            dest = root / f.relative_to(bundle)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dest)
+    missing = [rel for rel, size in expected["files"].items()
+               if not (root / rel).is_file() or (root / rel).stat().st_size != size]
+    if missing:
+        raise SystemExit(f"{len(missing)} file(s) missing or cut short, e.g. {missing[0]}: "
+                         f"{len(manifests)} of {expected['bundles']} bundles arrived")
+    encoder = root / "encoder"
+    weights: dict[str, torch.Tensor] = {}
+    blocks: dict[str, dict[int, torch.Tensor]] = {}
+    for shard in sorted(encoder.glob("fp16-*.safetensors")):
+        for k, v in load_file(shard).items():
+            v = v.float() if v.is_floating_point() else v
+            if SPLIT in k:
+                name, i = k.split(SPLIT)
+                blocks.setdefault(name, {})[int(i)] = v
+            else:
+                weights[k] = v
+        shard.unlink()
+    weights.update({name: torch.cat([parts[i] for i in sorted(parts)]) for name, parts in blocks.items()})
+    save_file(weights, encoder / "model.safetensors")
+    return encoder
+
+
+def pack(args: argparse.Namespace) -> int:
+    from model.train import load_config
+
+    encoder = Path(args.encoder)
+    if not (encoder / "model.safetensors").is_file():
+        raise SystemExit(f"no encoder at {encoder}: run scripts/fetch-mpnet first")
+    data = {spec["file"]: Path(args.data_root) / spec["file"] for spec in load_config(TEACHER_CONFIG)["datasets"]}
+    n = pack_bundles(encoder, data, STAGE, int(args.bundle_mb * 1e6))
+    for k in range(1, n + 1):
         mb = sum(p.stat().st_size for p in (STAGE / f"b{k}").rglob("*") if p.is_file()) / 1e6
         print(f".device/b{k}: {mb:.1f} MB")
-    print(f"{len(bundles)} bundles: carry each in its own device call, back to back, the last with "
+    print(f"{n} bundles: carry each in its own device call, back to back, the last with "
           "`python3 scripts/device_teacher.py run --out $OUT`")
     return 0
 
@@ -102,36 +147,13 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     import yaml
-    from safetensors.torch import load_file, save_file
 
     from model import metrics
     from model.data import SENTIMENT_LABELS, load_splits
     from model.train import load_config, pick_device, save_teacher_scores, teacher_logits, train
 
     root = Path(args.work)
-    shutil.rmtree(root, ignore_errors=True)
-    for bundle in sorted(STAGE.glob("b*")):  # merge what the calls carried
-        for f in (p for p in bundle.rglob("*") if p.is_file()):
-            dest = root / f.relative_to(bundle)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, dest)
-    encoder = root / "encoder"
-    shards = sorted(encoder.glob("fp16-*.safetensors"))
-    if not shards or not (encoder / "config.json").is_file():
-        raise SystemExit(f"no encoder in {STAGE}/b*: carry every bundle that `pack` wrote")
-    weights, blocks = {}, {}
-    for s in shards:
-        for k, v in load_file(s).items():
-            v = v.float() if v.is_floating_point() else v
-            if SPLIT in k:
-                name, i = k.split(SPLIT)
-                blocks.setdefault(name, {})[int(i)] = v
-            else:
-                weights[k] = v
-        s.unlink()
-    weights.update({name: torch.cat([parts[i] for i in sorted(parts)]) for name, parts in blocks.items()})
-    save_file(weights, encoder / "model.safetensors")
-
+    encoder = merge_bundles(STAGE, root)
     cfg = load_config(TEACHER_CONFIG)
     cfg.update(encoder=str(encoder), teacher=None)
     if args.device:

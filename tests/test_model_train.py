@@ -107,3 +107,41 @@ def test_teacher_scores_from_a_file(tmp_path: Path):
     assert (got_s == s[[1, 0]]).all() and (got_u == u[[1, 0]]).all()
     with pytest.raises(SystemExit, match="1 of 2 training texts have no scores"):
         teacher_logits(str(path), ["thanks!", "unseen text"], torch.device("cpu"))
+
+
+def test_device_bundles_round_trip_and_a_missing_bundle_stops(tmp_path: Path):
+    """scripts/device_teacher.py: the encoder and data travel to a GPU machine in bundles under the
+    device tool's size limit; what arrives must rebuild the same weights (fp16), or stop."""
+    import importlib.util
+    import shutil
+
+    from safetensors.torch import load_file
+    from transformers import MPNetConfig, MPNetModel
+
+    spec = importlib.util.spec_from_file_location("device_teacher", Path(__file__).parent.parent / "scripts"
+                                                  / "device_teacher.py")
+    assert spec and spec.loader
+    dt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dt)
+
+    encoder = tmp_path / "mpnet"
+    MPNetModel(MPNetConfig(vocab_size=30527, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=96)).save_pretrained(encoder)
+    (encoder / "tokenizer.json").write_text("{}")
+    (tmp_path / "train.csv").write_text("text,label\nhello,positive\n")
+    stage = tmp_path / "stage"
+    # 1.5 MB bundles: the 3.9 MB word embeddings (fp16) must be cut into row blocks
+    n = dt.pack_bundles(encoder, {"sets/train.csv": tmp_path / "train.csv"}, stage, 1_500_000)
+    sizes = [sum(f.stat().st_size for f in (stage / f"b{k}").rglob("*") if f.is_file()) for k in range(1, n + 1)]
+    assert n >= 3 and max(sizes) <= 1_500_000
+
+    rebuilt = dt.merge_bundles(stage, tmp_path / "device")
+    original, back = load_file(encoder / "model.safetensors"), load_file(rebuilt / "model.safetensors")
+    assert original.keys() == back.keys()
+    for k, v in original.items():
+        assert back[k].dtype == torch.float32 and torch.equal(back[k], v.half().float()), k
+    assert (tmp_path / "device" / "data" / "sets" / "train.csv").read_text().startswith("text,label")
+
+    shutil.rmtree(stage / "b2")  # one device call did not happen
+    with pytest.raises(SystemExit, match=f"{n - 1} of {n} bundles arrived"):
+        dt.merge_bundles(stage, tmp_path / "device2")
