@@ -257,9 +257,9 @@ class Stack:
                 conn.close()
             except OSError:
                 ingress_up = False
-            # with --processes N the parent checks everything first, then each of the N processes
-            ready = (self.logs / f"{self.name}-ingress.log").read_text().count("ingress process ")
-            ingress_up = ingress_up and ready >= (1 if self.serve_processes == 1 else self.serve_processes + 1)
+            # each of the `--processes N` says when it listens: a burst must not find only some of them
+            listening = (self.logs / f"{self.name}-ingress.log").read_text().count(" listening on ")
+            ingress_up = ingress_up and listening >= self.serve_processes
             if ingress_up and Worker.count(queue=self.queue) >= workers:  # registered after the model loaded
                 return
             time.sleep(0.2)

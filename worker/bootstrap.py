@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from dataclasses import dataclass, replace
 
 from redis import Redis
@@ -264,7 +263,6 @@ def prepare_ingress(rt: Runtime) -> None:
             raise
         except VendorError as e:  # Jira down: webhooks answer 503 (Jira retries) until it is back
             log.warning("jira bot account id not known yet: %s", e)
-    log.info("ingress process %d ready", os.getpid())
 
 
 def serve_app():

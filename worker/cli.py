@@ -53,16 +53,14 @@ def _runtime():
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from worker.bootstrap import http_app, prepare_ingress
-    from worker.serve import serve_processes
+    from worker.serve import serve, serve_processes
 
     rt = _runtime()
     prepare_ingress(rt)  # a bad setting, model or credential stops here, once, before any process starts
     options = {"log_level": "warning", "access_log": args.access_log}
     if args.processes == 1:
-        uvicorn.run(http_app(rt), host=args.host, port=args.port, **options)
+        serve(http_app(rt), args.host, args.port, options)
         return 0
     rt.__dict__.pop("scorer", None)  # checked; each ingress process loads its own
     return serve_processes(args.processes, args.host, args.port, options)

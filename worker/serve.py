@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 from multiprocessing.connection import wait
@@ -20,29 +21,42 @@ from typing import Any, cast
 log = logging.getLogger("triage.serve")
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port that other processes may bind too (each gets a share of connections)."""
+BACKLOG = 2048  # connections the kernel queues for a process before it accepts them
+
+
+def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
+    """A socket bound to host:port; `shared`: other processes may bind it too, and the kernel gives
+    each a share of the new connections."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock
 
 
-def _serve_one(host: str, port: int, options: dict[str, Any]) -> None:
-    """One ingress process: its own app (settings, model, Redis connection) and its own socket."""
+def serve(app: Any, host: str, port: int, options: dict[str, Any], shared: bool = False) -> None:
+    """Serve `app` in this process. It listens before saying it is ready: from then on a connection
+    waits in the kernel's queue until the server accepts it, and is never refused."""
     import uvicorn
 
+    sock = listening_socket(host, port, shared)
+    sock.listen(BACKLOG)
+    log.info("ingress process %d listening on %s:%d", os.getpid(), host, port)
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, backlog=BACKLOG, **options)).run(sockets=[sock])
+
+
+def _serve_one(host: str, port: int, options: dict[str, Any]) -> None:
+    """One of N ingress processes: its own app (settings, model, Redis connection) and socket."""
     from worker.bootstrap import serve_app
 
-    app = serve_app()
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options)).run(sockets=[listening_socket(host, port)])
+    serve(serve_app(), host, port, options, shared=True)
 
 
 def serve_processes(n: int, host: str, port: int, options: dict[str, Any]) -> int:
     """Run n ingress processes until SIGTERM/SIGINT (then stop them, 0) or until one dies (1)."""
-    listening_socket(host, port).close()  # the port is free (or shared the same way): fail here if not
+    listening_socket(host, port, shared=True).close()  # the port is free (or shared alike): fail here if not
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter each: no state forked from this one
     procs = [ctx.Process(target=_serve_one, args=(host, port, options), name=f"triage-serve-{k + 1}")
              for k in range(n)]
