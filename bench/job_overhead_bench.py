@@ -1,0 +1,93 @@
+"""What a ticket costs a worker besides the model: CPU on the job thread, through RQ and without it.
+
+Same tickets, same sandbox Zendesk (in this process), a fixed scorer instead of the model (its
+cost is the model bench's business), a real redis-server. Two ways, alternating over --rounds:
+  rq      the tickets enqueued as the ingress enqueues them, then `TriageWorker.work(burst=True)`:
+          RQ's per-job bookkeeping, the scoring-ahead claims, the use case, the zenpy write-back
+  direct  `TriageService.process` called on each event in a loop: the use case and the write-back only
+Prints the median CPU milliseconds per ticket of each, and their difference: what the per-ticket
+RQ job (and the claims that go with it) costs. Run it on an otherwise idle machine:
+
+  python bench/job_overhead_bench.py                 # 400 tickets, 3 rounds
+  python bench/job_overhead_bench.py --tickets 200 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from pipeline_support import EMAIL, TOKEN, runtime, settings  # noqa: E402
+from rq.serializers import JSONSerializer  # noqa: E402
+
+from connectors.zendesk import normalize  # noqa: E402
+from connectors.zendesk.sandbox import ZendeskSandbox  # noqa: E402
+from worker.jobs import TriageWorker  # noqa: E402
+from worker.local_redis import LocalRedis  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tickets", type=int, default=400, help="tickets per way and round (default 400)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, each running both ways (default 3)")
+    args = p.parse_args()
+
+    redis = LocalRedis().start()
+    zd = ZendeskSandbox(email=EMAIL, token=TOKEN).start()
+    os.environ.update(zd.env)
+    rules = Path(tempfile.mkdtemp()) / "rules.yaml"
+    rules.write_text((REPO / "deploy" / "rules.example.yaml").read_text())
+    for group in ("Escalations", "Billing"):
+        zd.add_group(group)
+    rt = runtime(settings(redis.url, str(rules), zd))
+    bot = str(zd.bot_user_id)
+    scorer = rt.scorer
+
+    def events(n: int) -> list:
+        ids = [zd.add_ticket(f"Checkout {i}", f"Checkout is down since 9am (ticket {i}); we lose orders, "
+                             "this is unacceptable") for i in range(n)]
+        return [normalize.parse(zd.event_payload(t["id"]), bot).event for t in ids]
+
+    def via_rq(batch: list) -> float:
+        for e in batch:
+            rt.enqueuer.submit(e)
+        worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer)
+        start = time.thread_time()
+        worker.work(burst=True, logging_level="WARNING")
+        rt.batch_scorer.settle()
+        return time.thread_time() - start
+
+    def direct(batch: list) -> float:
+        start = time.thread_time()
+        for e in batch:
+            rt.service.process(e, lambda ev: scorer.score([ev.text])[0])
+        return time.thread_time() - start
+
+    ways = {"rq": via_rq, "direct": direct}
+    ms: dict[str, list[float]] = {w: [] for w in ways}
+    try:
+        for r in range(args.rounds):
+            for name, way in ways.items():
+                ms[name].append(1e3 * way(events(args.tickets)) / args.tickets)
+                print(f"round {r + 1}: {name} {ms[name][-1]:.2f} ms CPU a ticket", file=sys.stderr)
+    finally:
+        zd.stop()
+        redis.close()
+    rq, plain = statistics.median(ms["rq"]), statistics.median(ms["direct"])
+    print(f"\n{args.tickets} tickets x {args.rounds} rounds, CPU on the job thread per ticket (median):")
+    print(f"  through RQ (one job a ticket, scoring-ahead claims): {rq:.2f} ms")
+    print(f"  the use case and write-back alone:                   {plain:.2f} ms")
+    print(f"  RQ and the claims:                                   {rq - plain:.2f} ms ({(rq - plain) / rq:.0%})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
