@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -321,3 +322,17 @@ def test_serve_refuses_zero_processes():
     out = subprocess.run([sys.executable, "-m", "worker.cli", "serve", "--processes", "0"], capture_output=True,
                          text=True)
     assert out.returncode == 2 and "expected a whole number of 1 or more, got '0'" in out.stderr
+
+
+def test_serve_on_a_busy_port_says_so(redis_server, zd, rules_file):
+    s = settings(redis_server.url, rules_file, zd)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for processes in ("1", "2"):
+            out = subprocess.run([sys.executable, "-m", "worker.cli", "serve", "--host", "127.0.0.1", "--port",
+                                  str(port), "--processes", processes], env=worker_env(s, zd), capture_output=True,
+                                 text=True, timeout=120)
+            assert out.returncode == 1
+            assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr

@@ -1,7 +1,7 @@
 """`triage serve`: the HTTP ingress in one process, or in N processes sharing the port.
 
 With N processes each one listens on its own socket bound to the same port (SO_REUSEPORT), so the
-kernel spreads new connections evenly across them. A shared listening socket (uvicorn's --workers)
+kernel spreads new connections across them. A shared listening socket (uvicorn's --workers)
 lets the first process to wake accept every connection that arrives at once, and a webhook sender
 keeps its connections open: one process could end up serving them all while the others idle.
 If a process dies, the others are stopped and `triage serve` exits non-zero, so that whatever
@@ -18,6 +18,8 @@ import socket
 from multiprocessing.connection import wait
 from typing import Any, cast
 
+from worker.errors import TriageError
+
 log = logging.getLogger("triage.serve")
 
 
@@ -32,7 +34,12 @@ def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if shared:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise TriageError(f"cannot listen on {host}:{port}: {e.strerror}; is another program using that "
+                          "port? Choose another with --port") from None
     return sock
 
 
