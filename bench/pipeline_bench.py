@@ -3,9 +3,10 @@
 sandbox, all on this machine. --helpdesk zendesk|jira|both (default both) picks the sandboxes; each
 phase below runs once per helpdesk.
 
-  1. ingress alone   a fresh Redis and `triage serve` (its own process), no worker: N signed
-                     webhooks plus dup-rate x N repeated deliveries (shuffled in) from C keep-alive
-                     connections; accepted/s, p50/p95/p99 latency, statuses.   Target >= 500/s, p99 < 50 ms
+  1. ingress alone   a fresh Redis and `triage serve --processes P` for each P in --serve-processes
+                     (default 1 and 2), no worker: N signed webhooks plus dup-rate x N repeated
+                     deliveries (shuffled in) from C keep-alive connections; accepted/s,
+                     p50/p95/p99 latency, statuses.                            Target >= 500/s, p99 < 50 ms
   2. end to end      per W in --workers: fresh Redis, sandbox tickets, `triage serve` and W `triage
                      worker` processes (TRIAGE_MODEL_THREADS=1, rules deploy/rules.example.yaml), then
                      the same deliveries as fast as the ingress takes them. Checks every ticket got
