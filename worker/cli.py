@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ingress processes on the same port, each with its own socket so the kernel "
                         "spreads connections across them (default 1). One process takes ~700 signed "
                         "webhooks/s on a 2.6 GHz core; run one per core when deliveries come faster. "
-                        "Each loads the model for /v1/score (~300 MB)")
+                        "Each loads the model for /v1/score (~140 MB resident a process)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="score queued tickets and write back (run several)")
