@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ sys.path.insert(0, str(REPO))
 STAGE = REPO / ".device"  # git-ignored
 TEACHER_CONFIG = REPO / "model" / "configs" / "teacher.yaml"
 SPLIT = "@@"  # a tensor split across shards: name@@0, name@@1, ...
+CALL_LIMIT = 64 * 2**20  # what one device call may carry, the working tree included
 MANIFEST = "manifest.json"  # in every bundle: all the files of all bundles, with their sizes
 ENCODER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -133,11 +135,18 @@ def pack(args: argparse.Namespace) -> int:
     encoder = Path(args.encoder)
     if not (encoder / "model.safetensors").is_file():
         raise SystemExit(f"no encoder at {encoder}: run scripts/fetch-mpnet first")
+    # every call sends the working tree (tracked and untracked files git does not ignore) beside a bundle
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                            capture_output=True).stdout.decode().split("\0")
+    tree = sum((REPO / f).stat().st_size for f in listed if f and (REPO / f).is_file())
+    if tree + args.bundle_mb * 1e6 > CALL_LIMIT:
+        raise SystemExit(f"the working tree is {tree / 1e6:.1f} MB: with {args.bundle_mb:g} MB bundles a call "
+                         f"would pass the device tool's {CALL_LIMIT / 2**20:.0f} MiB; lower --bundle-mb")
     data = {spec["file"]: Path(args.data_root) / spec["file"] for spec in load_config(TEACHER_CONFIG)["datasets"]}
     n = pack_bundles(encoder, data, STAGE, int(args.bundle_mb * 1e6))
     for k in range(1, n + 1):
         mb = sum(p.stat().st_size for p in (STAGE / f"b{k}").rglob("*") if p.is_file()) / 1e6
-        print(f".device/b{k}: {mb:.1f} MB")
+        print(f".device/b{k}: {mb:.1f} MB (+ the {tree / 1e6:.1f} MB working tree)")
     print(f"{n} bundles: carry each in its own device call, back to back, the last with "
           "`python3 scripts/device_teacher.py run --out $OUT`")
     return 0
