@@ -7,7 +7,8 @@ teacher's scores on every text come back (~2 MB), and the student is distilled h
 
   here     scripts/fetch-mpnet                                   # runs/encoders/all-mpnet-base-v2
            python scripts/device_teacher.py pack                 # .device/b1 .. .device/bN
-  device   one call per bundle, back to back:  carry [".device/bK"], command "ls .device"
+  device   one call per bundle, back to back (an idle machine goes back after ~30 s):
+             carry [".device/bK"], command "ls .device"
            then:  python3 scripts/device_teacher.py run --out $OUT    (carry the last bundle)
   here     mkdir -p runs/teacher && cp <files_at>/teacher_scores.npz runs/teacher/
            triage model train --config model/configs/distill.yaml --out runs/distilled
