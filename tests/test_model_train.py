@@ -145,3 +145,28 @@ def test_device_bundles_round_trip_and_a_missing_bundle_stops(tmp_path: Path):
     shutil.rmtree(stage / "b2")  # one device call did not happen
     with pytest.raises(SystemExit, match=f"{n - 1} of {n} bundles arrived"):
         dt.merge_bundles(stage, tmp_path / "device2")
+
+
+def test_the_teacher_steers_the_student(config: Path, tmp_path: Path):
+    """With distill_weight 1 the labels drop out: a teacher that calls every row satisfied and
+    urgent makes a student that does too, where the labels alone would not."""
+    import numpy as np
+
+    from model.train import encode, load_checkpoint, load_tokenizer, predict_logits, save_teacher_scores
+
+    texts = [row[0] for name in ("sent_train.csv", "urgency.csv")
+             for row in list(csv.reader((tmp_path / name).open()))[1:]]
+    ones = np.ones((len(texts), 1))
+    save_teacher_scores(tmp_path / "teacher.npz", texts, ones * [[-6.0, -6.0, 6.0]], ones * [[6.0, -6.0, -6.0]])
+    cfg = yaml.safe_load(config.read_text())
+    cfg.update(epochs=4, teacher=str(tmp_path / "teacher.npz"), distill_weight=1.0)
+    (tmp_path / "distill.yaml").write_text(yaml.safe_dump(cfg))
+
+    def shares(config_path: Path, out: str) -> tuple[float, float]:
+        net, ckpt = load_checkpoint(train(str(config_path), str(tmp_path), str(tmp_path / out)))
+        val = [row[0] for row in list(csv.reader((tmp_path / "sent_val.csv").open()))[1:]]
+        s, u = predict_logits(net, encode(load_tokenizer(Path(ckpt["encoder_dir"]), 128), val, 128))
+        return float((s.argmax(1) == 2).mean()), float((u.argmax(1) == 0).mean())  # satisfied, high
+
+    taught, alone = shares(tmp_path / "distill.yaml", "taught"), shares(config, "alone")
+    assert taught == (1.0, 1.0) and alone[0] < 1.0
