@@ -1,15 +1,16 @@
 """What a ticket costs a worker besides the model: CPU on the job thread, through RQ and without it.
 
 Same tickets, same sandbox Zendesk (in this process), a fixed scorer instead of the model (its
-cost is the model bench's business), a real redis-server. Two ways, alternating over --rounds:
-  rq      the tickets enqueued as the ingress enqueues them, then `TriageWorker.work(burst=True)`:
-          RQ's per-job bookkeeping, the scoring-ahead claims, the use case, the zenpy write-back
+cost is the model bench's business), a real redis-server. The ways, alternating over --rounds:
+  rq-G    the tickets enqueued G at a time (Enqueuer.submit_many: one job per G, as the ingress
+          groups deliveries that arrive together), then `TriageWorker.work(burst=True)`: RQ's
+          per-job bookkeeping, the job's revision leases, the use case, the zenpy write-back
   direct  `TriageService.process` called on each event in a loop: the use case and the write-back only
-Prints the median CPU milliseconds per ticket of each, and their difference: what the per-ticket
-RQ job (and the claims that go with it) costs. Run it on an otherwise idle machine:
+Prints the median CPU milliseconds per ticket on the job thread for each, and what RQ adds. Run it
+on an otherwise idle machine:
 
-  python bench/job_overhead_bench.py                 # 400 tickets, 3 rounds
-  python bench/job_overhead_bench.py --tickets 200 --rounds 5
+  python bench/job_overhead_bench.py                 # 400 tickets, 3 rounds, G = 1, 4, 16
+  python bench/job_overhead_bench.py --tickets 200 --rounds 5 --groups 1,8
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +39,8 @@ from worker.local_redis import LocalRedis  # noqa: E402
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tickets", type=int, default=400, help="tickets per way and round (default 400)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds, each running both ways (default 3)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, each running every way (default 3)")
+    p.add_argument("--groups", default="1,4,16", help="tickets per job to compare (default 1,4,16)")
     args = p.parse_args()
 
     redis = LocalRedis().start()
@@ -56,14 +59,15 @@ def main() -> int:
                              "this is unacceptable") for i in range(n)]
         return [normalize.parse(zd.event_payload(t["id"]), bot).event for t in ids]
 
-    def via_rq(batch: list) -> float:
-        for e in batch:
-            rt.enqueuer.submit(e)
-        worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer)
-        start = time.thread_time()
-        worker.work(burst=True, logging_level="WARNING")
-        rt.batch_scorer.settle()
-        return time.thread_time() - start
+    def via_rq(group: int) -> Callable[[list], float]:
+        def run(batch: list) -> float:
+            for start in range(0, len(batch), group):
+                rt.enqueuer.submit_many(batch[start:start + group])
+            worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer)
+            begin = time.thread_time()
+            worker.work(burst=True, logging_level="WARNING")
+            return time.thread_time() - begin
+        return run
 
     def direct(batch: list) -> float:
         start = time.thread_time()
@@ -71,7 +75,8 @@ def main() -> int:
             rt.service.process(e, lambda ev: scorer.score([ev.text])[0])
         return time.thread_time() - start
 
-    ways = {"rq": via_rq, "direct": direct}
+    ways: dict[str, Callable[[list], float]] = {f"rq-{g}": via_rq(int(g)) for g in args.groups.split(",")}
+    ways["direct"] = direct
     ms: dict[str, list[float]] = {w: [] for w in ways}
     try:
         for r in range(args.rounds):
@@ -81,11 +86,13 @@ def main() -> int:
     finally:
         zd.stop()
         redis.close()
-    rq, plain = statistics.median(ms["rq"]), statistics.median(ms["direct"])
+    plain = statistics.median(ms["direct"])
     print(f"\n{args.tickets} tickets x {args.rounds} rounds, CPU on the job thread per ticket (median):")
-    print(f"  through RQ (one job a ticket, scoring-ahead claims): {rq:.2f} ms")
-    print(f"  the use case and write-back alone:                   {plain:.2f} ms")
-    print(f"  RQ and the claims:                                   {rq - plain:.2f} ms ({(rq - plain) / rq:.0%})")
+    print(f"  the use case and write-back alone:  {plain:.2f} ms")
+    for name in ways:
+        if name != "direct":
+            rq = statistics.median(ms[name])
+            print(f"  {name + ' (' + name[3:] + ' tickets a job):':<35} {rq:.2f} ms, RQ adds {rq - plain:.2f} ms")
     return 0
 
 

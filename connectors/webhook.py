@@ -3,14 +3,16 @@
 A connector's route reads the body with `read_body` (413 past the limit, before parsing anything),
 verifies its vendor's signature on those exact bytes, parses them with `parse_json` (400), turns the
 payload into an `Outcome` (422 for a malformed payload, 200 "skipped" for an irrelevant one) and
-hands the event to `submit` (202, or 503 with Retry-After when Redis is down so the vendor retries).
-Error bodies are `{"error": ...}` and never quote the ticket's text.
+hands the event to a `GroupSubmit` (202, or 503 with Retry-After when Redis is down so the vendor
+retries). Error bodies are `{"error": ...}` and never quote the ticket's text.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import Request
@@ -53,10 +55,49 @@ def parse_json(body: bytes) -> Any | JSONResponse:
         return answer(400, error="body is not JSON: bad encoding")
 
 
-def submit(enqueuer: Enqueuer, event: TicketEvent, vendor: str) -> JSONResponse:
+class GroupSubmit:
+    """Queues events from concurrent requests together: the deliveries that arrive while a group is
+    being written to Redis form the next group, one job and two round trips (Enqueuer.submit_many).
+    A lone delivery waits for nothing: it is sent at once. Redis calls run on one thread of their
+    own, so the event loop keeps reading requests meanwhile."""
+
+    def __init__(self, enqueuer: Enqueuer):
+        self.enqueuer = enqueuer
+        self._pending: list[tuple[TicketEvent, asyncio.Future[str]]] = []
+        self._sending = False
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="triage-enqueue")
+
+    async def submit(self, event: TicketEvent) -> str:
+        """The enqueuer's status for the event (queued / duplicate / done); raises QueueUnavailable."""
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, done))
+        if not self._sending:
+            self._sending = True
+            asyncio.get_running_loop().create_task(self._send())
+        return await done
+
+    async def _send(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                group, self._pending = self._pending, []
+                try:
+                    statuses = await loop.run_in_executor(self._thread, self.enqueuer.submit_many,
+                                                          [e for e, _ in group])
+                except Exception as e:  # noqa: BLE001 - each waiting request answers it (503 or 500)
+                    for _, done in group:
+                        done.set_exception(e)
+                else:
+                    for (_, done), status in zip(group, statuses, strict=True):
+                        done.set_result(status)
+        finally:
+            self._sending = False
+
+
+async def submit(group: GroupSubmit, event: TicketEvent, vendor: str) -> JSONResponse:
     """Queue the event: 202 with the enqueuer's status (queued / duplicate / done), or 503."""
     try:
-        status = enqueuer.submit(event)
+        status = await group.submit(event)
     except QueueUnavailable as e:
         log.error("%s webhook for ticket %s not queued: %s", vendor, event.ticket_id, e)
         return answer(503, error="queue unavailable, retry later")

@@ -49,7 +49,7 @@ def test_pages_through_nextpagetoken_in_one_pass(jira: JiraSandbox, api: JiraApi
     keys = seed(jira, 5, start)
     seed(jira, 2, start, project="OPS")  # outside the JQL
     queued: list[TicketEvent] = []
-    done = poller(api, redis, jira, per_page=2).poll_once(queued.append)
+    done = poller(api, redis, jira, per_page=2).poll_once(queued.extend)
     assert [e.ticket_id for e in queued] == keys and done.pages == 3
     sent = searches(jira)
     assert [("nextPageToken" in q) for q in sent] == [False, True, True]
@@ -78,11 +78,11 @@ def test_an_issue_indexed_late_is_still_triaged_once(jira: JiraSandbox, api: Jir
     early = jira.add_issue("SUP", "Early", "Indexed at once", created_at=now - 60)
     p = poller(api, redis, jira, overlap_s=300)
     queued: list[TicketEvent] = []
-    p.poll_once(queued.append)
+    p.poll_once(queued.extend)
     assert [e.ticket_id for e in queued] == [early]  # the watermark is now past `late`
     jira.index(late)
-    p.poll_once(queued.append)
-    p.poll_once(queued.append)
+    p.poll_once(queued.extend)
+    p.poll_once(queued.extend)
     assert [e.ticket_id for e in queued] == [early, late]
 
 
@@ -125,14 +125,14 @@ def test_enqueue_failure_keeps_watermark_and_revisions(jira: JiraSandbox, api: J
     seed(jira, 3, time.time() - 600)
     p = poller(api, redis, jira, per_page=2)
 
-    def broken(event: TicketEvent) -> None:
+    def broken(events: list[TicketEvent]) -> None:
         raise ConnectionError("queue down")
 
     with pytest.raises(ConnectionError):
         p.poll_once(broken)
     assert p.watermark() is None and redis.keys(f"{SEEN_PREFIX}*") == []
     got: list[TicketEvent] = []
-    p.poll_once(got.append)
+    p.poll_once(got.extend)
     assert len(got) == 3  # nothing lost
 
 
@@ -155,7 +155,7 @@ def test_run_waits_retry_after_then_the_interval(jira: JiraSandbox, api: JiraApi
     stop = StopAfter(2)
     jira.fail_next(429, retry_after=3, path="search/jql")
     got: list[TicketEvent] = []
-    p.run(got.append, interval_s=30, stop=stop)
+    p.run(got.extend, interval_s=30, stop=stop)
     assert stop.waits == [3, 30] and len(got) == 1
 
 

@@ -15,6 +15,7 @@ from pipeline_support import FixedScorer, drain, runtime, serve
 from connectors.jira.poller import JiraPoller
 from connectors.jira.sandbox import TEAM_FIELD, JiraSandbox
 from connectors.jira.signature import IDENTIFIER_HEADER, SIGNATURE_HEADER, sign
+from connectors.webhook import GroupSubmit
 from worker import bootstrap
 from worker.dlq import list_failed, requeue
 from worker.local_redis import LocalRedis
@@ -238,11 +239,11 @@ def test_poller_pages_and_a_late_issue_are_triaged_once(redis: Any, redis_server
     keys = [angry(jira, created_at=now - 90 + i) for i in range(3)]
     api = bootstrap.jira_api(rt.settings)
     poller = JiraPoller(api, rt.redis, jira.bot_account_id, "project = SUP", per_page=2, overlap_s=300)
-    assert len(poller.poll_once(rt.enqueuer.submit).events) == 3
+    assert len(poller.poll_once(rt.enqueuer.submit_many).events) == 3
     drain(rt)
     jira.index(late)  # Jira's index catches up after the watermark passed the issue
     for _ in range(3):  # later passes: the late one once; our own write-backs bring issues back, never twice
-        poller.poll_once(rt.enqueuer.submit)
+        poller.poll_once(rt.enqueuer.submit_many)
         drain(rt)
     for key in [late, *keys]:
         assert len(notes(jira, key)) == 1 and jira.priority(key) == "Highest", key
@@ -313,7 +314,7 @@ def test_bot_account_unknown_answers_503(stack: Any, jira: JiraSandbox) -> None:
         raise VendorUnavailable("cannot reach Jira on GET myself")
 
     app = FastAPI()
-    app.include_router(jira_router(SECRET, unknown, rt.enqueuer, 1_000_000))
+    app.include_router(jira_router(SECRET, unknown, GroupSubmit(rt.enqueuer), 1_000_000))
     key = angry(jira)
     body, headers = jira.signed_webhook(key, SECRET, identifier="d-503")
     with TestClient(app) as client:

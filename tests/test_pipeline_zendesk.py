@@ -166,6 +166,43 @@ def test_5xx_forever_goes_to_the_dlq_and_requeue_succeeds(stack, zd):
     assert zd.tickets[tid]["priority"] == "urgent" and len(notes(zd, tid)) == 1
 
 
+def test_a_ticket_that_keeps_failing_does_not_hold_back_its_job_mates(stack, zd):
+    rt, _ = stack
+    ids = [angry(zd) for _ in range(3)]
+    events = [rt.writers["zendesk"].fetch_event(t) for t in ids]
+    assert rt.enqueuer.submit_many(events) == ["queued"] * 3 and rt.enqueuer.queue.count == 1  # one job
+    zd.fail_next(503, times=None, method="PUT", path=rf"/tickets/{ids[1]}\.json$")
+    drain(rt)  # the job is retried three times, then waits in the DLQ
+    [failed] = list_failed(rt.enqueuer.queue)
+    assert failed["error"].startswith("worker.errors.JobIncomplete: 1 of 3 tickets not written back: zendesk:%d:" % ids[1])
+    assert [puts(zd, t) for t in (ids[0], ids[2])] == [1, 1]  # the retries took only the failing ticket
+    zd.clear_faults()
+    requeue(rt.enqueuer.queue, [], everything=True)
+    drain(rt)
+    assert list_failed(rt.enqueuer.queue) == []
+    assert [len(notes(zd, t)) for t in ids] == [1, 1, 1] and [puts(zd, t) for t in (ids[0], ids[2])] == [1, 1]
+
+
+def test_429_stops_the_job_and_its_retry_writes_the_rest_once(stack, zd):
+    rt, _ = stack
+    ids = [angry(zd) for _ in range(3)]
+    zd.fail_next(429, times=1, retry_after=1, method="PUT", path=rf"/tickets/{ids[1]}\.json$")
+    rt.enqueuer.submit_many([rt.writers["zendesk"].fetch_event(t) for t in ids])
+    drain(rt)
+    assert [len(notes(zd, t)) for t in ids] == [1, 1, 1] and [puts(zd, t) for t in (ids[0], ids[2])] == [1, 1]
+    assert list_failed(rt.enqueuer.queue) == []
+
+
+def test_two_jobs_carrying_one_revision_write_it_once(stack, zd):
+    rt, _ = stack
+    tid = angry(zd)
+    event = rt.writers["zendesk"].fetch_event(tid)
+    rt.enqueuer._enqueue([event])  # as if two ingress processes had raced past the queued check
+    rt.enqueuer._enqueue([event])
+    drain(rt)
+    assert puts(zd, tid) == 1 and len(notes(zd, tid)) == 1
+
+
 def test_bad_credentials_stop_with_a_clear_error(stack, zd):
     rt, http = stack
     tid = angry(zd)

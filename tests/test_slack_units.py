@@ -21,7 +21,6 @@ from worker.bootstrap import Rules
 from worker.decision import Actions, TriageDecision
 from worker.errors import ConfigError, RateLimited, VendorAuthError, VendorRejected, VendorUnavailable
 from worker.events import TicketEvent
-from worker.queueing import job_id
 from worker.settings import SLACK_REACTIONS, load_settings
 
 
@@ -97,14 +96,6 @@ def test_reactions_mapping():
     mapping = dict(SLACK_REACTIONS)
     assert reactions_for(("triage_sentiment_frustrated", "escalated", ":eyes:", "triage_urgency_high", ":eyes:"),
                          mapping) == ["warning", "eyes", "rotating_light"]
-
-
-def test_job_ids_are_valid_and_distinct():
-    a = TicketEvent(source="slack", ticket_id="C1:1700000000.000100", revision="1700000000.000100")
-    b = TicketEvent(source="slack", ticket_id="C1:1700000000_000100", revision="1700000000_000100")
-    assert job_id(a) != job_id(b) and all(c.isalnum() or c in "-_" for c in job_id(a))
-    z = TicketEvent(source="zendesk", ticket_id="42", revision="99")
-    assert job_id(z) == "triage-zendesk-42-99"  # unchanged for keys RQ accepts
 
 
 # -- the Web API wrapper -------------------------------------------------------------------------------

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from worker.decision import Actions, HeadScore, Scores, TriageDecision, note_body
-from worker.errors import ConfigError
+from worker.errors import ConfigError, VendorUnavailable
 from worker.events import EventError, TicketEvent
 from worker.ports import marker
 from worker.rules import RuleSet, parse_rules
@@ -41,11 +42,14 @@ rules:
 
 
 class RecordingWriter:
-    def __init__(self, applied: bool = False) -> None:
+    def __init__(self, applied: bool = False, fail: Exception | None = None) -> None:
         self.calls: list[TriageDecision] = []
         self.applied = applied
+        self.fail = fail
 
     def apply(self, event: TicketEvent, decision: TriageDecision) -> None:
+        if self.fail is not None:
+            raise self.fail
         self.calls.append(decision)
 
     def already_applied(self, event: TicketEvent) -> bool:
@@ -103,17 +107,46 @@ def test_service_writes_once_per_revision(redis):
 def test_crashed_attempt_is_not_written_twice(redis):
     store = Store(redis)
     e = event()
-    assert store.begin(e.key) == "first"  # an earlier attempt started, wrote, and died before finish()
+    assert store.begin([e.key], "job-1") == ["first"]  # job-1 started, wrote, and its worker died before finish()
     writer = RecordingWriter(applied=True)
     service = TriageService(lambda: RULES, {"zendesk": writer}, store, clock=lambda: NOW)
-    assert service.process(e, lambda e: scores()).status == "recovered"
+    assert service.begin([e], "job-2") == ["busy"]  # a duplicate's job leaves it to job-1 while job-1 holds it
+    assert service.complete(e, "busy", "job-2", lambda e: scores()).status == "duplicate"
+    (again,) = service.begin([e], "job-1")  # RQ runs job-1 again (its worker died)
+    assert again == "again"
+    assert service.complete(e, again, "job-1", lambda e: scores()).status == "recovered"
     assert writer.calls == []
     # ... and if the marker is absent the write happens.
     e2 = event(revision="c9")
-    store.begin(e2.key)
+    store.begin([e2.key], "job-3")
     writer.applied = False
-    assert service.process(e2, lambda e: scores()).status == "written"
-    assert store.begin(e2.key) == "done"
+    (again,) = service.begin([e2], "job-3")
+    assert service.complete(e2, again, "job-3", lambda e: scores()).status == "written"
+    assert store.begin([e2.key], "job-4") == ["done"]
+
+
+def test_a_lease_lasts_until_it_expires_or_is_given_back(redis):
+    store = Store(redis, lease_ttl_s=1)
+    a, b = event(revision="c1"), event(revision="c2")
+    assert store.begin([a.key, b.key], "job-1") == ["first", "first"]
+    assert store.begin([a.key, b.key], "job-2") == ["busy", "busy"]
+    store.release(a.key, "job-2")  # not job-2's to give back
+    assert store.begin([a.key], "job-2") == ["busy"]
+    store.release(a.key, "job-1")
+    assert store.begin([a.key], "job-2") == ["again"]
+    time.sleep(1.1)  # job-1 died long ago: its lease expired
+    assert store.begin([b.key], "job-2") == ["again"]
+
+
+def test_a_failed_write_back_gives_the_revision_back(redis):
+    writer = RecordingWriter(fail=VendorUnavailable("Zendesk could not serve PUT ticket 1 (503)", 503))
+    service = TriageService(lambda: RULES, {"zendesk": writer}, Store(redis), clock=lambda: NOW)
+    e = event()
+    (first,) = service.begin([e], "job-1")
+    with pytest.raises(VendorUnavailable):
+        service.complete(e, first, "job-1", lambda e: scores())
+    writer.fail = None
+    assert service.process(e, lambda e: scores()).status == "written"  # a duplicate delivery's job may take it
 
 
 def test_note_names_scores_words_rules_and_model():

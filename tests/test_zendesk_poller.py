@@ -50,12 +50,12 @@ def test_pages_and_cursor_persistence(zd: ZendeskSandbox, zenpy_client: Zenpy, r
     ids = seed(zd, 5, start)
     queue: list[TicketEvent] = []
     first = poller(zenpy_client, redis, zd, per_page=2, initial_lookback_s=3600)
-    assert [e.ticket_id for e in first.poll_once(queue.append)] == [str(i) for i in ids[:2]]
+    assert [e.ticket_id for e in first.poll_once(queue.extend)] == [str(i) for i in ids[:2]]
     assert redis.get(CURSOR_KEY) == first.cursor().encode()  # type: ignore[union-attr]
     again = poller(zenpy_client, redis, zd, per_page=2)  # a restart continues from Redis
-    assert [e.ticket_id for e in again.poll_once(queue.append)] == [str(i) for i in ids[2:4]]
-    assert [e.ticket_id for e in again.poll_once(queue.append)] == [str(ids[4])]
-    assert again.poll_once(queue.append) == []
+    assert [e.ticket_id for e in again.poll_once(queue.extend)] == [str(i) for i in ids[2:4]]
+    assert [e.ticket_id for e in again.poll_once(queue.extend)] == [str(ids[4])]
+    assert again.poll_once(queue.extend) == []
     assert [e.ticket_id for e in queue] == [str(i) for i in ids]
     sent = exports(zd)
     assert "start_time" in sent[0] and "cursor" not in sent[0]
@@ -82,14 +82,14 @@ def test_enqueue_failure_keeps_the_cursor(zd: ZendeskSandbox, zenpy_client: Zenp
     seed(zd, 3, time.time() - 600)
     p = poller(zenpy_client, redis, zd, per_page=2)
 
-    def broken(event: TicketEvent) -> None:
+    def broken(events: list[TicketEvent]) -> None:
         raise ConnectionError("queue down")
 
     with pytest.raises(ConnectionError):
         p.poll_once(broken)
     assert p.cursor() is None
     got: list[TicketEvent] = []
-    p.poll_once(got.append)
+    p.poll_once(got.extend)
     assert len(got) == 2  # the same page again, nothing lost
 
 
@@ -125,5 +125,5 @@ def test_run_waits_retry_after(zd: ZendeskSandbox, zenpy_client: Zenpy, redis: R
     stop = StopAfter(2)
     zd.fail_next(429, retry_after=3, path="incremental")
     got: list[TicketEvent] = []
-    p.run(got.append, interval_s=30, stop=stop)
+    p.run(got.extend, interval_s=30, stop=stop)
     assert stop.waits == [3, 30] and len(got) == 1

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from redis import Redis
 
 from worker.errors import ConfigError
-from worker.jobs import BatchScorer
+from worker.jobs import ModelThread
 from worker.ports import Scorer, Writer
 from worker.queueing import Enqueuer, make_queue
 from worker.rules import RuleSet
@@ -211,8 +211,8 @@ class Runtime:
         return create_slack_app(backend, signing_secret=s.signing_secret.reveal(), socket_mode=socket_mode)
 
     @functools.cached_property
-    def batch_scorer(self) -> BatchScorer:
-        return BatchScorer(self.scorer, self.store, self.enqueuer.queue, self.settings.batch_size)
+    def model_thread(self) -> ModelThread:
+        return ModelThread(self.scorer, self.settings.batch_size)
 
 
 def build(settings: Settings) -> Runtime:
@@ -223,7 +223,8 @@ def build(settings: Settings) -> Runtime:
         from connectors.slack.rules import alert_rules
 
         builtin = alert_rules(settings.slack.alert_channel)
-    return Runtime(settings, redis, Rules(settings.rules_path, builtin), Store(redis, settings.dedupe_ttl_s),
+    store = Store(redis, settings.dedupe_ttl_s, lease_ttl_s=settings.job_timeout_s + 300)
+    return Runtime(settings, redis, Rules(settings.rules_path, builtin), store,
                    Enqueuer(queue, settings.retry_intervals_s, settings.job_timeout_s))
 
 
@@ -277,19 +278,21 @@ def serve_app():
 
 
 def http_app(rt: Runtime):
+    from connectors.webhook import GroupSubmit
     from connectors.zendesk.inbound import zendesk_router
     from worker.api import create_app
 
     routers = []
+    group = GroupSubmit(rt.enqueuer)  # webhooks of every helpdesk that arrive together share a job
     z = rt.settings.zendesk
     if z.enabled:
-        routers.append(zendesk_router(z.webhook_secret.reveal(), lambda: rt.zendesk_bot_user_id, rt.enqueuer,
+        routers.append(zendesk_router(z.webhook_secret.reveal(), lambda: rt.zendesk_bot_user_id, group,
                                       rt.settings.max_body_bytes, rt.settings.signature_window_s))
     j = rt.settings.jira
     if j.enabled:
         from connectors.jira.inbound import jira_router
 
-        routers.append(jira_router(j.webhook_secret.reveal(), lambda: rt.jira_bot_account_id, rt.enqueuer,
+        routers.append(jira_router(j.webhook_secret.reveal(), lambda: rt.jira_bot_account_id, group,
                                    rt.settings.max_body_bytes, jira_priorities(rt.settings)))
     s = rt.settings.slack
     if s.enabled and s.signing_secret:

@@ -95,11 +95,11 @@ def cmd_poll(args: argparse.Namespace) -> int:
     poller = ZendeskPoller(zendesk_client(rt.settings), rt.redis, rt.zendesk_bot_user_id)
     if args.once:
         while True:  # one pass: page until the export says there is no more
-            page = poller.poll_page(rt.enqueuer.submit)
+            page = poller.poll_page(rt.enqueuer.submit_many)
             print(f"{len(page.events)} changed tickets queued, {len(page.skipped)} skipped")
             if page.end_of_stream:
                 return 0
-    poller.run(rt.enqueuer.submit, interval_s=args.interval)
+    poller.run(rt.enqueuer.submit_many, interval_s=args.interval)
     return 0
 
 
@@ -115,10 +115,10 @@ def _poll_jira(args: argparse.Namespace) -> int:
     poller = JiraPoller(jira_api(rt.settings), rt.redis, rt.jira_bot_account_id, jql,
                         priorities=jira_priorities(rt.settings), overlap_s=j.poll_overlap_s)
     if args.once:
-        done = poller.poll_once(rt.enqueuer.submit)
+        done = poller.poll_once(rt.enqueuer.submit_many)
         print(f"{len(done.events)} changed issues queued, {len(done.skipped)} skipped ({done.pages} pages)")
         return 0
-    poller.run(rt.enqueuer.submit, interval_s=args.interval)
+    poller.run(rt.enqueuer.submit_many, interval_s=args.interval)
     return 0
 
 

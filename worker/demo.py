@@ -20,7 +20,6 @@ from connectors.zendesk.sandbox import ZendeskSandbox
 from worker import bootstrap
 from worker.jobs import TriageWorker
 from worker.local_redis import LocalRedis, free_port
-from worker.queueing import job_id
 from worker.settings import Secret, Settings, ZendeskSettings
 
 EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "deploy" / "rules.example.yaml"
@@ -97,8 +96,9 @@ def _print_ticket(rt: bootstrap.Runtime, zd: ZendeskSandbox, before: dict, after
         if c["public"]:
             event_key = f"zendesk:{after['id']}:{c['id']}"
             break
-    job = Job.fetch(job_id_for(event_key), connection=rt.redis, serializer=JSONSerializer) if event_key else None
-    result = job.return_value() if job else None
+    job_id = rt.enqueuer.job_of(event_key) if event_key else None
+    job = Job.fetch(job_id, connection=rt.redis, serializer=JSONSerializer) if job_id else None
+    result = next((r for r in (job.return_value() or []) if r.get("key") == event_key), None) if job else None
     if not result or not result.get("decision"):
         print(f"  not triaged ({job.get_status() if job else 'no job'})")
         return
@@ -120,9 +120,3 @@ def _print_ticket(rt: bootstrap.Runtime, zd: ZendeskSandbox, before: dict, after
         wrote.append("internal note")
     print(f"  wrote: {' · '.join(wrote) or 'nothing (already as decided)'}")
 
-
-def job_id_for(event_key: str) -> str:
-    source, ticket, revision = event_key.split(":", 2)
-    from worker.events import TicketEvent
-
-    return job_id(TicketEvent(source=source, ticket_id=ticket, revision=revision))

@@ -4,6 +4,7 @@
     ├── ConfigError          a setting is missing or invalid (names the variable)
     ├── RulesError           the rules file is wrong (names the line)
     ├── EventError           a payload is not a ticket event (worker.events)
+    ├── JobIncomplete        some tickets of a job were not written back (its retry takes those)
     └── VendorError          a helpdesk API call failed
         ├── RateLimited      429: retry after `retry_after` seconds
         ├── VendorUnavailable 5xx, timeout, connection refused: retry with backoff
@@ -28,6 +29,10 @@ class RulesError(TriageError):
         self.path = path
         where = f"{path}:{line}: " if path and line else (f"line {line}: " if line else "")
         super().__init__(f"{where}{message}")
+
+
+class JobIncomplete(TriageError):
+    pass
 
 
 class VendorError(TriageError):

@@ -1,61 +1,90 @@
 """RQ jobs and the worker that runs them.
 
-One job carries one ticket event (JSON). The worker scores the tickets waiting in the queue ahead
-of their jobs, on a background thread, while it writes the current ticket back (BatchScorer). At the
-default TRIAGE_BATCH_SIZE=1 each model call scores one ticket (dynamic int8 lets batch-mates shift
-scores, and batch 1 is the fastest layout on a small machine); above 1 one call scores several
-queued tickets (micro-batching). Scores are shared through Redis, so each ticket is scored once
-whichever worker takes its job."""
+One job carries the ticket events that arrived together (JSON; see worker.queueing). The job
+takes its revisions in one round trip (Store.begin), hands their texts to the model thread, then
+writes each ticket back as its scores come: while the job thread talks to the helpdesk, the model
+scores the next tickets. At the default TRIAGE_BATCH_SIZE=1 each model call scores one ticket
+(dynamic int8 lets batch-mates shift scores, and batch 1 is the fastest layout on a small
+machine); above 1 one call scores several of the job's tickets (micro-batching).
+
+A ticket whose write-back fails does not hold back the others. The job then fails naming the
+tickets left; RQ retries it (honouring Retry-After), and the retry takes only those, since the
+others are done. After the last retry the job waits in the dead-letter queue (`triage dlq`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import threading
 import time
-import zlib
-from collections import OrderedDict
+import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from redis.client import Pipeline
 from rq import SimpleWorker
 from rq.job import Job, get_current_job
-from rq.queue import Queue
 
 from model.textprep import ticket_text
 from worker.decision import Scores
-from worker.errors import RateLimited, VendorError
+from worker.errors import ConfigError, JobIncomplete, RateLimited, VendorAuthError, VendorError
 from worker.events import EventError, TicketEvent
 from worker.ports import Scorer
-from worker.queueing import JOB_FUNC, job_id
-from worker.store import Store
 
 log = logging.getLogger("triage.worker")
 
 
-def triage_job(event_json: str) -> dict:
+def triage_job(*event_jsons: str) -> list[dict]:
     """The RQ entry point: everything it needs comes from the process's bootstrap."""
     from worker.bootstrap import runtime
 
     rt = runtime()
-    try:
-        event = TicketEvent.from_json(event_json)
-    except (EventError, json.JSONDecodeError) as e:
+    job = get_current_job()
+    owner = job.id if job is not None else uuid.uuid4().hex
+    events, failed = [], []
+    for i, raw in enumerate(event_jsons):
+        try:
+            events.append(TicketEvent.from_json(raw))
+        except (EventError, json.JSONDecodeError) as e:
+            failed.append(_Failure(f"event {i + 1}", f"bad event in job: {e}", retryable=False))
+    attempts = rt.service.begin(events, owner)
+    todo = [e for e, a in zip(events, attempts, strict=True) if a not in ("done", "busy")]
+    scores = dict(zip((e.key for e in todo), rt.model_thread.score_later(todo), strict=True))
+    outcomes = []
+    for n, (event, attempt) in enumerate(zip(events, attempts, strict=True)):
+        try:
+            outcome = rt.service.complete(event, attempt, owner, lambda e: scores[e.key]())
+        except (VendorError, ConfigError) as e:
+            failed.append(_Failure(event.key, str(e), isinstance(e, VendorError) and e.retryable))
+            if isinstance(e, RateLimited):  # the whole account is limited: the retry takes the rest
+                _retry_after(e.retry_after)
+            if isinstance(e, (RateLimited, VendorAuthError)):
+                failed += [_Failure(left.key, "not attempted", e.retryable) for left in events[n + 1:]]
+                break
+            continue
+        outcomes.append(outcome.to_dict())
+    if failed:
+        _fail(failed, len(event_jsons))
+    return outcomes
+
+
+@dataclass(frozen=True)
+class _Failure:
+    key: str  # the event key, or "event N" for one that could not be read
+    error: str
+    retryable: bool
+
+
+def _fail(failed: list[_Failure], total: int) -> None:
+    if not any(f.retryable for f in failed):  # bad credentials, tickets gone: retrying cannot help
         _no_retry()
-        raise EventError(f"bad event in job: {e}") from None
-    try:
-        return rt.service.process(event, rt.batch_scorer.scores_for).to_dict()
-    except RateLimited as e:
-        _retry_after(e.retry_after)
-        raise
-    except VendorError as e:
-        if not e.retryable:  # bad credentials, ticket gone: retrying cannot help
-            _no_retry()
-            log.error("write-back to %s ticket %s failed and will not be retried: %s",
-                      event.source, event.ticket_id, e)
-        raise
+    tried = [f for f in failed if f.error != "not attempted"]
+    for f in tried:
+        log.error("write-back of %s failed%s: %s", f.key, "" if f.retryable else " and will not be retried", f.error)
+    shown = "; ".join(f"{f.key} ({f.error})" for f in tried[:5])
+    more = f"; {len(failed) - len(tried[:5])} more" if len(failed) > len(tried[:5]) else ""
+    raise JobIncomplete(f"{len(failed)} of {total} tickets not written back: {shown}{more}")
 
 
 def _no_retry() -> None:
@@ -78,138 +107,27 @@ def _retry_after(seconds: float) -> None:
         job.retry_intervals = intervals
 
 
-class BatchScorer:
-    """The scores of the ticket a job carries, computed ahead of the job where possible.
+class ModelThread:
+    """All model calls, one at a time, on one background thread of the worker process."""
 
-    All model calls run one at a time on one background thread. Each job first claims tickets
-    waiting in the queue for that thread, so that `ahead` model calls stay queued, then waits for
-    its own ticket's scores. While the job writes its ticket back (vendor and Redis round trips,
-    Python), the model thread scores the next ones, so the next job finds its scores ready: the
-    model and the write-back overlap instead of taking turns. A claim (Redis SET NX on the job id)
-    makes each ticket scored once across workers: a worker whose ticket another worker claimed
-    waits for that worker's result (shared through Redis by a third thread, off the model's path)
-    and scores it itself only if it has not come within `wait_s`.
-    """
-
-    keep_local = 64  # scores computed ahead and not yet asked for (other workers took those jobs)
-
-    def __init__(self, scorer: Scorer, store: Store, queue: Queue, batch_size: int = 1, wait_s: float = 2.0,
-                 ahead: int = 2):
+    def __init__(self, scorer: Scorer, batch_size: int = 1):
         self.scorer = scorer
-        self.store = store
-        self.queue = queue
         self.batch_size = batch_size  # tickets per model call
-        self.wait_s = wait_s
-        self.ahead = ahead  # model calls kept queued ahead of the jobs: the model never waits for a job
-        self._model = ThreadPoolExecutor(1, thread_name_prefix="triage-model")
-        self._share = ThreadPoolExecutor(1, thread_name_prefix="triage-share")
-        self._inflight: dict[str, Future[None]] = {}  # ticket key -> the model call scoring it ahead
-        self._shared: Future[None] | None = None  # the latest sharing of scores
-        self._local: OrderedDict[str, Scores] = OrderedDict()  # scored ahead, not yet asked for
-        self._lock = threading.Lock()  # _local: filled on the model thread, read on the job's
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="triage-model")
 
-    def scores_for(self, event: TicketEvent) -> Scores:
-        with self._lock:
-            scores = self._local.pop(event.key, None)
-        if scores is not None:
-            self._claim_ahead()
-            return scores
-        scoring = self._inflight.pop(event.key, None)
-        if scoring is None and self.store.claim(job_id(event)):  # nobody scores it yet: first in line
-            batch = [event] + self._claim_queued(self.batch_size - 1)
-            scoring = self._model.submit(self._score, batch)
-            self._inflight.update((e.key, scoring) for e in batch[1:])
-        # Keep the model thread supplied with the next tickets before waiting, so it never idles
-        # while this thread talks to Redis and the helpdesk.
-        self._claim_ahead()
-        if scoring is None:
-            return self._scores_claimed_elsewhere(event)
-        # If the call it shared failed, it is scored on its own below (raising if that fails too).
-        with contextlib.suppress(Exception):
-            scoring.result()
-        with self._lock:
-            scores = self._local.pop(event.key, None)
-        # None: the call that had it failed; this worker holds the claim, so it scores it now
-        return scores if scores is not None else self._score_own(event)
-
-    def settle(self) -> None:
-        """Wait for the scoring ahead in flight and the sharing of its scores, if any."""
-        for f in list(self._inflight.values()):
-            f.result()
-        if self._shared is not None:
-            self._shared.result()
-
-    def _claim_ahead(self) -> None:
-        """Claim queued tickets until `ahead` model calls are queued or running."""
-        self._inflight = {k: f for k, f in self._inflight.items() if not f.done()}  # done: in _local
-        for _ in range(self.ahead - len(set(self._inflight.values()))):
-            batch = self._claim_queued(self.batch_size)
-            if not batch:  # nothing waiting (the usual case under light load)
-                return
-            scoring = self._model.submit(self._score_ahead, batch)
-            self._inflight.update((e.key, scoring) for e in batch)
-
-    def _scores_claimed_elsewhere(self, event: TicketEvent) -> Scores:
-        """Another worker claimed this ticket: its result is moments away through Redis; past
-        `wait_s` (a worker that died) the job scores it itself."""
-        deadline = time.monotonic() + self.wait_s
-        while time.monotonic() < deadline:
-            cached = self.store.cached_scores(event.key)
-            if cached is not None:
-                return cached
-            time.sleep(0.002)
-        return self._score_own(event)
-
-    def _score_own(self, event: TicketEvent) -> Scores:
-        self._model.submit(self._score, [event]).result()  # raises what the model raised
-        with self._lock:
-            return self._local.pop(event.key)
-
-    def _score_ahead(self, batch: list[TicketEvent]) -> None:
-        try:
-            self._score(batch)
-        except Exception:  # noqa: BLE001 - scoring ahead is an optimisation: the job scores its ticket itself
-            log.warning("scoring ahead failed; jobs score their own tickets", exc_info=True)
-
-    def _score(self, batch: list[TicketEvent]) -> None:
-        """Score a batch (on the model thread); the scores wait in `_local` for their jobs."""
-        scores = dict(zip((e.key for e in batch),
-                          self.scorer.score([ticket_text(e.subject, e.text) for e in batch])))
-        self._shared = self._share.submit(self._share_scores, scores)
-        with self._lock:
-            self._local.update(scores)
-            while len(self._local) > self.keep_local:
-                self._local.popitem(last=False)
-
-    def _share_scores(self, scores: dict[str, Scores]) -> None:
-        """For a worker that took one of these jobs meanwhile (it scores the ticket itself if this fails)."""
-        try:
-            self.store.cache_scores(scores)
-        except Exception:  # noqa: BLE001
-            log.warning("could not share scores through Redis", exc_info=True)
-
-    def _claim_queued(self, n: int) -> list[TicketEvent]:
-        """Events of up to `n` jobs waiting at the head of the queue (peeked, not taken), now claimed.
-        A job's own ticket is never among them: RQ took it off the queue, and it is claimed."""
-        if n < 1:
-            return []
-        events = []
-        for data in self.store.claim_queued(self.queue.key, Job.redis_job_namespace_prefix, n):
-            try:
-                func, _, args, _ = self.queue.serializer.loads(_decompress(data))
-                if func == JOB_FUNC:
-                    events.append(TicketEvent.from_json(args[0]))
-            except (EventError, ValueError, TypeError, IndexError):
-                continue  # its own job will report it
-        return events
+    def score_later(self, events: Sequence[TicketEvent]) -> list[Callable[[], Scores]]:
+        """Queue the events' scoring now; each callable waits for its event's scores (raising what
+        the model raised). Calls are queued in order, so the first scores come first."""
+        waits: list[Callable[[], Scores]] = []
+        for start in range(0, len(events), self.batch_size):
+            chunk = events[start:start + self.batch_size]
+            call = self._pool.submit(self.scorer.score, [ticket_text(e.subject, e.text) for e in chunk])
+            waits += [_nth(call, i) for i in range(len(chunk))]
+        return waits
 
 
-def _decompress(data: bytes) -> bytes:
-    """A job's stored `data`, as RQ writes it (zlib, or plain from older writers)."""
-    try:
-        return zlib.decompress(data)
-    except zlib.error:
-        return data
+def _nth(call: Future[list[Scores]], i: int) -> Callable[[], Scores]:
+    return lambda: call.result()[i]
 
 
 class TriageWorker(SimpleWorker):

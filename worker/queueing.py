@@ -1,14 +1,16 @@
-"""Putting ticket events on the RQ queue: once per revision, JSON only, with retries and a DLQ."""
+"""Putting ticket events on the RQ queue: once per revision, JSON only, with retries and a DLQ.
+
+One job carries the events that arrived together (up to MAX_EVENTS_PER_JOB): a burst of webhooks
+or a poller's page costs one job, not one per ticket. RQ's bookkeeping a job (a dozen Redis round
+trips between taking it and recording its result) is then shared by the tickets it carries."""
 
 from __future__ import annotations
 
-import hashlib
-import re
+from collections.abc import Sequence
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 from worker.errors import TriageError
@@ -17,23 +19,21 @@ from worker.store import PREFIX
 
 JOB_FUNC = "worker.jobs.triage_job"
 FAILED_TTL_S = 30 * 24 * 3600  # the dead-letter queue keeps jobs this long
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+MAX_EVENTS_PER_JOB = 16  # a job's tickets are written back one after another: this bounds a job's time
 
 
 class QueueUnavailable(TriageError):
     """Redis could not be reached: the sender should retry later (HTTP 503)."""
 
 
-def job_id(event: TicketEvent) -> str:
-    """RQ allows letters, digits, _ and - in job ids. A key with other characters (a Slack ts has a
-    dot) gets them replaced plus a short hash of the key, so two keys never share an id."""
-    raw = f"{PREFIX}-{event.key}".replace(":", "-")
-    safe = _UNSAFE.sub("_", raw)
-    return safe if safe == raw else f"{safe}-{hashlib.sha1(event.key.encode()).hexdigest()[:8]}"
-
-
 def make_queue(redis: Redis, name: str) -> Queue:
     return Queue(name, connection=redis, serializer=JSONSerializer)
+
+
+def queued_key(event_key: str) -> str:
+    """Names the job that carries a revision, from its enqueueing until the dead-letter queue
+    would have forgotten it: a repeated delivery meanwhile is a duplicate."""
+    return f"{PREFIX}:queued:{event_key}"
 
 
 class Enqueuer:
@@ -44,16 +44,52 @@ class Enqueuer:
 
     def submit(self, event: TicketEvent) -> str:
         """'queued', 'duplicate' (already queued or running) or 'done' (already triaged)."""
+        return self.submit_many([event])[0]
+
+    def submit_many(self, events: Sequence[TicketEvent]) -> list[str]:
+        """Queue the events that are neither triaged nor queued already, in as few jobs as
+        MAX_EVENTS_PER_JOB allows; each event's status as submit() says it."""
+        if not events:
+            return []
+        redis = self.queue.connection
         try:
-            if self.queue.connection.exists(f"{PREFIX}:done:{event.key}"):
-                return "done"
-            # unique=True checks and enqueues in one Lua script: a duplicate delivery racing
-            # this one cannot slip in between.
-            self.queue.enqueue_call(JOB_FUNC, args=(event.to_json(),), job_id=job_id(event), unique=True,
-                                    retry=self.retry, timeout=self.job_timeout_s, failure_ttl=FAILED_TTL_S,
-                                    result_ttl=3600, description=f"triage {event.source} ticket {event.ticket_id}")
-            return "queued"
-        except DuplicateJobError:
-            return "duplicate"
+            known = redis.mget([f"{PREFIX}:done:{e.key}" for e in events] + [queued_key(e.key) for e in events])
+            statuses, fresh = [], {}
+            for i, e in enumerate(events):
+                if known[i]:
+                    statuses.append("done")
+                elif known[len(events) + i] or e.key in fresh:
+                    statuses.append("duplicate")
+                else:
+                    statuses.append("queued")
+                    fresh[e.key] = e
+            batch = list(fresh.values())
+            for start in range(0, len(batch), MAX_EVENTS_PER_JOB):
+                self._enqueue(batch[start:start + MAX_EVENTS_PER_JOB])
+            return statuses
         except RedisError as e:
             raise QueueUnavailable(f"Redis unreachable: {type(e).__name__}") from None
+
+    def _enqueue(self, events: list[TicketEvent]) -> None:
+        """One job and its revisions' markers, in one transaction: a marker never names a job that
+        was not queued. Two deliveries of a revision racing here may both be queued; the worker's
+        lease (Store.begin) still writes it back once."""
+        with self.queue.connection.pipeline() as pipe:
+            job = self.queue.enqueue_call(JOB_FUNC, args=tuple(e.to_json() for e in events), retry=self.retry,
+                                          timeout=self.job_timeout_s, failure_ttl=FAILED_TTL_S, result_ttl=3600,
+                                          description=_describe(events), pipeline=pipe)
+            for e in events:
+                pipe.set(queued_key(e.key), job.id, ex=FAILED_TTL_S)
+            pipe.execute()
+
+    def job_of(self, event_key: str) -> str | None:
+        """The id of the job that carried a revision, if one did."""
+        raw = self.queue.connection.get(queued_key(event_key))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _describe(events: list[TicketEvent]) -> str:
+    """What `triage dlq list` shows for a job: the tickets it carries (ids only, never text)."""
+    shown = ", ".join(f"{e.source} {e.ticket_id}" for e in events[:4])
+    more = f" and {len(events) - 4} more" if len(events) > 4 else ""
+    return f"triage {shown}{more}"

@@ -2,68 +2,72 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 
 from redis import Redis
 
-from worker.decision import Scores
-
 PREFIX = "triage"
+LEASE_TTL_S = 600  # bootstrap sets TRIAGE_JOB_TIMEOUT + 300 s: a lease outlives the job that holds it
 
 
 class Store:
-    def __init__(self, redis: Redis, dedupe_ttl_s: int = 30 * 24 * 3600):
+    """Per ticket revision (an event key): `done` once written back, `started` once an attempt
+    began (a later attempt checks the ticket for what an interrupted one wrote), and a lease naming
+    the job that works on it now, so two jobs carrying the same revision never write it both."""
+
+    def __init__(self, redis: Redis, dedupe_ttl_s: int = 30 * 24 * 3600, lease_ttl_s: int = LEASE_TTL_S):
         self.redis = redis
         self.ttl = dedupe_ttl_s
-        self._claim = redis.register_script(_CLAIM)
+        self.lease_ttl = lease_ttl_s
+        self._begin = redis.register_script(_BEGIN)
+        self._release = redis.register_script(_RELEASE)
 
-    # -- exactly once per ticket revision ---------------------------------------------------
-    def begin(self, key: str) -> str:
-        """Start triaging a revision, in one round trip: 'done' if it was triaged already, 'first'
-        for the first attempt, 'again' when an earlier attempt started it and did not finish."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(f"{PREFIX}:done:{key}")
-        pipe.set(f"{PREFIX}:started:{key}", "1", nx=True, ex=self.ttl)
-        done, first = pipe.execute()
-        return "done" if done else "first" if first else "again"
+    def begin(self, keys: Sequence[str], owner: str) -> list[str]:
+        """Start triaging revisions for `owner` (a job id), in one round trip. Per key: 'done' if
+        triaged already, 'busy' while another owner holds it, else 'first' for the first attempt
+        or 'again' when an earlier attempt started it and did not finish. A job that runs again
+        (a retry, or after its worker died) gets its own revisions back."""
+        if not keys:
+            return []
+        names = [f"{PREFIX}:{kind}:{key}" for key in keys for kind in ("done", "started", "lease")]
+        return [s.decode() if isinstance(s, bytes) else s
+                for s in self._begin(keys=names, args=[owner, self.ttl, self.lease_ttl])]
 
     def finish(self, key: str) -> None:
-        self.redis.set(f"{PREFIX}:done:{key}", "1", ex=self.ttl)
-
-    # -- scores shared between workers (scoring ahead) ----------------------------------------
-    def cached_scores(self, key: str) -> Scores | None:
-        raw = self.redis.get(f"{PREFIX}:scores:{key}")
-        return Scores.from_dict(json.loads(raw)) if raw else None
-
-    def cache_scores(self, scores: dict[str, Scores], ttl_s: int = 120) -> None:
-        """Scores a worker computed ahead, for a worker waiting on its claim: needed for seconds."""
+        """Record a revision as triaged and drop its lease (done first: no gap for a duplicate)."""
         pipe = self.redis.pipeline(transaction=False)
-        for key, s in scores.items():
-            pipe.set(f"{PREFIX}:scores:{key}", json.dumps(s.to_dict()), ex=ttl_s)
+        pipe.set(f"{PREFIX}:done:{key}", "1", ex=self.ttl)
+        pipe.delete(f"{PREFIX}:lease:{key}")
         pipe.execute()
 
-    # -- claims: each queued job's ticket is scored by one worker ----------------------------
-    def claim(self, job_id: str, ttl_s: int = 60) -> bool:
-        """Claim a job's ticket for scoring; False if another worker claimed it."""
-        return bool(self.redis.set(f"{PREFIX}:claim:{job_id}", "1", nx=True, ex=ttl_s))
-
-    def claim_queued(self, queue_key: str, job_prefix: str, limit: int, peek: int = 8,
-                     ttl_s: int = 60) -> list[bytes]:
-        """Claim the first `limit` unclaimed jobs among the first `limit + peek` waiting in an RQ
-        queue (peeked, not taken) and return their stored `data`, in one round trip."""
-        return self._claim(keys=[queue_key], args=[limit, limit + peek, ttl_s, job_prefix, f"{PREFIX}:claim:"])
+    def release(self, key: str, owner: str) -> None:
+        """Give a revision's lease back after a failed attempt (only if `owner` still holds it)."""
+        self._release(keys=[f"{PREFIX}:lease:{key}"], args=[owner])
 
 
-# One round trip for what would be three (peek, claim, fetch). It touches keys it is not passed:
-# fine on one Redis server, which is what RQ needs anyway.
-_CLAIM = """
+_BEGIN = """
 local out = {}
-for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
-  if #out >= tonumber(ARGV[1]) then break end
-  if redis.call('SET', ARGV[5] .. id, '1', 'NX', 'EX', ARGV[3]) then
-    local data = redis.call('HGET', ARGV[4] .. id, 'data')
-    if data then out[#out + 1] = data end
+for i = 1, #KEYS, 3 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[#out + 1] = 'done'
+  else
+    local holder = redis.call('GET', KEYS[i + 2])
+    if holder and holder ~= ARGV[1] then
+      out[#out + 1] = 'busy'
+    else
+      redis.call('SET', KEYS[i + 2], ARGV[1], 'EX', ARGV[3])
+      if redis.call('SET', KEYS[i + 1], '1', 'NX', 'EX', ARGV[2]) then
+        out[#out + 1] = 'first'
+      else
+        out[#out + 1] = 'again'
+      end
+    end
   end
 end
 return out
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from worker.decision import Actions, Scores, TriageDecision
+from worker.errors import ConfigError
 from worker.events import TicketEvent
 from worker.ports import Notifier, Refresher, Writer
 from worker.rules import RuleSet
@@ -19,10 +21,12 @@ log = logging.getLogger("triage.worker")
 @dataclass(frozen=True)
 class Outcome:
     status: str  # written | nothing_to_write | duplicate | recovered
+    key: str = ""  # the event key (source:ticket:revision)
     decision: TriageDecision | None = None
 
     def to_dict(self) -> dict:
-        return {"status": self.status, "decision": self.decision.to_dict() if self.decision else None}
+        return {"status": self.status, "key": self.key,
+                "decision": self.decision.to_dict() if self.decision else None}
 
 
 def decide(event: TicketEvent, scores: Scores, rules: RuleSet, now: datetime) -> TriageDecision:
@@ -70,14 +74,34 @@ class TriageService:
         if self.notifier is not None and decision.actions.notify_slack:
             self.notifier.notify(event, decision)
 
+    def begin(self, events: Sequence[TicketEvent], owner: str) -> list[str]:
+        """Take the revisions for `owner` (a job id), in one round trip: per event 'done' or 'busy'
+        (nothing to do: triaged, or another job holds it), else 'first' or 'again' (see Store)."""
+        return self.store.begin([e.key for e in events], owner)
+
     def process(self, event: TicketEvent, score: Callable[[TicketEvent], Scores]) -> Outcome:
-        """Triage one ticket revision; `score` is called only when the revision still needs it."""
-        attempt = self.store.begin(event.key)
-        if attempt == "done":
-            return Outcome("duplicate")
+        """Triage one ticket revision on its own (begin + complete)."""
+        owner = uuid.uuid4().hex
+        return self.complete(event, self.begin([event], owner)[0], owner, score)
+
+    def complete(self, event: TicketEvent, attempt: str, owner: str,
+                 score: Callable[[TicketEvent], Scores]) -> Outcome:
+        """Triage a revision `begin` gave `attempt`; `score` is called only when it still needs it.
+        If this raises, the lease goes back, so that a retry or a duplicate delivery can take it."""
+        if attempt in ("done", "busy"):
+            return Outcome("duplicate", key=event.key)
+        try:
+            return self._complete(event, attempt, score)
+        except BaseException:
+            self.store.release(event.key, owner)
+            raise
+
+    def _complete(self, event: TicketEvent, attempt: str, score: Callable[[TicketEvent], Scores]) -> Outcome:
         writer = self.writers.get(event.source)
         if writer is None:
-            raise LookupError(f"no write-back configured for source {event.source!r}")
+            raise ConfigError(f"no write-back configured for source {event.source!r}: set its variables "
+                              "(see deploy/env.example)")
+        key = event.key
         scores = score(event)
         refresher = self.refreshers.get(event.source)
         if refresher is not None:  # decide on the ticket as it is now, not as the payload had it
@@ -86,17 +110,17 @@ class TriageService:
         a = decision.actions
         if not _writes_something(a):
             self._notify(event, decision)
-            self.store.finish(event.key)
-            return Outcome("nothing_to_write", decision)
+            self.store.finish(key)
+            return Outcome("nothing_to_write", key, decision)
         # An earlier attempt may have died between writing and recording: the note's marker tells.
         if attempt == "again" and a.note and writer.already_applied(event):
             self._notify(event, decision)
-            self.store.finish(event.key)
+            self.store.finish(key)
             log.info("ticket %s revision %s was already written back", event.ticket_id, event.revision)
-            return Outcome("recovered", decision)
+            return Outcome("recovered", key, decision)
         writer.apply(event, decision)
         self._notify(event, decision)
-        self.store.finish(event.key)
+        self.store.finish(key)
         log.info("triaged %s ticket %s: sentiment=%s urgency=%s rules=%s", event.source, event.ticket_id,
                  scores.sentiment.label, scores.urgency.label, ",".join(decision.matched_rules) or "-")
-        return Outcome("written", decision)
+        return Outcome("written", key, decision)

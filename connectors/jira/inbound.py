@@ -25,10 +25,9 @@ from redis.exceptions import RedisError
 from connectors.jira import normalize
 from connectors.jira.normalize import DEFAULT_PRIORITIES, PriorityMap
 from connectors.jira.signature import IDENTIFIER_HEADER, SignatureError, authenticate
-from connectors.webhook import answer, parse_json, read_body, submit
+from connectors.webhook import GroupSubmit, answer, parse_json, read_body, submit
 from worker.errors import VendorError
 from worker.events import EventError
-from worker.queueing import Enqueuer
 from worker.store import PREFIX
 
 log = logging.getLogger("triage.ingress")
@@ -40,10 +39,10 @@ def delivery_key(identifier: str) -> str:
     return f"{PREFIX}:jira:delivery:{identifier}"
 
 
-def jira_router(secret: str, bot_account_id: Callable[[], str], enqueuer: Enqueuer, max_body_bytes: int,
+def jira_router(secret: str, bot_account_id: Callable[[], str], enqueuer: GroupSubmit, max_body_bytes: int,
                 priorities: PriorityMap = DEFAULT_PRIORITIES) -> APIRouter:
     router = APIRouter()
-    redis = enqueuer.queue.connection
+    redis = enqueuer.enqueuer.queue.connection
 
     @router.post("/webhooks/jira", status_code=202, tags=["webhooks"],
                  summary="Jira Cloud webhook (signed) or the JSM Automation web request body (bearer token)")
@@ -79,7 +78,7 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], enqueuer: Enqueu
         if outcome.event is None:
             reply = answer(200, status="skipped", reason=outcome.skipped)
         else:
-            reply = submit(enqueuer, outcome.event, "jira")
+            reply = await submit(enqueuer, outcome.event, "jira")
         if identifier and reply.status_code < 300:
             with suppress(RedisError):  # if lost, the event key still stops a retry from writing twice
                 redis.set(delivery_key(identifier), "1", ex=DELIVERY_TTL_S)

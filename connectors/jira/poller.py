@@ -125,9 +125,9 @@ class JiraPoller:
         next_token = data.get("nextPageToken") if not data.get("isLast", True) else None
         return Page(events, skipped, next_token or None, newest, handled)
 
-    def poll_once(self, enqueue: Callable[[TicketEvent], object]) -> Pass:
-        """One pass over every page of the window: enqueue each event, then remember its issue
-        revision and move the watermark page by page. If enqueueing raises, nothing of that page is
+    def poll_once(self, enqueue: Callable[[list[TicketEvent]], object]) -> Pass:
+        """One pass over every page of the window: enqueue each page's events, then remember their issue
+        revisions and move the watermark page by page. If enqueueing raises, nothing of that page is
         remembered and the next pass sees it again."""
         jql, token = self.query(), None
         events: list[TicketEvent] = []
@@ -136,8 +136,7 @@ class JiraPoller:
         while True:
             page = self.fetch_page(jql, token)
             pages += 1
-            for event in page.events:
-                enqueue(event)
+            enqueue(page.events)
             self._remember(page)
             events += page.events
             skipped.update(page.skipped)
@@ -145,7 +144,7 @@ class JiraPoller:
                 return Pass(events, skipped, pages)
             token = page.next_page_token
 
-    def run(self, enqueue: Callable[[TicketEvent], object], *, interval_s: float = 60,
+    def run(self, enqueue: Callable[[list[TicketEvent]], object], *, interval_s: float = 60,
             stop: threading.Event | None = None, max_backoff_s: float = 300) -> None:
         """Poll until `stop` is set, every `interval_s`. 429 waits Retry-After; other vendor
         errors back off exponentially."""

@@ -13,16 +13,15 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from connectors.webhook import answer, parse_json, read_body, submit
+from connectors.webhook import GroupSubmit, answer, parse_json, read_body, submit
 from connectors.zendesk import normalize
 from connectors.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from worker.events import EventError
-from worker.queueing import Enqueuer
 
 log = logging.getLogger("triage.ingress")
 
 
-def zendesk_router(secret: str, bot_user_id: Callable[[], str], enqueuer: Enqueuer,
+def zendesk_router(secret: str, bot_user_id: Callable[[], str], enqueuer: GroupSubmit,
                    max_body_bytes: int, window_s: int = 300) -> APIRouter:
     router = APIRouter()
 
@@ -47,6 +46,6 @@ def zendesk_router(secret: str, bot_user_id: Callable[[], str], enqueuer: Enqueu
             return answer(422, error=str(e))
         if outcome.event is None:
             return answer(200, status="skipped", reason=outcome.skipped)
-        return submit(enqueuer, outcome.event, "zendesk")
+        return await submit(enqueuer, outcome.event, "zendesk")
 
     return router

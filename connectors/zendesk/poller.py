@@ -78,12 +78,12 @@ class ZendeskPoller:
         if page.after_cursor:
             self.redis.set(self.key, page.after_cursor)
 
-    def poll_once(self, enqueue: Callable[[TicketEvent], object]) -> list[TicketEvent]:
-        """Fetch one page, enqueue each event, then advance the cursor; returns the events.
+    def poll_once(self, enqueue: Callable[[list[TicketEvent]], object]) -> list[TicketEvent]:
+        """Fetch one page, enqueue its events (one call), then advance the cursor; returns the events.
         If fetching or enqueueing raises, the cursor stays put and the page comes again."""
         return self.poll_page(enqueue).events
 
-    def run(self, enqueue: Callable[[TicketEvent], object], *, interval_s: float = 60,
+    def run(self, enqueue: Callable[[list[TicketEvent]], object], *, interval_s: float = 60,
             stop: threading.Event | None = None, max_backoff_s: float = 300) -> None:
         """Poll until `stop` is set: pages back to back while behind, then every `interval_s`.
         429 waits Retry-After; other vendor errors back off exponentially."""
@@ -93,11 +93,10 @@ class ZendeskPoller:
 
         poll_forever(one_pass, "zendesk", stop, max_backoff_s)
 
-    def poll_page(self, enqueue: Callable[[TicketEvent], object]) -> Page:
+    def poll_page(self, enqueue: Callable[[list[TicketEvent]], object]) -> Page:
         """poll_once, returning the whole page (events, skipped, end_of_stream)."""
         page = self.fetch_page()
-        for event in page.events:
-            enqueue(event)
+        enqueue(page.events)
         self.commit(page)
         return page
 
