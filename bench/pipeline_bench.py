@@ -478,6 +478,8 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
                       "scheduled": st.queue.scheduled_job_registry.count}
         sandbox_errors = Counter(f"{r.method} {r.status}" for r in requests if r.status >= 300)
         calls = Counter(r.method for r in requests)
+        db = st.queue.connection  # each queued revision names its job: how the deliveries were grouped
+        jobs = len(set(db.mget(list(db.scan_iter("triage:queued:*", count=1000))) or []))
 
     lat = [written[t] - first_send[t] for t in ids if t in written]
     cpu_ms = {role: round(1e3 * (cpu_after[role] - before) / len(ids), 2)  # type: ignore[operator]
@@ -492,7 +494,7 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
            "max_ms": round(1e3 * max(lat), 1) if lat else None,
            "tickets_per_s": round(len(written) / span, 1) if written else 0.0,
            "cpu_ms_per_ticket": cpu_ms, "sandbox_calls": dict(calls), "sandbox_errors": dict(sandbox_errors),
-           "queue_after": queue_left,
+           "queue_after": queue_left, "jobs": jobs,
            "scored_text_matches_model_run": not differ, "scored_texts_differing": differ}
     log(f"{st.name}: {len(written)}/{len(ids)} written back, {exactly_once} exactly once, "
         f"{out['tickets_per_s']} tickets/s, p50 {out['p50_s']} s, p95 {out['p95_s']} s")
@@ -618,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
             n = r["scored_texts_differing"]
             why = " (Jira renders their wiki markup: {code}, [text|url] links)" if r["helpdesk"] == "jira" else ""
             print(f"\n{r['helpdesk']} W={r['workers']}: sandbox calls {r['sandbox_calls']}, "
-                  f"errors {r['sandbox_errors'] or 'none'}, queue after {r['queue_after']}, tickets written more "
+                  f"errors {r['sandbox_errors'] or 'none'}, queue after {r['queue_after']}, "
+                  f"{r['jobs']} jobs ({r['tickets'] / max(r['jobs'], 1):.1f} tickets a job), tickets written more "
                   f"than once: {r['more_than_once']}" + (f"; {n} of the worker's texts differ from the model "
                                                          f"run's{why}" if n else ""))
         print("\n'exactly once': one applied PUT (a refused 409 changes nothing), one internal bot note and one "

@@ -45,9 +45,12 @@ def triage_job(*event_jsons: str) -> list[dict]:
     events, failed = [], []
     for i, raw in enumerate(event_jsons):
         try:
-            events.append(TicketEvent.from_json(raw))
+            event = TicketEvent.from_json(raw)
         except (EventError, json.JSONDecodeError) as e:
             failed.append(_Failure(f"event {i + 1}", f"bad event in job: {e}", retryable=False))
+            continue
+        if all(event.key != seen.key for seen in events):  # a revision twice in one job: once
+            events.append(event)
     attempts = rt.service.begin(events, owner)
     todo = [e for e, a in zip(events, attempts, strict=True) if a not in ("done", "busy")]
     scores = dict(zip((e.key for e in todo), rt.model_thread.score_later(todo), strict=True))
@@ -61,6 +64,7 @@ def triage_job(*event_jsons: str) -> list[dict]:
                 _retry_after(e.retry_after)
             if isinstance(e, (RateLimited, VendorAuthError)):
                 failed += [_Failure(left.key, "not attempted", e.retryable) for left in events[n + 1:]]
+                rt.model_thread.cancel_queued()  # their scores would go unused
                 break
             continue
         outcomes.append(outcome.to_dict())
@@ -114,16 +118,25 @@ class ModelThread:
         self.scorer = scorer
         self.batch_size = batch_size  # tickets per model call
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="triage-model")
+        self._queued: list[Future[list[Scores]]] = []
 
     def score_later(self, events: Sequence[TicketEvent]) -> list[Callable[[], Scores]]:
         """Queue the events' scoring now; each callable waits for its event's scores (raising what
         the model raised). Calls are queued in order, so the first scores come first."""
+        self._queued = [f for f in self._queued if not f.done()]
         waits: list[Callable[[], Scores]] = []
         for start in range(0, len(events), self.batch_size):
             chunk = events[start:start + self.batch_size]
             call = self._pool.submit(self.scorer.score, [ticket_text(e.subject, e.text) for e in chunk])
+            self._queued.append(call)
             waits += [_nth(call, i) for i in range(len(chunk))]
         return waits
+
+    def cancel_queued(self) -> None:
+        """Drop the model calls not started yet (their job stopped early)."""
+        for f in self._queued:
+            f.cancel()
+        self._queued = []
 
 
 def _nth(call: Future[list[Scores]], i: int) -> Callable[[], Scores]:
