@@ -42,7 +42,8 @@ def triage_job(*event_jsons: str) -> list[dict]:
     rt = runtime()
     job = get_current_job()
     owner = job.id if job is not None else uuid.uuid4().hex
-    events, failed = [], []
+    events: list[TicketEvent] = []
+    failed: list[_Failure] = []
     for i, raw in enumerate(event_jsons):
         try:
             event = TicketEvent.from_json(raw)
