@@ -13,16 +13,19 @@ others are done. After the last retry the job waits in the dead-letter queue (`t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from redis.client import Pipeline
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.job import Job, get_current_job
 
@@ -57,6 +60,9 @@ def triage_job(*event_jsons: str) -> list[dict]:
     scores = dict(zip((e.key for e in todo), rt.model_thread.score_later(todo), strict=True))
     outcomes = []
     for n, (event, attempt) in enumerate(zip(events, attempts, strict=True)):
+        if n == len(events) - 1:  # the model's last call for this job is queued: give it the next one's
+            with contextlib.suppress(RedisError):  # an optimisation: never a reason to fail the job
+                rt.model_thread.score_ahead(rt.enqueuer.peek(rt.model_thread.ahead))
         try:
             outcome = rt.service.complete(event, attempt, owner, lambda e: scores[e.key]())
         except (VendorError, ConfigError) as e:
@@ -113,17 +119,40 @@ def _retry_after(seconds: float) -> None:
 
 
 class ModelThread:
-    """All model calls, one at a time, on one background thread of the worker process."""
+    """All model calls, one at a time, on one background thread of the worker process.
 
-    def __init__(self, scorer: Scorer, batch_size: int = 1):
+    Between two jobs (the last write-back, RQ's bookkeeping, the next job's start) the model would
+    sit idle. So when a job reaches its last ticket it hands the model the first `ahead` tickets
+    of the job waiting next in the queue (score_ahead); if this worker takes that job, their
+    scores are ready or under way. If another worker takes it, that work is lost: one model call
+    per job at most, and only when both workers reach the queue within one write-back."""
+
+    keep_ahead = 8  # scored ahead and not asked for (another worker took the job)
+
+    def __init__(self, scorer: Scorer, batch_size: int = 1, ahead: int = 1):
         self.scorer = scorer
         self.batch_size = batch_size  # tickets per model call
+        self.ahead = ahead
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="triage-model")
         self._queued: list[Future[list[Scores]]] = []
+        self._ahead: OrderedDict[str, Callable[[], Scores]] = OrderedDict()  # event key -> its scores
 
     def score_later(self, events: Sequence[TicketEvent]) -> list[Callable[[], Scores]]:
         """Queue the events' scoring now; each callable waits for its event's scores (raising what
         the model raised). Calls are queued in order, so the first scores come first."""
+        found = {e.key: self._ahead.pop(e.key) for e in events if e.key in self._ahead}
+        waits = self._submit([e for e in events if e.key not in found])
+        return [found[e.key] if e.key in found else next(waits) for e in events]
+
+    def score_ahead(self, events: Sequence[TicketEvent]) -> None:
+        """Start scoring events of a job not taken yet (see the class)."""
+        fresh = [e for e in events if e.key not in self._ahead]
+        for e, wait in zip(fresh, self._submit(fresh), strict=True):
+            self._ahead[e.key] = wait
+        while len(self._ahead) > self.keep_ahead:
+            self._ahead.popitem(last=False)
+
+    def _submit(self, events: Sequence[TicketEvent]) -> Iterator[Callable[[], Scores]]:
         self._queued = [f for f in self._queued if not f.done()]
         waits: list[Callable[[], Scores]] = []
         for start in range(0, len(events), self.batch_size):
@@ -131,13 +160,14 @@ class ModelThread:
             call = self._pool.submit(self.scorer.score, [ticket_text(e.subject, e.text) for e in chunk])
             self._queued.append(call)
             waits += [_nth(call, i) for i in range(len(chunk))]
-        return waits
+        return iter(waits)
 
     def cancel_queued(self) -> None:
         """Drop the model calls not started yet (their job stopped early)."""
         for f in self._queued:
             f.cancel()
         self._queued = []
+        self._ahead.clear()
 
 
 def _nth(call: Future[list[Scores]], i: int) -> Callable[[], Scores]:

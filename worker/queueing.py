@@ -6,15 +6,17 @@ trips between taking it and recording its result) is then shared by the tickets 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from worker.errors import TriageError
-from worker.events import TicketEvent
+from worker.events import EventError, TicketEvent
 from worker.store import PREFIX
 
 JOB_FUNC = "worker.jobs.triage_job"
@@ -41,6 +43,7 @@ class Enqueuer:
         self.queue = queue
         self.retry = Retry(max=len(retry_intervals_s), interval=list(retry_intervals_s)) if retry_intervals_s else None
         self.job_timeout_s = job_timeout_s
+        self._peek = queue.connection.register_script(_PEEK)
 
     def submit(self, event: TicketEvent) -> str:
         """'queued', 'duplicate' (already queued or running) or 'done' (already triaged)."""
@@ -82,10 +85,38 @@ class Enqueuer:
                 pipe.set(queued_key(e.key), job.id, ex=FAILED_TTL_S)
             pipe.execute()
 
+    def peek(self, n: int) -> list[TicketEvent]:
+        """Up to `n` events of the job waiting at the head of the queue (read, not taken; another
+        worker may take that job). [] when the queue is empty or the job is not a triage job."""
+        data = self._peek(keys=[self.queue.key], args=[Job.redis_job_namespace_prefix])
+        if not data:
+            return []
+        try:
+            func, _, args, _ = self.queue.serializer.loads(_decompress(data))
+            return [TicketEvent.from_json(a) for a in args[:n]] if func == JOB_FUNC else []
+        except (EventError, ValueError, TypeError):
+            return []  # its own job will report it
+
     def job_of(self, event_key: str) -> str | None:
         """The id of the job that carried a revision, if one did."""
         raw = self.queue.connection.get(queued_key(event_key))
         return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _decompress(data: bytes) -> bytes:
+    """A job's stored `data`, as RQ writes it (zlib, or plain from older writers)."""
+    try:
+        return zlib.decompress(data)
+    except zlib.error:
+        return data
+
+
+# The job at the head of a queue: its id, then its payload, in one round trip.
+_PEEK = """
+local id = redis.call('LINDEX', KEYS[1], 0)
+if not id then return false end
+return redis.call('HGET', ARGV[1] .. id, 'data')
+"""
 
 
 def _describe(events: list[TicketEvent]) -> str:
