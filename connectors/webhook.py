@@ -64,34 +64,51 @@ class GroupSubmit:
     def __init__(self, enqueuer: Enqueuer):
         self.enqueuer = enqueuer
         self._pending: list[tuple[TicketEvent, asyncio.Future[str]]] = []
-        self._sending = False
+        self._sending: list[tuple[TicketEvent, asyncio.Future[str]]] = []  # the group in Redis now
+        self._sender: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="triage-enqueue")
 
     async def submit(self, event: TicketEvent) -> str:
         """The enqueuer's status for the event (queued / duplicate / done); raises QueueUnavailable."""
-        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str] = loop.create_future()
         self._pending.append((event, done))
-        if not self._sending:
-            self._sending = True
-            asyncio.get_running_loop().create_task(self._send())
+        if self._sender is None or self._sender.done() or self._sender.get_loop() is not loop:
+            self._sender = loop.create_task(self._send())
+            self._sender.add_done_callback(self._stopped)
         return await done
 
     async def _send(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                group, self._pending = self._pending, []
-                try:
-                    statuses = await loop.run_in_executor(self._thread, self.enqueuer.submit_many,
-                                                          [e for e, _ in group])
-                except Exception as e:  # noqa: BLE001 - each waiting request answers it (503 or 500)
-                    for _, done in group:
-                        done.set_exception(e)
-                else:
-                    for (_, done), status in zip(group, statuses, strict=True):
-                        done.set_result(status)
-        finally:
-            self._sending = False
+        while self._pending:
+            self._sending, self._pending = self._pending, []
+            try:
+                statuses = await loop.run_in_executor(self._thread, self.enqueuer.submit_many,
+                                                      [e for e, _ in self._sending])
+            except Exception as e:  # noqa: BLE001 - each waiting request answers it (503 or 500)
+                _settle(self._sending, error=e)
+            else:
+                _settle(self._sending, statuses)
+            self._sending = []
+
+    def _stopped(self, sender: asyncio.Task[None]) -> None:
+        """A sender cancelled (shutdown) or broken leaves no request waiting forever: 503, the
+        vendor retries."""
+        if sender.cancelled() or sender.exception() is not None:
+            _settle(self._sending + self._pending, error=QueueUnavailable("the ingress is stopping"))
+            self._sending, self._pending = [], []
+
+
+def _settle(group: list[tuple[TicketEvent, asyncio.Future[str]]], statuses: list[str] | None = None,
+            error: Exception | None = None) -> None:
+    """Answer each request of a group still waiting (one whose client went away is not)."""
+    for i, (_, done) in enumerate(group):
+        if done.done():
+            continue
+        if statuses is not None:
+            done.set_result(statuses[i])
+        else:
+            done.set_exception(error or QueueUnavailable("not queued"))
 
 
 async def submit(group: GroupSubmit, event: TicketEvent, vendor: str) -> JSONResponse:

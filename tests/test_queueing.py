@@ -37,7 +37,7 @@ def test_submit_many_queues_one_job_per_group_and_each_revision_once(redis: Redi
     assert q.submit(event(2)) == "duplicate"  # queued already: a repeated delivery adds nothing
     job = q.queue.fetch_job(q.queue.job_ids[0])
     assert job is not None and job.description == "triage zendesk 1, zendesk 2, zendesk 1"
-    assert job.retries_left == 2 and job.timeout == 60 and job.serializer is JSONSerializer
+    assert job.retries_left == 2 and job.timeout == 3 * 60 and job.serializer is JSONSerializer  # 60 s a ticket
 
 
 def test_a_large_group_is_split_into_jobs_of_at_most_the_limit(redis: Redis) -> None:
@@ -70,3 +70,33 @@ def test_redis_down_fails_every_delivery_of_the_group() -> None:
     assert all(isinstance(r, QueueUnavailable) for r in asyncio.run(deliver()))
     with pytest.raises(QueueUnavailable, match="Redis unreachable"):
         q.submit(event(1))
+
+
+def test_a_request_that_went_away_does_not_stall_its_group(redis: Redis) -> None:
+    q = enqueuer(redis)
+
+    async def deliver() -> list[object]:
+        group = GroupSubmit(q)
+        gone = asyncio.ensure_future(group.submit(event(1)))
+        rest = [asyncio.ensure_future(group.submit(event(i))) for i in (2, 3)]
+        await asyncio.sleep(0)  # all three wait on the same group
+        gone.cancel()  # its client disconnected: its event is queued all the same
+        answers = await asyncio.gather(*rest)
+        return [*answers, await group.submit(event(4))]
+
+    assert asyncio.run(deliver()) == ["queued", "queued", "queued"]
+    assert [len(a) for a in job_args(q)] == [3, 1]
+
+
+def test_a_stopping_ingress_answers_every_waiting_request(redis: Redis) -> None:
+    q = enqueuer(redis)
+
+    async def deliver() -> list[object]:
+        group = GroupSubmit(q)
+        waiting = [asyncio.ensure_future(group.submit(event(i))) for i in range(3)]
+        await asyncio.sleep(0)
+        assert group._sender is not None
+        group._sender.cancel()  # the server shuts down while a group is being sent
+        return await asyncio.gather(*waiting, return_exceptions=True)
+
+    assert all(isinstance(r, QueueUnavailable) for r in asyncio.run(deliver()))  # 503: the vendor retries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -136,6 +137,29 @@ def test_a_lease_lasts_until_it_expires_or_is_given_back(redis):
     assert store.begin([a.key], "job-2") == ["again"]
     time.sleep(1.1)  # job-1 died long ago: its lease expired
     assert store.begin([b.key], "job-2") == ["again"]
+
+
+def test_two_jobs_at_once_write_a_revision_once(redis):
+    entered, go = threading.Event(), threading.Event()
+
+    class SlowWriter(RecordingWriter):
+        def apply(self, event: TicketEvent, decision: TriageDecision) -> None:
+            entered.set()
+            go.wait(5)
+            super().apply(event, decision)
+
+    writer = SlowWriter()
+    service = TriageService(lambda: RULES, {"zendesk": writer}, Store(redis), clock=lambda: NOW)
+    e = event()
+    first = threading.Thread(target=lambda: service.complete(e, service.begin([e], "job-1")[0], "job-1",
+                                                             lambda e: scores()))
+    first.start()
+    assert entered.wait(5)  # job-1 is writing the ticket back
+    (attempt,) = service.begin([e], "job-2")  # a second job with the same revision, on another worker
+    assert service.complete(e, attempt, "job-2", lambda e: scores()).status == "duplicate"
+    go.set()
+    first.join(5)
+    assert len(writer.calls) == 1 and service.begin([e], "job-3") == ["done"]
 
 
 def test_a_failed_write_back_gives_the_revision_back(redis):

@@ -11,7 +11,7 @@ from redis import Redis
 from worker.errors import ConfigError
 from worker.jobs import ModelThread
 from worker.ports import Scorer, Writer
-from worker.queueing import Enqueuer, make_queue
+from worker.queueing import MAX_EVENTS_PER_JOB, Enqueuer, make_queue
 from worker.rules import RuleSet
 from worker.rules_file import RulesReloader
 from worker.settings import Settings, load_settings
@@ -223,7 +223,9 @@ def build(settings: Settings) -> Runtime:
         from connectors.slack.rules import alert_rules
 
         builtin = alert_rules(settings.slack.alert_channel)
-    store = Store(redis, settings.dedupe_ttl_s, lease_ttl_s=settings.job_timeout_s + 300)
+    # A revision's lease outlives the longest job that can hold it (and RQ's grace before a dead
+    # worker's job runs again).
+    store = Store(redis, settings.dedupe_ttl_s, lease_ttl_s=settings.job_timeout_s * MAX_EVENTS_PER_JOB + 300)
     return Runtime(settings, redis, Rules(settings.rules_path, builtin), store,
                    Enqueuer(queue, settings.retry_intervals_s, settings.job_timeout_s))
 

@@ -9,7 +9,9 @@ machine); above 1 one call scores several of the job's tickets (micro-batching).
 
 A ticket whose write-back fails does not hold back the others. The job then fails naming the
 tickets left; RQ retries it (honouring Retry-After), and the retry takes only those, since the
-others are done. After the last retry the job waits in the dead-letter queue (`triage dlq`)."""
+others are done. After the last retry the job waits in the dead-letter queue (`triage dlq`). A 429
+or a 401 (the account is limited, the credentials are wrong) leaves the job's other tickets of
+that helpdesk untried, for the retry; a job may carry tickets of several helpdesks."""
 
 from __future__ import annotations
 
@@ -59,22 +61,30 @@ def triage_job(*event_jsons: str) -> list[dict]:
     todo = [e for e, a in zip(events, attempts, strict=True) if a not in ("done", "busy")]
     scores = dict(zip((e.key for e in todo), rt.model_thread.score_later(todo), strict=True))
     outcomes = []
-    for n, (event, attempt) in enumerate(zip(events, attempts, strict=True)):
-        if n == len(events) - 1:  # the model's last call for this job is queued: give it the next one's
-            with contextlib.suppress(RedisError):  # an optimisation: never a reason to fail the job
-                rt.model_thread.score_ahead(rt.enqueuer.peek(rt.model_thread.ahead))
-        try:
-            outcome = rt.service.complete(event, attempt, owner, lambda e: scores[e.key]())
-        except (VendorError, ConfigError) as e:
-            failed.append(_Failure(event.key, str(e), isinstance(e, VendorError) and e.retryable))
-            if isinstance(e, RateLimited):  # the whole account is limited: the retry takes the rest
-                _retry_after(e.retry_after)
-            if isinstance(e, (RateLimited, VendorAuthError)):
-                failed += [_Failure(left.key, "not attempted", e.retryable) for left in events[n + 1:]]
-                rt.model_thread.cancel_queued()  # their scores would go unused
-                break
-            continue
-        outcomes.append(outcome.to_dict())
+    stopped: dict[str, VendorError] = {}  # source -> the 429 or 401 that stopped its other tickets
+    try:
+        for n, (event, attempt) in enumerate(zip(events, attempts, strict=True)):
+            if n == len(events) - 1:  # the model's last call for this job is queued: give it the next one's
+                with contextlib.suppress(RedisError):  # an optimisation: never a reason to fail the job
+                    rt.model_thread.score_ahead(rt.enqueuer.peek(rt.model_thread.ahead))
+            if event.source in stopped:  # left for the retry, free for a duplicate delivery's job meanwhile
+                failed.append(_Failure(event.key, "not attempted", stopped[event.source].retryable))
+                if attempt not in ("done", "busy"):
+                    rt.store.release(event.key, owner)
+                continue
+            try:
+                outcome = rt.service.complete(event, attempt, owner, lambda e: scores[e.key]())
+            except (VendorError, ConfigError) as e:
+                failed.append(_Failure(event.key, str(e), isinstance(e, VendorError) and e.retryable))
+                if isinstance(e, RateLimited):  # the account is limited: the retry waits what it asked
+                    _retry_after(e.retry_after)
+                if isinstance(e, RateLimited) or (isinstance(e, VendorAuthError) and e.status != 403):
+                    stopped[event.source] = e  # a 403 may concern one ticket only; a 401 concerns them all
+                continue
+            outcomes.append(outcome.to_dict())
+    except BaseException:
+        rt.model_thread.cancel_queued()  # the retry scores its tickets again
+        raise
     if failed:
         _fail(failed, len(event_jsons))
     return outcomes

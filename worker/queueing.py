@@ -40,6 +40,7 @@ def queued_key(event_key: str) -> str:
 
 class Enqueuer:
     def __init__(self, queue: Queue, retry_intervals_s: tuple[int, ...], job_timeout_s: int):
+        """`job_timeout_s` is per ticket: a job of N tickets may run N times as long."""
         self.queue = queue
         self.retry = Retry(max=len(retry_intervals_s), interval=list(retry_intervals_s)) if retry_intervals_s else None
         self.job_timeout_s = job_timeout_s
@@ -79,8 +80,8 @@ class Enqueuer:
         lease (Store.begin) still writes it back once."""
         with self.queue.connection.pipeline() as pipe:
             job = self.queue.enqueue_call(JOB_FUNC, args=tuple(e.to_json() for e in events), retry=self.retry,
-                                          timeout=self.job_timeout_s, failure_ttl=FAILED_TTL_S, result_ttl=3600,
-                                          description=_describe(events), pipeline=pipe)
+                                          timeout=self.job_timeout_s * len(events), failure_ttl=FAILED_TTL_S,
+                                          result_ttl=3600, description=_describe(events), pipeline=pipe)
             for e in events:
                 pipe.set(queued_key(e.key), job.id, ex=FAILED_TTL_S)
             pipe.execute()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from redis import Redis
 
 PREFIX = "triage"
-LEASE_TTL_S = 600  # bootstrap sets TRIAGE_JOB_TIMEOUT + 300 s: a lease outlives the job that holds it
+LEASE_TTL_S = 600  # bootstrap sizes it from TRIAGE_JOB_TIMEOUT: a lease outlives the job that holds it
 
 
 class Store:
