@@ -112,7 +112,7 @@ def test_crashed_attempt_is_not_written_twice(redis):
     writer = RecordingWriter(applied=True)
     service = TriageService(lambda: RULES, {"zendesk": writer}, store, clock=lambda: NOW)
     assert service.begin([e], "job-2") == ["busy"]  # a duplicate's job leaves it to job-1 while job-1 holds it
-    assert service.complete(e, "busy", "job-2", lambda e: scores()).status == "duplicate"
+    assert service.complete(e, "busy", "job-2", lambda e: scores()).status == "busy"
     (again,) = service.begin([e], "job-1")  # RQ runs job-1 again (its worker died)
     assert again == "again"
     assert service.complete(e, again, "job-1", lambda e: scores()).status == "recovered"
@@ -156,7 +156,7 @@ def test_two_jobs_at_once_write_a_revision_once(redis):
     first.start()
     assert entered.wait(5)  # job-1 is writing the ticket back
     (attempt,) = service.begin([e], "job-2")  # a second job with the same revision, on another worker
-    assert service.complete(e, attempt, "job-2", lambda e: scores()).status == "duplicate"
+    assert service.complete(e, attempt, "job-2", lambda e: scores()).status == "busy"
     go.set()
     first.join(5)
     assert len(writer.calls) == 1 and service.begin([e], "job-3") == ["done"]

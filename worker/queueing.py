@@ -1,8 +1,9 @@
 """Putting ticket events on the RQ queue: once per revision, JSON only, with retries and a DLQ.
 
 One job carries the events that arrived together (up to MAX_EVENTS_PER_JOB): a burst of webhooks
-or a poller's page costs one job, not one per ticket. RQ's bookkeeping a job (a dozen Redis round
-trips between taking it and recording its result) is then shared by the tickets it carries."""
+or a poller's page costs one job, not one per ticket. RQ's bookkeeping for a job (its Redis round
+trips between taking it and recording its result: ~2.4 ms of CPU, bench/job_overhead_bench.py) is
+then shared by the tickets it carries."""
 
 from __future__ import annotations
 

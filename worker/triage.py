@@ -20,7 +20,7 @@ log = logging.getLogger("triage.worker")
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # written | nothing_to_write | duplicate | recovered
+    status: str  # written | nothing_to_write | duplicate | recovered | busy
     key: str = ""  # the event key (source:ticket:revision)
     decision: TriageDecision | None = None
 
@@ -88,8 +88,8 @@ class TriageService:
                  score: Callable[[TicketEvent], Scores]) -> Outcome:
         """Triage a revision `begin` gave `attempt`; `score` is called only when it still needs it.
         If this raises, the lease goes back, so that a retry or a duplicate delivery can take it."""
-        if attempt in ("done", "busy"):
-            return Outcome("duplicate", key=event.key)
+        if attempt in ("done", "busy"):  # busy: another job is writing it back now
+            return Outcome("duplicate" if attempt == "done" else "busy", key=event.key)
         try:
             return self._complete(event, attempt, score)
         except BaseException:

@@ -439,5 +439,8 @@ def _outcome_note(outcome: Outcome, user: str) -> str:
         return f":white_check_mark: Already written to the ticket (confirmed by {who})."
     if outcome.status == "nothing_to_write":
         return f":white_check_mark: Nothing to write: the ticket already has it all (checked by {who})."
+    if outcome.status == "busy":
+        return ":hourglass_flowing_sand: A worker is writing this ticket revision back right now: its note will " \
+               "show on the ticket in a moment."
     return ":information_source: This ticket revision was already triaged and written back (by the worker or " \
            "an earlier Apply)."
