@@ -69,12 +69,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from rq.serializers import JSONSerializer
 
+    from worker.bootstrap import freeze_startup_objects
     from worker.jobs import TriageWorker
 
     rt = _runtime()
     if not rt.writers:
         raise TriageError("no helpdesk configured: set the ZENDESK_* or JIRA_* variables (see deploy/env.example)")
     rt.scorer  # noqa: B018
+    freeze_startup_objects()
     worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer,
                           name=args.name)
     worker.work(burst=args.burst, with_scheduler=True, logging_level=rt.settings.log_level)

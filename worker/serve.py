@@ -48,6 +48,9 @@ def serve(app: Any, host: str, port: int, options: dict[str, Any], shared: bool 
     waits in the kernel's queue until the server accepts it, and is never refused."""
     import uvicorn
 
+    from worker.bootstrap import freeze_startup_objects
+
+    freeze_startup_objects()
     sock = listening_socket(host, port, shared)
     sock.listen(BACKLOG)
     log.info("ingress process %d listening on %s:%d", os.getpid(), host, port)
