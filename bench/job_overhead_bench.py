@@ -92,7 +92,8 @@ def main() -> int:
     for name in ways:
         if name != "direct":
             rq = statistics.median(ms[name])
-            print(f"  {name + ' (' + name[3:] + ' tickets a job):':<35} {rq:.2f} ms, RQ adds {rq - plain:.2f} ms")
+            label = f"{name} ({name[3:]} ticket{'s' if name[3:] != '1' else ''} a job):"
+            print(f"  {label:<35} {rq:.2f} ms, RQ adds {rq - plain:.2f} ms")
     return 0
 
 
