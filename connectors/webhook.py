@@ -86,7 +86,7 @@ class GroupSubmit:
                 statuses = await loop.run_in_executor(self._thread, self.enqueuer.submit_many,
                                                       [e for e, _ in self._sending])
             except Exception as e:  # noqa: BLE001 - each waiting request answers it (503 or 500)
-                _settle(self._sending, error=e)
+                _settle(self._sending, e)
             else:
                 _settle(self._sending, statuses)
             self._sending = []
@@ -95,20 +95,19 @@ class GroupSubmit:
         """A sender cancelled (shutdown) or broken leaves no request waiting forever: 503, the
         vendor retries."""
         if sender.cancelled() or sender.exception() is not None:
-            _settle(self._sending + self._pending, error=QueueUnavailable("the ingress is stopping"))
+            _settle(self._sending + self._pending, QueueUnavailable("the ingress is stopping"))
             self._sending, self._pending = [], []
 
 
-def _settle(group: list[tuple[TicketEvent, asyncio.Future[str]]], statuses: list[str] | None = None,
-            error: Exception | None = None) -> None:
-    """Answer each request of a group still waiting (one whose client went away is not)."""
+def _settle(group: list[tuple[TicketEvent, asyncio.Future[str]]], result: list[str] | Exception) -> None:
+    """Answer each request of a group still waiting (one whose client went away is not): its
+    status, or the error."""
     for i, (_, done) in enumerate(group):
-        if done.done():
-            continue
-        if statuses is not None:
-            done.set_result(statuses[i])
-        else:
-            done.set_exception(error or QueueUnavailable("not queued"))
+        if not done.done():
+            if isinstance(result, Exception):
+                done.set_exception(result)
+            else:
+                done.set_result(result[i])
 
 
 async def submit(group: GroupSubmit, event: TicketEvent, vendor: str) -> JSONResponse:

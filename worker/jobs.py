@@ -68,9 +68,9 @@ def triage_job(*event_jsons: str) -> list[dict]:
                 with contextlib.suppress(RedisError):  # an optimisation: never a reason to fail the job
                     rt.model_thread.score_ahead(rt.enqueuer.peek(rt.model_thread.ahead))
             if event.source in stopped:  # left for the retry, free for a duplicate delivery's job meanwhile
-                failed.append(_Failure(event.key, "not attempted", stopped[event.source].retryable))
+                failed.append(_Failure(event.key, "not attempted", stopped[event.source].retryable, tried=False))
                 if attempt not in ("done", "busy"):
-                    rt.store.release(event.key, owner)
+                    rt.service.release(event, owner)
                 continue
             try:
                 outcome = rt.service.complete(event, attempt, owner, lambda e: scores[e.key]())
@@ -95,12 +95,13 @@ class _Failure:
     key: str  # the event key, or "event N" for one that could not be read
     error: str
     retryable: bool
+    tried: bool = True  # False: left for the retry after a 429 or 401 on another ticket
 
 
 def _fail(failed: list[_Failure], total: int) -> None:
     if not any(f.retryable for f in failed):  # bad credentials, tickets gone: retrying cannot help
         _no_retry()
-    tried = [f for f in failed if f.error != "not attempted"]
+    tried = [f for f in failed if f.tried]
     for f in tried:
         log.error("write-back of %s failed%s: %s", f.key, "" if f.retryable else " and will not be retried", f.error)
     shown = "; ".join(f"{f.key} ({f.error})" for f in tried[:5])

@@ -93,8 +93,12 @@ class TriageService:
         try:
             return self._complete(event, attempt, score)
         except BaseException:
-            self.store.release(event.key, owner)
+            self.release(event, owner)
             raise
+
+    def release(self, event: TicketEvent, owner: str) -> None:
+        """Give back a revision `owner` took and did not finish, for a retry or a duplicate's job."""
+        self.store.release(event.key, owner)
 
     def _complete(self, event: TicketEvent, attempt: str, score: Callable[[TicketEvent], Scores]) -> Outcome:
         writer = self.writers.get(event.source)

@@ -39,10 +39,10 @@ def delivery_key(identifier: str) -> str:
     return f"{PREFIX}:jira:delivery:{identifier}"
 
 
-def jira_router(secret: str, bot_account_id: Callable[[], str], enqueuer: GroupSubmit, max_body_bytes: int,
+def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubmit, max_body_bytes: int,
                 priorities: PriorityMap = DEFAULT_PRIORITIES) -> APIRouter:
     router = APIRouter()
-    redis = enqueuer.enqueuer.queue.connection
+    redis = group.enqueuer.queue.connection
 
     @router.post("/webhooks/jira", status_code=202, tags=["webhooks"],
                  summary="Jira Cloud webhook (signed) or the JSM Automation web request body (bearer token)")
@@ -78,7 +78,7 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], enqueuer: GroupS
         if outcome.event is None:
             reply = answer(200, status="skipped", reason=outcome.skipped)
         else:
-            reply = await submit(enqueuer, outcome.event, "jira")
+            reply = await submit(group, outcome.event, "jira")
         if identifier and reply.status_code < 300:
             with suppress(RedisError):  # if lost, the event key still stops a retry from writing twice
                 redis.set(delivery_key(identifier), "1", ex=DELIVERY_TTL_S)

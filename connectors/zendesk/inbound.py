@@ -21,7 +21,7 @@ from worker.events import EventError
 log = logging.getLogger("triage.ingress")
 
 
-def zendesk_router(secret: str, bot_user_id: Callable[[], str], enqueuer: GroupSubmit,
+def zendesk_router(secret: str, bot_user_id: Callable[[], str], group: GroupSubmit,
                    max_body_bytes: int, window_s: int = 300) -> APIRouter:
     router = APIRouter()
 
@@ -46,6 +46,6 @@ def zendesk_router(secret: str, bot_user_id: Callable[[], str], enqueuer: GroupS
             return answer(422, error=str(e))
         if outcome.event is None:
             return answer(200, status="skipped", reason=outcome.skipped)
-        return await submit(enqueuer, outcome.event, "zendesk")
+        return await submit(group, outcome.event, "zendesk")
 
     return router
