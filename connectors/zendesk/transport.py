@@ -15,7 +15,7 @@ from typing import Any
 import requests
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
-from connectors.http import DEFAULT_RETRY_AFTER_S, retry_after_s
+from connectors.http import DEFAULT_RETRY_AFTER_S, pin_environment, retry_after_s
 from worker.errors import (
     RateLimited,
     VendorAuthError,
@@ -99,7 +99,8 @@ def install_rate_limit_hook(session: requests.Session) -> None:
 
 
 class ZendeskHttp:
-    """Authenticated JSON GETs against /api/v2 (used where zenpy hides pages or sideloads)."""
+    """Authenticated JSON calls to /api/v2 where zenpy costs more than it gives: GETs whose pages or
+    sideloads it hides, and the write-back's PUT (see connectors.zendesk.writeback)."""
 
     def __init__(self, session: requests.Session, base_url: str | Callable[[], str],
                  timeout: float = 30.0):
@@ -117,12 +118,14 @@ class ZendeskHttp:
             scheme = os.environ.get("ZENPY_FORCE_SCHEME", api.protocol)
             return f"{scheme}://{api.base_url}"
 
+        pin_environment(api.session, base_url())
         return cls(api.session, base_url, timeout=api.timeout)
 
     @classmethod
     def with_token(cls, subdomain: str, email: str, token: str, timeout: float = 30.0) -> ZendeskHttp:
         session = requests.Session()
         session.auth = (f"{email}/token", token)
+        pin_environment(session, f"https://{subdomain}.zendesk.com")
         return cls(session, f"https://{subdomain}.zendesk.com", timeout)
 
     @property
@@ -144,3 +147,11 @@ class ZendeskHttp:
         if not isinstance(data, dict):
             raise VendorUnavailable(f"Zendesk sent an unexpected answer on {op}")
         return data
+
+    def put(self, path: str, body: Mapping[str, Any], *, op: str) -> None:
+        """PUT a JSON body to /api/v2/{path}; the answer is checked, not read. Failures raise
+        VendorErrors."""
+        with vendor_errors(op):
+            response = self.session.put(f"{self.base_url}/api/v2/{path}", json=body, timeout=self.timeout)
+        if not response.ok:
+            raise error_from_response(response, op)

@@ -1,7 +1,10 @@
-"""Write triage decisions back to Zendesk through zenpy.
+"""Write triage decisions back to Zendesk: reads and lookups through zenpy, the update as JSON.
 
 apply() sends ONE update (PUT /api/v2/tickets/{id}.json) carrying the tags, priority, group,
-assignee and the internal note. Zendesk's Update Ticket replaces the tag list (`additional_tags` only
+assignee and the internal note. It goes through zenpy's session (its credentials, host and
+timeout) as plain JSON: zenpy's own update would turn Zendesk's answer, the whole ticket and the
+audit, into objects we never read, which doubled the CPU a write-back costs
+(bench/job_overhead_bench.py). Zendesk's Update Ticket replaces the tag list (`additional_tags` only
 works on update_many), so the update sends the merged list with `safe_update` + `updated_stamp`.
 The first attempt starts from the ticket as an event webhook or the poller delivered it (its tags,
 priority, group, assignee and updated_at to the second; normalize marks such events `snapshot`; not
@@ -17,10 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
-
-from zenpy.lib.api_objects import Comment, Ticket
 
 from connectors.zendesk.normalize import ASSIGNEE_TAG, PRIORITY_TAG, by_id, from_api
 from connectors.zendesk.transport import ZendeskHttp, vendor_errors
@@ -75,9 +75,9 @@ class ZendeskWriter:
             changes = self._changes(current, event, decision)
             if not changes:
                 return
-            update = Ticket(id=ticket_id, safe_update=True, updated_stamp=current.updated_at, **changes)
+            update = {"safe_update": True, "updated_stamp": current.updated_at, **changes}
             try:
-                self._call(f"PUT ticket {ticket_id}", partial(self.client.tickets.update, update))
+                self.http.put(f"tickets/{ticket_id}.json", {"ticket": update}, op=f"PUT ticket {ticket_id}")
                 return
             except VendorUnavailable as e:
                 if e.status != 409:  # 409: someone updated the ticket since we read it
@@ -169,7 +169,7 @@ class ZendeskWriter:
                 changes["assignee_email"] = actions.assignee  # Zendesk resolves the agent
         if actions.note or problems:
             body = note_body(decision.scores, decision.matched_rules, "\n".join([actions.note_text, *problems]).strip())
-            changes["comment"] = Comment(body=f"{body}\n{marker(event)}", public=False)
+            changes["comment"] = {"body": f"{body}\n{marker(event)}", "public": False}
         if wanted != tags:
             changes["tags"] = wanted
         return changes
