@@ -17,6 +17,7 @@ from connectors.zendesk.writeback import ZendeskWriter
 from worker.decision import Actions, HeadScore, Scores, TriageDecision
 from worker.errors import RateLimited, VendorAuthError, VendorRejected, VendorUnavailable
 from worker.events import TicketEvent
+from worker.local_redis import free_port
 from worker.ports import marker
 
 TEXT = "Our checkout is down and we are losing orders every minute"
@@ -229,6 +230,26 @@ def test_unreachable_zendesk(monkeypatch: pytest.MonkeyPatch) -> None:
     event = TicketEvent(source="zendesk", ticket_id="1", revision="1")
     with pytest.raises(VendorUnavailable, match="cannot reach Zendesk"):
         ZendeskWriter(client()).apply(event, decision(event, add_tags=("x",)))
+
+
+def test_proxy_variables_are_honoured_and_read_once(zd: ZendeskSandbox, ticket: dict[str, Any],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY / NO_PROXY count as requests would count them, read once when the writer is built."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = ZendeskWriter(client())
+    monkeypatch.delenv("NO_PROXY")
+    proxied = ZendeskWriter(client())
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # too late for `proxied`: its session read the variables
+    event = direct.fetch_event(ticket["id"])
+    with pytest.raises(VendorUnavailable, match="cannot reach Zendesk on PUT"):
+        proxied.apply(event, decision(event, add_tags=("triage_negative",)))
+    monkeypatch.delenv("NO_PROXY")  # too late for `direct`
+    direct.apply(event, decision(event, add_tags=("triage_negative",)))
+    assert "triage_negative" in zd.tickets[ticket["id"]]["tags"]
 
 
 def test_our_own_update_does_not_retrigger(zd: ZendeskSandbox, writer: ZendeskWriter, ticket: dict[str, Any]) -> None:
