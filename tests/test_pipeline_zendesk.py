@@ -31,6 +31,7 @@ from connectors.zendesk.sandbox import ZendeskSandbox
 from connectors.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from worker.dlq import list_failed, requeue
 from worker.local_redis import LocalRedis
+from worker.queueing import Enqueuer
 from worker.settings import Secret
 
 
@@ -276,6 +277,44 @@ def test_worker_killed_mid_job_writes_back_exactly_once(stack, zd, redis_server,
     finally:
         TriageWorker.heartbeat_grace_s = 60
     assert len(notes(zd, tid)) == 1 and zd.tickets[tid]["priority"] == "urgent"
+    assert list_failed(rt.enqueuer.queue) == []
+
+
+def test_worker_killed_before_recording_its_job_writes_nothing_twice(stack, zd, redis_server, rules_file):
+    """A job records its tickets at its end: a worker that dies after writing two of three leaves
+    them leased to the job; its next run finds their notes and writes only the third."""
+    rt, _ = stack
+    ids = [angry(zd) for _ in range(3)]
+    applied = []
+
+    def hang(ticket, audit):
+        applied.append(ticket["id"])
+        if ticket["id"] == ids[2]:
+            time.sleep(30)
+
+    zd.on_update = hang
+    events = [rt.writers["zendesk"].fetch_event(t) for t in ids]
+    Enqueuer(rt.enqueuer.queue, (1, 1, 1), job_timeout_s=2).submit_many(events)  # as the worker's settings say
+    proc = subprocess.Popen(worker_process_cmd(), env=worker_env(rt.settings, zd))
+    deadline = time.monotonic() + 30
+    while len(applied) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert applied == ids, "the worker never reached the third write-back"
+    proc.kill()
+    proc.wait()
+    zd.on_update = None
+    assert not any(rt.redis.exists(f"triage:done:{e.key}") for e in events)  # written, not recorded
+    time.sleep(7.5)  # the dead worker's job heartbeat (timeout 3 x 2 s + grace 1 s) runs out
+    from worker.jobs import TriageWorker
+
+    TriageWorker.heartbeat_grace_s = 1
+    try:
+        drain(rt)
+    finally:
+        TriageWorker.heartbeat_grace_s = 60
+    # the third PUT is still hanging in the sandbox (it is recorded when answered): none was sent again
+    assert [len(notes(zd, t)) for t in ids] == [1, 1, 1] and [puts(zd, t) for t in ids[:2]] == [1, 1]
+    assert sum(1 for r in zd.requests if r.method == "PUT") == 2
     assert list_failed(rt.enqueuer.queue) == []
 
 

@@ -28,7 +28,7 @@ def job_args(q: Enqueuer) -> list[tuple]:
 
 def test_submit_many_queues_one_job_per_group_and_each_revision_once(redis: Redis) -> None:
     q = enqueuer(redis)
-    Store(redis).finish(event(9).key)  # triaged earlier
+    Store(redis).finish([event(9).key])  # triaged earlier
     statuses = q.submit_many([event(1), event(2), event(1), event(9), event(1, "c2")])
     assert statuses == ["queued", "queued", "duplicate", "done", "queued"]
     [args] = job_args(q)

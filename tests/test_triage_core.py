@@ -122,7 +122,10 @@ def test_crashed_attempt_is_not_written_twice(redis):
     store.begin([e2.key], "job-3")
     writer.applied = False
     (again,) = service.begin([e2], "job-3")
-    assert service.complete(e2, again, "job-3", lambda e: scores()).status == "written"
+    outcome = service.complete(e2, again, "job-3", lambda e: scores())
+    assert outcome.status == "written" and outcome.settled
+    assert store.begin([e2.key], "job-4") == ["busy"]  # leased to job-3 until it records its tickets
+    service.finish([outcome])
     assert store.begin([e2.key], "job-4") == ["done"]
 
 
@@ -151,8 +154,8 @@ def test_two_jobs_at_once_write_a_revision_once(redis):
     writer = SlowWriter()
     service = TriageService(lambda: RULES, {"zendesk": writer}, Store(redis), clock=lambda: NOW)
     e = event()
-    first = threading.Thread(target=lambda: service.complete(e, service.begin([e], "job-1")[0], "job-1",
-                                                             lambda e: scores()))
+    first = threading.Thread(target=lambda: service.finish([service.complete(e, service.begin([e], "job-1")[0],
+                                                                              "job-1", lambda e: scores())]))
     first.start()
     assert entered.wait(5)  # job-1 is writing the ticket back
     (attempt,) = service.begin([e], "job-2")  # a second job with the same revision, on another worker

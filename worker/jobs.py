@@ -3,7 +3,9 @@
 One job carries the ticket events that arrived together (JSON; see worker.queueing). The job
 takes its revisions in one round trip (Store.begin), hands their texts to the model thread, then
 writes each ticket back as its scores come: while the job thread talks to the helpdesk, the model
-scores the next tickets. At the default TRIAGE_BATCH_SIZE=1 each model call scores one ticket
+scores the next tickets. At the end it records the tickets it settled in one round trip
+(TriageService.finish); a worker that dies before leaves them leased to the job, whose next run
+finds the bot's notes instead of writing again. At the default TRIAGE_BATCH_SIZE=1 each model call scores one ticket
 (dynamic int8 lets batch-mates shift scores, and batch 1 is the fastest layout on a small
 machine); above 1 one call scores several of the job's tickets (micro-batching).
 
@@ -36,6 +38,7 @@ from worker.decision import Scores
 from worker.errors import ConfigError, JobIncomplete, RateLimited, VendorAuthError, VendorError
 from worker.events import EventError, TicketEvent
 from worker.ports import Scorer
+from worker.triage import Outcome
 
 log = logging.getLogger("triage.worker")
 
@@ -60,7 +63,7 @@ def triage_job(*event_jsons: str) -> list[dict]:
     attempts = rt.service.begin(events, owner)
     todo = [e for e, a in zip(events, attempts, strict=True) if a not in ("done", "busy")]
     scores = dict(zip((e.key for e in todo), rt.model_thread.score_later(todo), strict=True))
-    outcomes = []
+    outcomes: list[Outcome] = []
     stopped: dict[str, VendorError] = {}  # source -> the 429 or 401 that stopped its other tickets
     try:
         for n, (event, attempt) in enumerate(zip(events, attempts, strict=True)):
@@ -81,13 +84,16 @@ def triage_job(*event_jsons: str) -> list[dict]:
                 if isinstance(e, RateLimited) or (isinstance(e, VendorAuthError) and e.status != 403):
                     stopped[event.source] = e  # a 403 may concern one ticket only; a 401 concerns them all
                 continue
-            outcomes.append(outcome.to_dict())
+            outcomes.append(outcome)
     except BaseException:
         rt.model_thread.cancel_queued()  # the retry scores its tickets again
+        with contextlib.suppress(RedisError):  # else the retry finds their notes ('again')
+            rt.service.finish(outcomes)
         raise
+    rt.service.finish(outcomes)  # the job's tickets recorded in one round trip
     if failed:
         _fail(failed, len(event_jsons))
-    return outcomes
+    return [o.to_dict() for o in outcomes]
 
 
 @dataclass(frozen=True)

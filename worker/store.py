@@ -33,11 +33,15 @@ class Store:
         return [s.decode() if isinstance(s, bytes) else s
                 for s in self._begin(keys=names, args=[owner, self.ttl, self.lease_ttl])]
 
-    def finish(self, key: str) -> None:
-        """Record a revision as triaged and drop its lease (done first: no gap for a duplicate)."""
+    def finish(self, keys: Sequence[str]) -> None:
+        """Record revisions as triaged and drop their leases, in one round trip (each done before
+        its lease goes: no gap for a duplicate)."""
+        if not keys:
+            return
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(f"{PREFIX}:done:{key}", "1", ex=self.ttl)
-        pipe.delete(f"{PREFIX}:lease:{key}")
+        for key in keys:
+            pipe.set(f"{PREFIX}:done:{key}", "1", ex=self.ttl)
+            pipe.delete(f"{PREFIX}:lease:{key}")
         pipe.execute()
 
     def release(self, key: str, owner: str) -> None:

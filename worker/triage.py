@@ -24,6 +24,11 @@ class Outcome:
     key: str = ""  # the event key (source:ticket:revision)
     decision: TriageDecision | None = None
 
+    @property
+    def settled(self) -> bool:
+        """This attempt finished the revision: TriageService.finish records it."""
+        return self.status in ("written", "nothing_to_write", "recovered")
+
     def to_dict(self) -> dict:
         return {"status": self.status, "key": self.key,
                 "decision": self.decision.to_dict() if self.decision else None}
@@ -80,14 +85,23 @@ class TriageService:
         return self.store.begin([e.key for e in events], owner)
 
     def process(self, event: TicketEvent, score: Callable[[TicketEvent], Scores]) -> Outcome:
-        """Triage one ticket revision on its own (begin + complete)."""
+        """Triage one ticket revision on its own (begin + complete + finish)."""
         owner = uuid.uuid4().hex
-        return self.complete(event, self.begin([event], owner)[0], owner, score)
+        outcome = self.complete(event, self.begin([event], owner)[0], owner, score)
+        try:
+            self.finish([outcome])
+        except BaseException:  # no job will run again under `owner`: free the revision for a later attempt
+            self.release(event, owner)
+            raise
+        return outcome
 
     def complete(self, event: TicketEvent, attempt: str, owner: str,
                  score: Callable[[TicketEvent], Scores]) -> Outcome:
         """Triage a revision `begin` gave `attempt`; `score` is called only when it still needs it.
-        If this raises, the lease goes back, so that a retry or a duplicate delivery can take it."""
+        The caller records a settled outcome with `finish` (a job records all of its tickets in
+        one round trip); until then the revision stays leased to `owner`, and if the worker dies
+        first, the next attempt finds the bot's note (`again`). If this raises, the lease goes
+        back, so that a retry or a duplicate delivery can take it."""
         if attempt in ("done", "busy"):  # busy: another job is writing it back now
             return Outcome("duplicate" if attempt == "done" else "busy", key=event.key)
         try:
@@ -95,6 +109,10 @@ class TriageService:
         except BaseException:
             self.release(event, owner)
             raise
+
+    def finish(self, outcomes: Sequence[Outcome]) -> None:
+        """Record the settled revisions as triaged and drop their leases, in one round trip."""
+        self.store.finish([o.key for o in outcomes if o.settled])
 
     def release(self, event: TicketEvent, owner: str) -> None:
         """Give back a revision `owner` took and did not finish, for a retry or a duplicate's job."""
@@ -114,17 +132,14 @@ class TriageService:
         a = decision.actions
         if not _writes_something(a):
             self._notify(event, decision)
-            self.store.finish(key)
             return Outcome("nothing_to_write", key, decision)
         # An earlier attempt may have died between writing and recording: the note's marker tells.
         if attempt == "again" and a.note and writer.already_applied(event):
             self._notify(event, decision)
-            self.store.finish(key)
             log.info("ticket %s revision %s was already written back", event.ticket_id, event.revision)
             return Outcome("recovered", key, decision)
         writer.apply(event, decision)
         self._notify(event, decision)
-        self.store.finish(key)
         log.info("triaged %s ticket %s: sentiment=%s urgency=%s rules=%s", event.source, event.ticket_id,
                  scores.sentiment.label, scores.urgency.label, ",".join(decision.matched_rules) or "-")
         return Outcome("written", key, decision)
