@@ -5,9 +5,9 @@ takes its revisions in one round trip (Store.begin), hands their texts to the mo
 writes each ticket back as its scores come: while the job thread talks to the helpdesk, the model
 scores the next tickets. At the end it records the tickets it settled in one round trip
 (TriageService.finish); a worker that dies before leaves them leased to the job, whose next run
-finds the bot's notes instead of writing again. At the default TRIAGE_BATCH_SIZE=1 each model call scores one ticket
-(dynamic int8 lets batch-mates shift scores, and batch 1 is the fastest layout on a small
-machine); above 1 one call scores several of the job's tickets (micro-batching).
+finds the bot's notes instead of writing again. At the default TRIAGE_BATCH_SIZE=1 each model
+call scores one ticket (dynamic int8 lets batch-mates shift scores, and batch 1 is the fastest
+layout on a small machine); above 1 one call scores several of the job's tickets (micro-batching).
 
 A ticket whose write-back fails does not hold back the others. The job then fails naming the
 tickets left; RQ retries it (honouring Retry-After), and the retry takes only those, since the
