@@ -33,6 +33,7 @@ from worker.dlq import list_failed, requeue
 from worker.local_redis import LocalRedis
 from worker.queueing import Enqueuer
 from worker.settings import Secret
+from worker.store import PREFIX
 
 
 @pytest.fixture
@@ -247,71 +248,62 @@ def test_bad_credentials_stop_with_a_clear_error(stack, zd):
     assert sum(1 for r in zd.requests if f"/tickets/{tid}.json" in r.path) == 1  # the PUT, not retried
 
 
-def test_worker_killed_mid_job_writes_back_exactly_once(stack, zd, redis_server, rules_file):
-    rt, http = stack
-    tid = angry(zd)
-    applied = []
+def kill_worker_at_write_back(rt, zd: ZendeskSandbox, hang_on: int) -> list[int]:
+    """Start a worker process; the sandbox applies each update it gets, and holds its answer to the
+    one for ticket `hang_on`, where the worker is killed. Returns the tickets whose updates applied."""
+    applied: list[int] = []
 
-    def hang(ticket, audit):  # the update is applied, then the worker dies before it hears back
+    def hang(ticket, audit):
         applied.append(ticket["id"])
-        time.sleep(30)
+        if ticket["id"] == hang_on:
+            time.sleep(30)
 
     zd.on_update = hang
-    deliver(http, zd, tid)
-    s = rt.settings
-    proc = subprocess.Popen(worker_process_cmd(), env=worker_env(s, zd))
+    proc = subprocess.Popen(worker_process_cmd(), env=worker_env(rt.settings, zd))
     deadline = time.monotonic() + 30
-    while not applied and time.monotonic() < deadline:
+    while hang_on not in applied and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert applied == [tid], "the worker never reached the write-back"
     proc.kill()
     proc.wait()
     zd.on_update = None
-    assert len(notes(zd, tid)) == 1
-    time.sleep(3.5)  # the dead worker's job heartbeat (timeout 2 s + grace 1 s) runs out
+    assert hang_on in applied, "the worker never reached that write-back"
+    return applied
+
+
+def drain_after_dead_worker(rt, heartbeat_s: float) -> None:
+    """Wait out the dead worker's job heartbeat (its job timeout + 1 s grace), then drain: RQ gives
+    the abandoned job to the new worker."""
     from worker.jobs import TriageWorker
 
+    time.sleep(heartbeat_s)
     TriageWorker.heartbeat_grace_s = 1
     try:
         drain(rt)
     finally:
         TriageWorker.heartbeat_grace_s = 60
+
+
+def test_worker_killed_mid_job_writes_back_exactly_once(stack, zd):
+    rt, http = stack
+    tid = angry(zd)
+    deliver(http, zd, tid)
+    assert kill_worker_at_write_back(rt, zd, hang_on=tid) == [tid]  # applied; the worker never heard back
+    assert len(notes(zd, tid)) == 1
+    drain_after_dead_worker(rt, 3.5)  # timeout 2 s + grace 1 s
     assert len(notes(zd, tid)) == 1 and zd.tickets[tid]["priority"] == "urgent"
     assert list_failed(rt.enqueuer.queue) == []
 
 
-def test_worker_killed_before_recording_its_job_writes_nothing_twice(stack, zd, redis_server, rules_file):
+def test_worker_killed_before_recording_its_job_writes_nothing_twice(stack, zd):
     """A job records its tickets at its end: a worker that dies after writing two of three leaves
     them leased to the job; its next run finds their notes and writes only the third."""
     rt, _ = stack
     ids = [angry(zd) for _ in range(3)]
-    applied = []
-
-    def hang(ticket, audit):
-        applied.append(ticket["id"])
-        if ticket["id"] == ids[2]:
-            time.sleep(30)
-
-    zd.on_update = hang
     events = [rt.writers["zendesk"].fetch_event(t) for t in ids]
     Enqueuer(rt.enqueuer.queue, (1, 1, 1), job_timeout_s=2).submit_many(events)  # as the worker's settings say
-    proc = subprocess.Popen(worker_process_cmd(), env=worker_env(rt.settings, zd))
-    deadline = time.monotonic() + 30
-    while len(applied) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert applied == ids, "the worker never reached the third write-back"
-    proc.kill()
-    proc.wait()
-    zd.on_update = None
-    assert not any(rt.redis.exists(f"triage:done:{e.key}") for e in events)  # written, not recorded
-    time.sleep(7.5)  # the dead worker's job heartbeat (timeout 3 x 2 s + grace 1 s) runs out
-    from worker.jobs import TriageWorker
-
-    TriageWorker.heartbeat_grace_s = 1
-    try:
-        drain(rt)
-    finally:
-        TriageWorker.heartbeat_grace_s = 60
+    assert kill_worker_at_write_back(rt, zd, hang_on=ids[2]) == ids
+    assert not any(rt.redis.exists(f"{PREFIX}:done:{e.key}") for e in events)  # written, not recorded
+    drain_after_dead_worker(rt, 7.5)  # timeout 3 x 2 s + grace 1 s
     # the third PUT is still hanging in the sandbox (it is recorded when answered): none was sent again
     assert [len(notes(zd, t)) for t in ids] == [1, 1, 1] and [puts(zd, t) for t in ids[:2]] == [1, 1]
     assert sum(1 for r in zd.requests if r.method == "PUT") == 2
