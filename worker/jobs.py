@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from redis.client import Pipeline
 from redis.exceptions import RedisError
@@ -191,9 +192,27 @@ def _nth(call: Future[list[Scores]], i: int) -> Callable[[], Scores]:
     return lambda: call.result()[i]
 
 
+class _WithholdJobArguments(logging.Filter):
+    """RQ attaches a failed job's arguments to its error record (`extra`): for a triage job, the
+    ticket events and their text, which a structured (JSON) log handler would print. The record
+    keeps the job id, queue and function; the arguments stay in Redis, where `triage dlq` reads them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name in ("arguments", "kwargs"):
+            if name in record.__dict__:
+                setattr(record, name, "(withheld: ticket data)")
+        return True
+
+
 class TriageWorker(SimpleWorker):
     """A non-forking RQ worker: the model stays loaded; a fork per ticket would cost more than
     scoring it. `heartbeat_grace_s` bounds how long a dead worker's job waits to be retried."""
+
+    _withhold = _WithholdJobArguments()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log.addFilter(self._withhold)  # once per logger: addFilter skips a filter it holds
 
     heartbeat_grace_s = 60
     # RQ beats several times per job, each a Redis round trip of its own unless it rides in a
