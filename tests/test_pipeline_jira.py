@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pipeline_support import FixedScorer, drain, runtime, serve
+from pipeline_support import FixedScorer, drain, free_port, runtime, serve
 
 from connectors.jira.poller import JiraPoller
 from connectors.jira.sandbox import TEAM_FIELD, JiraSandbox
@@ -346,3 +346,54 @@ def test_a_crash_between_write_and_bookkeeping_is_recovered_not_repeated(redis: 
     store.finish = finish  # type: ignore[method-assign]
     assert service.process(event, lambda e: scores).status == "recovered"
     assert len(notes(jira, key)) == 1 and edits(jira, key) == 1
+
+
+def test_a_stalled_redis_or_jira_does_not_stall_the_ingress(jira: JiraSandbox) -> None:
+    """The route's own Redis calls (the delivery check) and the bot-account lookup run off the event
+    loop: while one Jira delivery waits on a Redis that does not answer, other requests are served."""
+    import socket
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    from rq import Queue
+
+    from connectors.jira.inbound import jira_router
+    from worker.queueing import Enqueuer
+
+    silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    stalled = Redis(port=silent.getsockname()[1], socket_connect_timeout=1, socket_timeout=2,
+                    retry=Retry(NoBackoff(), 0))
+    app = FastAPI()
+    app.include_router(jira_router(SECRET, lambda: jira.bot_account_id,
+                                   GroupSubmit(Enqueuer(Queue("q", connection=stalled), (), 10)), 1_000_000))
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"status": "ok"}
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    body, headers = jira.signed_webhook(angry(jira), SECRET, identifier="d-stalled")
+    answers: dict[str, int] = {}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        webhook = threading.Thread(target=lambda: answers.update(webhook=http.post(
+            "/webhooks/jira", content=body, headers=headers).status_code))
+        webhook.start()
+        time.sleep(0.3)  # the delivery is waiting on Redis (2 s)
+        asked = time.monotonic()
+        assert http.get("/ping").status_code == 200
+        waited = time.monotonic() - asked  # a blocked event loop: 1.7 s or more
+        webhook.join()
+    assert waited < 1.0, f"the ingress stalled {waited:.1f}s behind a delivery waiting on Redis"
+    assert answers["webhook"] == 503  # Redis timed out: Jira retries
+    server.should_exit = True
+    silent.close()

@@ -10,10 +10,13 @@ change to triage, or the bot's own), 401 bad/missing signature or token, 400 bod
 Jira retries a failed delivery with the same X-Atlassian-Webhook-Identifier: a delivery answered
 once (queued or skipped) is remembered for a day and its retries get 202 "duplicate" without being
 parsed again. A delivery that failed (503) is not remembered, so its retry is processed.
+The route's Redis calls and a late bot-account lookup run off the event loop: a stalled Redis or
+Jira holds up its own delivery, not the ingress.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import suppress
@@ -58,7 +61,7 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubm
         identifier = (request.headers.get(IDENTIFIER_HEADER) or "").strip()[:200]
         if identifier:
             try:
-                if redis.exists(delivery_key(identifier)):
+                if await asyncio.to_thread(redis.exists, delivery_key(identifier)):
                     return answer(202, status="duplicate", delivery=identifier)
             except RedisError as e:
                 log.error("jira webhook delivery %s not checked: Redis unreachable (%s)", identifier, type(e).__name__)
@@ -67,7 +70,7 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubm
         if isinstance(payload, JSONResponse):
             return payload
         try:
-            bot = bot_account_id()  # resolved at `triage serve` start; here only if that failed
+            bot = await asyncio.to_thread(bot_account_id)  # known since `triage serve` started, unless Jira was down
         except VendorError as e:
             log.error("jira webhook not processed: the bot's account id is unknown (%s)", e)
             return answer(503, error="Jira unreachable to identify the bot account, retry later")
@@ -81,7 +84,7 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubm
             reply = await submit(group, outcome.event, "jira")
         if identifier and reply.status_code < 300:
             with suppress(RedisError):  # if lost, the event key still stops a retry from writing twice
-                redis.set(delivery_key(identifier), "1", ex=DELIVERY_TTL_S)
+                await asyncio.to_thread(redis.set, delivery_key(identifier), "1", ex=DELIVERY_TTL_S)
         return reply
 
     return router
