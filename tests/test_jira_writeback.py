@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pipeline_support import free_port
 
 from connectors.jira import normalize
 from connectors.jira.normalize import PriorityMap
@@ -65,6 +66,23 @@ def test_fetch_event_and_bot_account(jira: JiraSandbox, writer: JiraWriter, key:
     assert event.revision == normalize.canonical_time(jira.issue(key)["fields"]["created"])
     assert event.extra["request_type"] == "Get IT help" and event.extra["project_type"] == "service_desk"
     assert isinstance(writer, Refresher)
+
+
+def test_proxy_variables_are_honoured_and_read_once(jira: JiraSandbox, key: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY / NO_PROXY count as requests would count them, read once when the client connects."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    with pytest.raises(VendorUnavailable, match="cannot reach Jira"):
+        JiraWriter(api(jira)).fetch_event(key)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    writer = JiraWriter(api(jira))
+    event = writer.fetch_event(key)  # connects: the variables are read now
+    monkeypatch.delenv("NO_PROXY")  # too late for this client
+    writer.apply(event, decision(event, add_tags=("triage_negative",)))
+    assert "triage_negative" in jira.issue(key)["fields"]["labels"]
 
 
 def test_labels_are_added_never_replaced(jira: JiraSandbox, writer: JiraWriter, key: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import requests
 from jira import JIRA, JIRAError
 
-from connectors.http import retry_after_s
+from connectors.http import pin_environment, retry_after_s
 from worker.errors import RateLimited, VendorAuthError, VendorError, VendorRejected, VendorUnavailable
 
 CREDENTIALS = "JIRA_EMAIL / JIRA_API_TOKEN"
@@ -112,6 +112,7 @@ class JiraApi:
                 if not getattr(client, "_is_cloud", False):
                     raise VendorRejected("the Jira site is not Jira Cloud (serverInfo deploymentType); "
                                          "only Jira Cloud is supported")
+                pin_environment(client._session, client.server_url)
                 self._client = client
             return self._client
 
