@@ -208,12 +208,6 @@ class TriageWorker(SimpleWorker):
     """A non-forking RQ worker: the model stays loaded; a fork per ticket would cost more than
     scoring it. `heartbeat_grace_s` bounds how long a dead worker's job waits to be retried."""
 
-    _withhold = _WithholdJobArguments()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.log.addFilter(self._withhold)  # once per logger: addFilter skips a filter it holds
-
     heartbeat_grace_s = 60
     # RQ beats several times per job, each a Redis round trip of its own unless it rides in a
     # pipeline. A standalone beat is skipped when the last beat (of any kind) was less than this
@@ -221,6 +215,11 @@ class TriageWorker(SimpleWorker):
     # round trip. Pipelined beats are always sent: they cost no round trip of their own.
     heartbeat_every_s = 1.0
     _beat_at, _beat_ttl = -math.inf, 0
+    _withhold = _WithholdJobArguments()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log.addFilter(self._withhold)  # once per logger: addFilter skips a filter it holds
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         ttl, at = timeout or self.worker_ttl + 60, time.monotonic()
