@@ -116,6 +116,20 @@ def test_concurrent_update_is_retried_not_overwritten(zd: ZendeskSandbox, writer
     assert caught.value.retryable
 
 
+def test_an_update_sent_again_writes_nothing_twice(zd: ZendeskSandbox, writer: ZendeskWriter,
+                                                   ticket: dict[str, Any]) -> None:
+    """A worker that died between the write-back and recording it sends the same update again (a rule
+    without a note leaves no marker to find): its stamp is stale, Zendesk answers 409, and the ticket
+    read again already has every change. One extra PUT and GET, nothing written twice."""
+    event = writer.fetch_event(ticket["id"])
+    d = decision(event, add_tags=("triage_negative",), priority="urgent")
+    writer.apply(event, d)
+    audits = len(zd.audits)
+    writer.apply(event, d)
+    assert [r.status for r in puts(zd)] == [200, 409]
+    assert len(zd.audits) == audits and zd.tickets[ticket["id"]]["priority"] == "urgent"
+
+
 def test_priority_group_and_note(zd: ZendeskSandbox, writer: ZendeskWriter, ticket: dict[str, Any]) -> None:
     event = writer.fetch_event(ticket["id"])
     assert not writer.already_applied(event)
