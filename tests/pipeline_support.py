@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from rq.serializers import JSONSerializer
@@ -84,9 +85,13 @@ def runtime(s: Settings) -> bootstrap.Runtime:
 
 
 def serve(rt: bootstrap.Runtime) -> tuple[uvicorn.Server, str]:
+    return serve_app(bootstrap.http_app(rt))
+
+
+def serve_app(app: Any) -> tuple[uvicorn.Server, str]:
+    """Serve an ASGI app on a free local port from a daemon thread; stop it with should_exit."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(bootstrap.http_app(rt), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     for _ in range(200):
         if server.started:
@@ -133,3 +138,11 @@ def worker_env(s: Settings, zd: ZendeskSandbox) -> dict[str, str]:
             "TRIAGE_QUEUE": s.queue_name, "TRIAGE_JOB_TIMEOUT": "2", "TRIAGE_RETRY_INTERVALS": "1,1,1",
             "ZENDESK_SUBDOMAIN": "sandbox", "ZENDESK_EMAIL": EMAIL, "ZENDESK_API_TOKEN": TOKEN,
             "ZENDESK_WEBHOOK_SECRET": SECRET, "ZENDESK_BOT_USER_ID": str(zd.bot_user_id)}
+
+
+def dead_proxy(monkeypatch: Any) -> None:
+    """Only HTTP_PROXY set, to a port where nothing listens: a request that takes it fails."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")

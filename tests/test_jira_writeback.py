@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pipeline_support import free_port
+from pipeline_support import dead_proxy
 
 from connectors.jira import normalize
 from connectors.jira.normalize import PriorityMap
@@ -71,10 +71,7 @@ def test_fetch_event_and_bot_account(jira: JiraSandbox, writer: JiraWriter, key:
 def test_proxy_variables_are_honoured_and_read_once(jira: JiraSandbox, key: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """HTTP_PROXY / NO_PROXY count as requests would count them, read once when the client connects."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                 "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    dead_proxy(monkeypatch)
     with pytest.raises(VendorUnavailable, match="cannot reach Jira"):
         JiraWriter(api(jira)).fetch_event(key)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")

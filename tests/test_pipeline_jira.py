@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pipeline_support import FixedScorer, drain, free_port, runtime, serve
+from pipeline_support import FixedScorer, drain, runtime, serve, serve_app
 
 from connectors.jira.poller import JiraPoller
 from connectors.jira.sandbox import TEAM_FIELD, JiraSandbox
@@ -354,7 +354,6 @@ def test_a_stalled_redis_holds_up_its_own_delivery_not_the_ingress(jira: JiraSan
     import socket
     import threading
 
-    import uvicorn
     from fastapi import FastAPI
     from redis import Redis
     from redis.backoff import NoBackoff
@@ -377,15 +376,11 @@ def test_a_stalled_redis_holds_up_its_own_delivery_not_the_ingress(jira: JiraSan
     async def ping() -> dict[str, str]:
         return {"status": "ok"}
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+    server, url = serve_app(app)
     body, headers = jira.signed_webhook(angry(jira), SECRET, identifier="d-stalled")
     answers: dict[str, int] = {}
     try:
-        while not server.started:
-            time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        with httpx.Client(base_url=url, timeout=60) as http:
             webhook = threading.Thread(target=lambda: answers.update(webhook=http.post(
                 "/webhooks/jira", content=body, headers=headers).status_code))
             webhook.start()

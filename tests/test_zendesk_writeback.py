@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pipeline_support import dead_proxy
 from zenpy import Zenpy
 
 from connectors.zendesk import normalize
@@ -17,7 +18,6 @@ from connectors.zendesk.writeback import ZendeskWriter
 from worker.decision import Actions, HeadScore, Scores, TriageDecision
 from worker.errors import RateLimited, VendorAuthError, VendorRejected, VendorUnavailable
 from worker.events import TicketEvent
-from worker.local_redis import free_port
 from worker.ports import marker
 
 TEXT = "Our checkout is down and we are losing orders every minute"
@@ -249,10 +249,7 @@ def test_unreachable_zendesk(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_proxy_variables_are_honoured_and_read_once(zd: ZendeskSandbox, ticket: dict[str, Any],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """HTTP_PROXY / NO_PROXY count as requests would count them, read once when the writer is built."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                 "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    dead_proxy(monkeypatch)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     direct = ZendeskWriter(client())
     monkeypatch.delenv("NO_PROXY")
