@@ -10,8 +10,10 @@ change to triage, or the bot's own), 401 bad/missing signature or token, 400 bod
 Jira retries a failed delivery with the same X-Atlassian-Webhook-Identifier: a delivery answered
 once (queued or skipped) is remembered for a day and its retries get 202 "duplicate" without being
 parsed again. A delivery that failed (503) is not remembered, so its retry is processed.
-The route's Redis calls and a late bot-account lookup run off the event loop: a stalled Redis or
-Jira holds up its own delivery, not the ingress.
+The bot's account id is known once `triage serve` has started; if Jira was down then, it is looked
+up off the event loop, so a Jira that does not answer holds up its own deliveries, not the ingress.
+The delivery check and its record stay on the loop: each is one quick round trip, and a thread hop
+for each cost the ingress a quarter of its rate (bench/pipeline_bench.py --helpdesk jira --skip-e2e).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubm
                 priorities: PriorityMap = DEFAULT_PRIORITIES) -> APIRouter:
     router = APIRouter()
     redis = group.enqueuer.queue.connection
+    known: list[str] = []  # the bot's account id, once looked up (it does not change)
 
     @router.post("/webhooks/jira", status_code=202, tags=["webhooks"],
                  summary="Jira Cloud webhook (signed) or the JSM Automation web request body (bearer token)")
@@ -61,7 +64,7 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubm
         identifier = (request.headers.get(IDENTIFIER_HEADER) or "").strip()[:200]
         if identifier:
             try:
-                if await asyncio.to_thread(redis.exists, delivery_key(identifier)):
+                if redis.exists(delivery_key(identifier)):
                     return answer(202, status="duplicate", delivery=identifier)
             except RedisError as e:
                 log.error("jira webhook delivery %s not checked: Redis unreachable (%s)", identifier, type(e).__name__)
@@ -70,12 +73,13 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubm
         if isinstance(payload, JSONResponse):
             return payload
         try:
-            bot = await asyncio.to_thread(bot_account_id)  # known since `triage serve` started, unless Jira was down
+            if not known:  # one thread hop, for the first delivery only
+                known.append(await asyncio.to_thread(bot_account_id))
         except VendorError as e:
             log.error("jira webhook not processed: the bot's account id is unknown (%s)", e)
             return answer(503, error="Jira unreachable to identify the bot account, retry later")
         try:
-            outcome = normalize.parse(payload, bot, priorities)
+            outcome = normalize.parse(payload, known[0], priorities)
         except EventError as e:
             return answer(422, error=str(e))
         if outcome.event is None:
@@ -84,7 +88,7 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubm
             reply = await submit(group, outcome.event, "jira")
         if identifier and reply.status_code < 300:
             with suppress(RedisError):  # if lost, the event key still stops a retry from writing twice
-                await asyncio.to_thread(redis.set, delivery_key(identifier), "1", ex=DELIVERY_TTL_S)
+                redis.set(delivery_key(identifier), "1", ex=DELIVERY_TTL_S)
         return reply
 
     return router
