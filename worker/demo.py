@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+import requests
 import uvicorn
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -60,12 +60,13 @@ def run_demo(tickets: int = 0) -> int:
         port = free_port()
         server = _serve(bootstrap.http_app(rt), port)
         before = zd.tickets
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+        hook = f"http://127.0.0.1:{port}/webhooks/zendesk"
+        with requests.Session() as http:
             for ticket_id in ids:
                 body, headers = zd.signed_trigger(ticket_id, SECRET)
-                http.post("/webhooks/zendesk", content=body, headers=headers).raise_for_status()
+                http.post(hook, data=body, headers=headers, timeout=10).raise_for_status()
             body, headers = zd.signed_trigger(ids[0], SECRET)  # Zendesk sometimes delivers twice
-            dup = http.post("/webhooks/zendesk", content=body, headers=headers).json()
+            dup = http.post(hook, data=body, headers=headers, timeout=10).json()
             print(f"{len(ids)} signed webhooks accepted; a duplicate delivery answered {dup['status']!r}")
 
             worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer)
@@ -79,7 +80,7 @@ def run_demo(tickets: int = 0) -> int:
 
             # Our own update makes Zendesk fire the trigger again: the ingress must drop it.
             body, headers = zd.signed_trigger(ids[0], SECRET, current_user_id=zd.bot_user_id)
-            echo = http.post("/webhooks/zendesk", content=body, headers=headers).json()
+            echo = http.post(hook, data=body, headers=headers, timeout=10).json()
             print(f"The webhook our own update fires: {echo['status']} ({echo.get('reason', '')}).")
         server.should_exit = True
         return 0
