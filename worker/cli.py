@@ -262,9 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     p.add_argument("--processes", type=_at_least_one, default=1, metavar="N",
                    help="ingress processes on the same port, each with its own socket so the kernel "
-                        "spreads connections across them (default 1). One process takes ~700 signed "
-                        "webhooks/s on a 2.6 GHz core; run one per core when deliveries come faster. "
-                        "Each loads the model for /v1/score (~140 MB resident a process)")
+                        "spreads connections across them (default 1). Run one per core when deliveries "
+                        "come faster than one process takes them (figures: docs/performance.md). Each "
+                        "process loads the model for /v1/score")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="score queued tickets and write back (run several)")
