@@ -157,7 +157,16 @@ class Runtime:
 
     @functools.cached_property
     def service(self) -> TriageService:
-        return TriageService(self.rules, self.writers, self.store, notifier=self.notifier)
+        return TriageService(self.rules, self.writers, self.store, notifier=self.notifier, decisions=self.decision_log)
+
+    @functools.cached_property
+    def decision_log(self):
+        """Every decision, in a capped Redis stream (worker/decision_log.py); the metrics observe it."""
+        from worker.decision_log import DecisionLog
+
+        o = self.settings.observability
+        return DecisionLog(self.redis, o.decision_log_max, o.decision_log_days, o.decision_log_text,
+                           links=self.ticket_links)
 
     # -- Slack ----------------------------------------------------------------------------------------
 

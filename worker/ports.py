@@ -55,3 +55,14 @@ class Notifier(Protocol):
 
     def notify(self, event: TicketEvent, decision: TriageDecision) -> None:
         ...
+
+
+class DecisionSink(Protocol):
+    """Told of each revision's outcome, after the write-back (worker.decision_log: the decision log
+    and the metrics). Must not raise for its own failures: what it records is already done."""
+
+    def decided(self, event: TicketEvent, status: str, decision: TriageDecision | None) -> None:
+        ...
+
+    def failed(self, event: TicketEvent, error: BaseException) -> None:
+        ...

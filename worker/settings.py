@@ -99,6 +99,32 @@ class Settings:
     zendesk: ZendeskSettings = field(default_factory=lambda: ZendeskSettings("", "", Secret(""), Secret("")))
     slack: SlackSettings = field(default_factory=SlackSettings)
     jira: JiraSettings = field(default_factory=JiraSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    observability: ObservabilitySettings = field(default_factory=lambda: ObservabilitySettings())
+
+
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """The decision log, /metrics, the drift monitor and the admin console (docs/observability.md)."""
+
+    decision_log_max: int = 100_000  # entries kept in the decision log stream (oldest trimmed first)
+    decision_log_days: int = 30  # and none older than this
+    decision_log_text: bool = False  # keep each ticket's subject and text (customer data): opt-in
+    metrics_token: Secret = Secret("")  # Bearer token /metrics asks for; empty: open
+    metrics_port: int = 9100  # each worker's /metrics port; 0: none
+    admin_token: Secret = Secret("")  # the console's sign-in token; empty: /admin is off
+    console_url: str = ""  # the console's public base URL, for links in alerts
+    pagerduty_routing_key: Secret = Secret("")  # Events API v2 integration key; empty: no PagerDuty
+    pagerduty_url: str = PAGERDUTY_EVENTS_URL
+    monitor_channel: str = ""  # Slack channel of monitor alerts (default SLACK_ALERT_CHANNEL)
+    monitor_interval_s: int = 60
+    drift_psi: float = 0.2
+    surge_min_count: int = 20
+    surge_factor: float = 2.0
+    baseline_hours: int = 168
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 0) -> int:
@@ -177,7 +203,57 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | None = ".e
                                 Secret(get("ZENDESK_WEBHOOK_SECRET")), bot),
         slack=_slack_settings(get),
         jira=_jira_settings(get, env),
+        llm=_llm_settings(get, env),
+        observability=_observability_settings(get, env),
     )
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value:g} must be between {low:g} and {high:g}")
+    return value
+
+
+def _observability_settings(get: Callable[[str], str], env: Mapping[str, str]) -> ObservabilitySettings:
+    text = get("TRIAGE_DECISION_LOG_TEXT").lower()
+    if text not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"TRIAGE_DECISION_LOG_TEXT={text!r}: use 1 (keep ticket text) or 0 (the default)")
+    admin = get("TRIAGE_ADMIN_TOKEN")
+    if admin and len(admin) < 16:
+        raise ConfigError("TRIAGE_ADMIN_TOKEN is too short: use at least 16 random characters, e.g. "
+                          "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`")
+    for name in ("TRIAGE_CONSOLE_URL", "PAGERDUTY_EVENTS_URL"):
+        url = get(name)
+        if url and not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{name}={url!r} must be an http(s) URL")
+    port = _int(env, "TRIAGE_METRICS_PORT", 9100, low=0)
+    if port > 65535:
+        raise ConfigError(f"TRIAGE_METRICS_PORT={port} is not a port (1-65535, or 0 for none)")
+    return ObservabilitySettings(
+        decision_log_max=_int(env, "TRIAGE_DECISION_LOG_MAX", 100_000, low=100),
+        decision_log_days=_int(env, "TRIAGE_DECISION_LOG_DAYS", 30, low=1),
+        decision_log_text=text in ("1", "true", "yes"),
+        metrics_token=Secret(get("TRIAGE_METRICS_TOKEN")),
+        metrics_port=port,
+        admin_token=Secret(admin),
+        console_url=get("TRIAGE_CONSOLE_URL").rstrip("/"),
+        pagerduty_routing_key=Secret(get("PAGERDUTY_ROUTING_KEY")),
+        pagerduty_url=get("PAGERDUTY_EVENTS_URL") or PAGERDUTY_EVENTS_URL,
+        monitor_channel=get("TRIAGE_MONITOR_SLACK_CHANNEL") or get("SLACK_ALERT_CHANNEL"),
+        monitor_interval_s=_int(env, "TRIAGE_MONITOR_INTERVAL", 60, low=5),
+        drift_psi=_float(env, "TRIAGE_DRIFT_PSI", 0.2, 0.01, 10.0),
+        surge_min_count=_int(env, "TRIAGE_SURGE_MIN_COUNT", 20, low=1),
+        surge_factor=_float(env, "TRIAGE_SURGE_FACTOR", 2.0, 1.0, 100.0),
+        baseline_hours=_int(env, "TRIAGE_BASELINE_HOURS", 168, low=2),
+    )
+
 
 
 def _slack_settings(get: Callable[[str], str]) -> SlackSettings:
@@ -261,5 +337,6 @@ def describe(settings: Settings) -> dict[str, object]:
     out: dict[str, object] = {}
     for f in fields(settings):
         value = getattr(settings, f.name)
-        out[f.name] = repr(value) if isinstance(value, (ZendeskSettings, SlackSettings, JiraSettings)) else value
+        out[f.name] = repr(value) if isinstance(value, (ZendeskSettings, SlackSettings, JiraSettings,
+                                                        ObservabilitySettings)) else value
     return out

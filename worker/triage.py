@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from worker.decision import Actions, Scores, TriageDecision
 from worker.errors import ConfigError
 from worker.events import TicketEvent
-from worker.ports import Notifier, Refresher, Writer
+from worker.ports import DecisionSink, Notifier, Refresher, Writer
 from worker.rules import RuleSet
 from worker.store import Store
 
@@ -65,8 +65,10 @@ def _writes_something(a: Actions) -> bool:
 
 class TriageService:
     def __init__(self, rules: Callable[[], RuleSet], writers: Mapping[str, Writer], store: Store,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), notifier: Notifier | None = None):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), notifier: Notifier | None = None,
+                 decisions: DecisionSink | None = None):
         self.rules = rules
+        self.decisions = decisions  # the decision log and metrics (None: not recorded)
         self.writers = writers
         self.store = store
         self.clock = clock
@@ -105,10 +107,15 @@ class TriageService:
         if attempt in ("done", "busy"):  # busy: another job is writing it back now
             return Outcome("duplicate" if attempt == "done" else "busy", key=event.key)
         try:
-            return self._complete(event, attempt, score)
-        except BaseException:
+            outcome = self._complete(event, attempt, score)
+        except BaseException as e:
             self.release(event, owner)
+            if self.decisions is not None:
+                self.decisions.failed(event, e)
             raise
+        if self.decisions is not None:
+            self.decisions.decided(event, str(outcome.status), outcome.decision)
+        return outcome
 
     def finish(self, outcomes: Sequence[Outcome]) -> None:
         """Record the settled revisions as triaged and drop their leases, in one round trip."""
