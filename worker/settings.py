@@ -99,7 +99,6 @@ class Settings:
     zendesk: ZendeskSettings = field(default_factory=lambda: ZendeskSettings("", "", Secret(""), Secret("")))
     slack: SlackSettings = field(default_factory=SlackSettings)
     jira: JiraSettings = field(default_factory=JiraSettings)
-    llm: LLMSettings = field(default_factory=LLMSettings)
     observability: ObservabilitySettings = field(default_factory=lambda: ObservabilitySettings())
 
 
@@ -203,7 +202,6 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | None = ".e
                                 Secret(get("ZENDESK_WEBHOOK_SECRET")), bot),
         slack=_slack_settings(get),
         jira=_jira_settings(get, env),
-        llm=_llm_settings(get, env),
         observability=_observability_settings(get, env),
     )
 
