@@ -27,6 +27,8 @@ class Scores:
     model_version: str
     # word -> weight pushing the decided label, per head: explains the note
     top_words: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    decided_by: str = "model"  # model | llm: who decided the labels (worker/escalation.py)
+    second_opinion: str = ""  # for the note: why the LLM decided, or why its answer was not used
 
     @property
     def abstained(self) -> bool:
@@ -39,12 +41,14 @@ class Scores:
     def to_dict(self) -> dict[str, Any]:  # by hand: dataclasses.asdict is slow, and this runs per ticket
         return {"sentiment": self.sentiment.to_dict(), "urgency": self.urgency.to_dict(),
                 "model_version": self.model_version,
-                "top_words": {k: [(w, s) for w, s in v] for k, v in self.top_words.items()}}
+                "top_words": {k: [(w, s) for w, s in v] for k, v in self.top_words.items()},
+                "decided_by": self.decided_by, "second_opinion": self.second_opinion}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scores:
         return cls(HeadScore(**d["sentiment"]), HeadScore(**d["urgency"]), d["model_version"],
-                   {k: [(w, float(s)) for w, s in v] for k, v in (d.get("top_words") or {}).items()})
+                   {k: [(w, float(s)) for w, s in v] for k, v in (d.get("top_words") or {}).items()},
+                   decided_by=d.get("decided_by", "model"), second_opinion=d.get("second_opinion", ""))
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class TriageDecision:
     actions: Actions
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event_key": self.event_key, "scores": self.scores.to_dict(),
+        return {"event_key": self.event_key, "scores": self.scores.to_dict(), "decided_by": self.scores.decided_by,
                 "matched_rules": list(self.matched_rules), "actions": asdict(self.actions)}
 
 
@@ -112,5 +116,7 @@ def note_body(scores: Scores, matched_rules: tuple[str, ...], extra: str = "") -
         lines.append("- rules: " + ", ".join(matched_rules))
     if extra:
         lines.append(extra)
+    if scores.second_opinion:
+        lines.append(scores.second_opinion)
     lines.append(f"model {scores.model_version}")
     return "\n".join(lines)

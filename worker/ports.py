@@ -57,6 +57,21 @@ class Notifier(Protocol):
         ...
 
 
+class Deferred(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by SecondOpinion.review: the ticket waits for an answer and comes back in a job of its
+    own (the attempt gives its lease back; nothing is written now)."""
+
+
+class SecondOpinion(Protocol):
+    """A second judge for the tickets the model is unsure of (worker/escalation.py: an LLM)."""
+
+    def review(self, event: TicketEvent, scores: Scores) -> Scores:
+        """The scores to decide on: `scores` as they are, or the second judge's (decided_by "llm").
+        Raises Deferred when its answer is not in yet. Never raises anything else: on any failure
+        the model's scores stand, the reason in their second_opinion."""
+        ...
+
+
 class DecisionSink(Protocol):
     """Told of each revision's outcome, after the write-back (worker.decision_log: the decision log
     and the metrics). Must not raise for its own failures: what it records is already done."""

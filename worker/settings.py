@@ -82,6 +82,36 @@ class JiraSettings:
 
 
 @dataclass(frozen=True)
+class LLMSettings:
+    """The LLM second opinion (worker/escalation.py, docs/llm.md): off while base_url is empty."""
+
+    base_url: str = ""  # an OpenAI-compatible API root, e.g. https://api.openai.com/v1
+    model: str = ""
+    api_key: Secret = Secret("")
+    response_format: str = "json_schema"  # strict structured outputs; json_object: JSON mode + validation
+    timeout_s: float = 10.0  # one request
+    deadline_s: float = 30.0  # the longest an escalated ticket waits for the answer; then the model decides
+    concurrency: int = 4  # requests in flight per worker process
+    daily_calls: int = 1000  # shared by all workers through Redis; 0: no limit
+    daily_tokens: int = 0  # prompt + completion tokens a day (UTC); 0: no limit
+    escalate: tuple[str, ...] = ("abstained", "language")  # of LLM_ESCALATE
+    urgency_band: float = 0.1  # borderline: P(high) within this of the model's high threshold
+    high_threshold: float | None = None  # None: the model's own (triage.json)
+    audit_rate: float = 0.0  # share of confident decisions also asked (the model's decision stands)
+    redact: bool = True  # e-mail addresses, phone and card numbers replaced before the text leaves
+    cache_ttl_s: int = 7 * 24 * 3600
+    max_tokens: int = 200  # of the answer
+    labels_max: int = 100_000  # LLM answers kept as labels for the learning loop
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url)
+
+
+LLM_ESCALATE = ("abstained", "language", "borderline")
+
+
+@dataclass(frozen=True)
 class Settings:
     redis_url: str = ""  # empty: `triage demo` starts its own Redis; serve/worker need one
     rules_path: str = ""  # empty: default tags only
@@ -99,6 +129,7 @@ class Settings:
     zendesk: ZendeskSettings = field(default_factory=lambda: ZendeskSettings("", "", Secret(""), Secret("")))
     slack: SlackSettings = field(default_factory=SlackSettings)
     jira: JiraSettings = field(default_factory=JiraSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
     observability: ObservabilitySettings = field(default_factory=lambda: ObservabilitySettings())
 
 
@@ -202,6 +233,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | None = ".e
                                 Secret(get("ZENDESK_WEBHOOK_SECRET")), bot),
         slack=_slack_settings(get),
         jira=_jira_settings(get, env),
+        llm=_llm_settings(get, env),
         observability=_observability_settings(get, env),
     )
 
@@ -251,7 +283,6 @@ def _observability_settings(get: Callable[[str], str], env: Mapping[str, str]) -
         surge_factor=_float(env, "TRIAGE_SURGE_FACTOR", 2.0, 1.0, 100.0),
         baseline_hours=_int(env, "TRIAGE_BASELINE_HOURS", 168, low=2),
     )
-
 
 
 def _slack_settings(get: Callable[[str], str]) -> SlackSettings:
@@ -328,6 +359,70 @@ def _jira_settings(get: Callable[[str], str], env: Mapping[str, str]) -> JiraSet
     PriorityMap.parse(priority_map)
     return JiraSettings(url, email, Secret(get("JIRA_API_TOKEN")), Secret(get("JIRA_WEBHOOK_SECRET")), bot,
                         priority_map, get("JIRA_GROUP_FIELD"), _int(env, "JIRA_POLL_OVERLAP", 300, low=0))
+
+
+def _llm_number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value:g} must be between {low:g} and {high:g}")
+    return value
+
+
+def _llm_settings(get: Callable[[str], str], env: Mapping[str, str]) -> LLMSettings:
+    url = get("TRIAGE_LLM_BASE_URL").rstrip("/")
+    others = sorted(n for n in env if n.startswith("TRIAGE_LLM_") and n != "TRIAGE_LLM_BASE_URL" and get(n))
+    if not url:
+        if others:
+            raise ConfigError(f"the LLM second opinion is half configured: {', '.join(others)} set but "
+                              f"TRIAGE_LLM_BASE_URL missing (see deploy/env.example and docs/llm.md)")
+        return LLMSettings()
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"TRIAGE_LLM_BASE_URL={url!r} must be the http(s) root of an OpenAI-compatible API, "
+                          f"e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1 (Ollama)")
+    model = get("TRIAGE_LLM_MODEL")
+    if not model:
+        raise ConfigError("TRIAGE_LLM_MODEL is missing: name the model the endpoint serves (e.g. gpt-4o-mini, "
+                          "or the name `GET <base URL>/models` lists)")
+    fmt = get("TRIAGE_LLM_RESPONSE_FORMAT") or "json_schema"
+    if fmt not in ("json_schema", "json_object"):
+        raise ConfigError(f"TRIAGE_LLM_RESPONSE_FORMAT={fmt!r}: use json_schema (structured outputs) or "
+                          f"json_object (JSON mode, for endpoints without json_schema)")
+    escalate = tuple(dict.fromkeys(w.strip().lower() for w in
+                                   (get("TRIAGE_LLM_ESCALATE") or "abstained,language").split(",") if w.strip()))
+    if escalate == ("none",):
+        escalate = ()
+    for what in escalate:
+        if what not in LLM_ESCALATE:
+            raise ConfigError(f"TRIAGE_LLM_ESCALATE: {what!r} is not one of {', '.join(LLM_ESCALATE)} (or none)")
+    redact = (get("TRIAGE_LLM_REDACT") or "1").lower()
+    if redact not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"TRIAGE_LLM_REDACT={redact!r}: use 1 (the default: redact e-mails, phones, cards) or 0")
+    threshold = get("TRIAGE_LLM_HIGH_THRESHOLD")
+    s = LLMSettings(
+        base_url=url, model=model, api_key=Secret(get("TRIAGE_LLM_API_KEY")), response_format=fmt,
+        timeout_s=_llm_number(env, "TRIAGE_LLM_TIMEOUT", 10.0, 0.1, 600.0),
+        deadline_s=_llm_number(env, "TRIAGE_LLM_DEADLINE", 30.0, 0.5, 3600.0),
+        concurrency=_int(env, "TRIAGE_LLM_CONCURRENCY", 4, low=1),
+        daily_calls=_int(env, "TRIAGE_LLM_DAILY_CALLS", 1000, low=0),
+        daily_tokens=_int(env, "TRIAGE_LLM_DAILY_TOKENS", 0, low=0),
+        escalate=escalate,
+        urgency_band=_llm_number(env, "TRIAGE_LLM_URGENCY_BAND", 0.1, 0.0, 0.5),
+        high_threshold=_llm_number(env, "TRIAGE_LLM_HIGH_THRESHOLD", 0.5, 0.0, 1.0) if threshold else None,
+        audit_rate=_llm_number(env, "TRIAGE_LLM_AUDIT_RATE", 0.0, 0.0, 1.0),
+        redact=redact in ("1", "true", "yes"),
+        cache_ttl_s=_int(env, "TRIAGE_LLM_CACHE_TTL", 7 * 24 * 3600, low=60),
+        max_tokens=_int(env, "TRIAGE_LLM_MAX_TOKENS", 200, low=50),
+        labels_max=_int(env, "TRIAGE_LLM_LABELS_MAX", 100_000, low=0),
+    )
+    if s.concurrency > 64:
+        raise ConfigError(f"TRIAGE_LLM_CONCURRENCY={s.concurrency}: at most 64 requests in flight per worker")
+    return s
 
 
 def describe(settings: Settings) -> dict[str, object]:

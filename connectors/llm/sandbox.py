@@ -16,9 +16,10 @@ guess. Each request may be scripted instead, in order, with `script(...)`:
         llm.script("slow", delay_s=3)              # the valid answer, 3 s late
         client = OpenAI(base_url=llm.base_url, api_key="k")
 
-Kinds: valid, invalid_json, wrong_schema, slow, rate_limited, server_error, refusal. `latency_s` delays
-every answer (a remote model's think time). `json_schema=False` makes it answer 400 to a
-json_schema response_format, as endpoints without structured outputs do. `requests` records each call.
+Kinds: valid, invalid_json, wrong_schema, slow, rate_limited, server_error, refusal. `think_s` delays
+every chat completion (a remote model's generation time; counted in `max_in_flight`).
+`json_schema=False` makes it answer 400 to a json_schema response_format, as endpoints without
+structured outputs do. `requests` records each call.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class LlmSandbox(RecordingSandbox):
         self.json_schema = json_schema
         self.answer = answer
         self._scripts: list[Script] = []
+        self.think_s = 0.0  # every chat completion takes this long
         self.calls = 0  # chat completions answered (any status)
         self._in_flight = 0
         self.max_in_flight = 0  # the most requests it was answering at once
@@ -146,8 +148,8 @@ class LlmSandbox(RecordingSandbox):
         if problem:
             return problem, {}
         s = self._take()
-        if s.delay_s:
-            time.sleep(s.delay_s)
+        if self.think_s or s.delay_s:
+            time.sleep(self.think_s + s.delay_s)
         if s.kind == "rate_limited":
             extra = {"retry-after": f"{s.retry_after:g}"} if s.retry_after is not None else {}
             return _error(429, "Rate limit reached for requests", "requests", code="rate_limit_exceeded"), extra
