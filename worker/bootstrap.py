@@ -127,7 +127,11 @@ class Runtime:
 
     @functools.cached_property
     def scorer(self) -> Scorer:
-        return load_scorer(self.settings)
+        from worker.metrics import TimedScorer, set_model_version
+
+        scorer = TimedScorer(load_scorer(self.settings))  # triage_model_call_duration_seconds
+        set_model_version(scorer.version)
+        return scorer
 
     @functools.cached_property
     def writers(self) -> dict[str, Writer]:
@@ -163,10 +167,11 @@ class Runtime:
     def decision_log(self):
         """Every decision, in a capped Redis stream (worker/decision_log.py); the metrics observe it."""
         from worker.decision_log import DecisionLog
+        from worker.metrics import observe_decision, observe_failure
 
         o = self.settings.observability
         return DecisionLog(self.redis, o.decision_log_max, o.decision_log_days, o.decision_log_text,
-                           links=self.ticket_links)
+                           links=self.ticket_links, observer=observe_decision, failure_observer=observe_failure)
 
     # -- Slack ----------------------------------------------------------------------------------------
 
@@ -322,4 +327,10 @@ def http_app(rt: Runtime):
     elif s.enabled:
         log.info("slack: no SLACK_SIGNING_SECRET, so no /slack/events (alerts are still posted; "
                  "Socket Mode: `triage slack --socket`)")
-    return create_app(rt.redis, lambda: rt.scorer, rt.rules.error, rt.settings.api_keys, routers)
+    from worker.metrics import DeliveryMetrics, metrics_router
+
+    o = rt.settings.observability
+    routers.append(metrics_router(rt.redis, rt.settings.queue_name, o.metrics_token.reveal()))  # GET /metrics
+    app = create_app(rt.redis, lambda: rt.scorer, rt.rules.error, rt.settings.api_keys, routers)
+    app.add_middleware(DeliveryMetrics)  # triage_deliveries_total, triage_ingress_request_duration_seconds
+    return app

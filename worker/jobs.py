@@ -221,6 +221,12 @@ class TriageWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.log.addFilter(self._withhold)  # once per logger: addFilter skips a filter it holds
 
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        from worker.metrics import serve_worker_metrics
+
+        serve_worker_metrics()  # TRIAGE_METRICS_PORT: this worker's /metrics (docs/observability.md)
+        return super().work(*args, **kwargs)
+
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         ttl, at = timeout or self.worker_ttl + 60, time.monotonic()
         if pipeline is not None:

@@ -144,7 +144,7 @@ class ObservabilitySettings:
     decision_log_days: int = 30  # and none older than this
     decision_log_text: bool = False  # keep each ticket's subject and text (customer data): opt-in
     metrics_token: Secret = Secret("")  # Bearer token /metrics asks for; empty: open
-    metrics_port: int = 9100  # each worker's /metrics port; 0: none
+    metrics_port: int = 0  # each worker's /metrics port (deploy/ sets 9100); 0: none
     admin_token: Secret = Secret("")  # the console's sign-in token; empty: /admin is off
     console_url: str = ""  # the console's public base URL, for links in alerts
     pagerduty_routing_key: Secret = Secret("")  # Events API v2 integration key; empty: no PagerDuty
@@ -263,7 +263,7 @@ def _observability_settings(get: Callable[[str], str], env: Mapping[str, str]) -
         url = get(name)
         if url and not url.startswith(("https://", "http://")):
             raise ConfigError(f"{name}={url!r} must be an http(s) URL")
-    port = _int(env, "TRIAGE_METRICS_PORT", 9100, low=0)
+    port = _int(env, "TRIAGE_METRICS_PORT", 0, low=0)
     if port > 65535:
         raise ConfigError(f"TRIAGE_METRICS_PORT={port} is not a port (1-65535, or 0 for none)")
     return ObservabilitySettings(
