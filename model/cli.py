@@ -90,6 +90,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--model-dir")
     ev.add_argument("--variant", default="int8", choices=["int8", "fp32"])
     ev.add_argument("--out", default="eval-report", help="report folder (report.md + PNGs)")
+    ev.add_argument("--with-llm", action="store_true",
+                    help="also the model + LLM second opinion (the endpoint of TRIAGE_LLM_*, docs/llm.md): "
+                         "hybrid figures against the model alone, escalation rate, calls, tokens (llm.md)")
     ev.set_defaults(func=_eval)
 
 
@@ -229,6 +232,10 @@ def _eval(args: argparse.Namespace) -> int:
         raise SystemExit("error: give --data FILE.csv and --sentiment-col and/or --urgency-col (or --heldout)")
     rows = read_csv(args.data, args.text_col, args.sentiment_col, args.urgency_col)
     result = evaluate_file(model, rows, out, Path(args.data).name)
+    if args.with_llm:
+        from worker.escalation import eval_cli
+
+        eval_cli(model, rows, out, Path(args.data).name)
     brief = {h: {k: round(result[h][k], 4) for k in ("macro_f1", "macro_recall", "ece")}
              for h in ("sentiment", "urgency") if h in result}
     print(json.dumps(brief))

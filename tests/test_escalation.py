@@ -379,3 +379,29 @@ def test_settings_are_validated():
 def test_gated_scores_keep_their_fields():
     s = GatedScores(HeadScore("unsure", {}, 0.2, True), HeadScore("unsure", {}, 0.2, True), "v", reason="language")
     assert replace(s, decided_by="llm").reason == "language"
+
+
+def test_hybrid_evaluation_against_the_model_alone(llm):
+    from model.data import Row
+    from model.runtime import TriageModel
+    from worker.escalation import evaluate_hybrid, hybrid_markdown
+
+    model = TriageModel.load()
+    texts = ["The checkout is down for all customers, we are losing sales!", "Thanks, that solved it!",
+             "hmm", "hmm", "Personne ne peut se connecter, c'est inadmissible", "where do I change my email?"]
+    rows = [Row(t, sentiment=-1, urgency=u) for t, u in zip(texts, [0, 2, 1, 1, 0, 2])]
+    c = cfg(llm, escalate=("abstained", "borderline"), concurrency=2, urgency_band=0.5)  # every row escalates
+    a = OpenAICompatible(c.base_url, "k", c.model)
+    result = evaluate_hybrid(model, rows, a, c)
+    assert result["rows"] == 6 and "sentiment" not in result
+    assert result["escalated"] == 6 and result["calls"] == result["distinct_texts_asked"] == llm.calls == 5
+    assert result["answers_used"] == 6 and not result["fallbacks"] and result["tokens"] > 0
+    assert result["urgency"]["hybrid"]["coverage"] == 1.0
+    assert "| urgency | 6 |" in hybrid_markdown(result, "t")
+    llm.script("server_error", times=None)
+    failed = evaluate_hybrid(model, rows, a, c)
+    assert failed["answers_used"] == 0 and failed["fallbacks"] == {"server_error": 6}
+    assert failed["urgency"]["hybrid"] == failed["urgency"]["model"]
+    llm.clear_scripts()
+    capped = evaluate_hybrid(model, rows, a, replace(c, daily_calls=1))
+    assert capped["calls"] == 1 and capped["fallbacks"]["budget"] >= 4

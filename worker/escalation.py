@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import importlib
 import json
 import logging
 import random
@@ -280,15 +281,19 @@ class Counters:
             return dict(self.counts)
 
 
+_hook: list[Callable[..., None] | None] = []
+
+
 def _metric(kind: str, **labels: Any) -> None:
-    """Forward to worker/metrics.py (prometheus_client) when that module offers the hook."""
-    try:
-        from worker import metrics  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    hook = getattr(metrics, "llm_event", None)
-    if hook is not None:
-        hook(kind, **labels)
+    """Forward to worker/metrics.py's llm_event (prometheus_client) when that module offers it."""
+    if not _hook:
+        try:
+            _hook.append(getattr(importlib.import_module("worker.metrics"), "llm_event", None))
+        except ImportError:
+            _hook.append(None)
+    if _hook[0] is not None:
+        with contextlib.suppress(Exception):  # a metric never fails a ticket
+            _hook[0](kind, **labels)
 
 
 # -- the second opinion ----------------------------------------------------------------------------
@@ -465,9 +470,7 @@ class Escalation:
             _metric("audit", head=head, agreed=agreed)
 
     def _call(self, text: str, deadline_at: float) -> Answer:
-        """One question within the deadline: budget, the request, 429s, the answer checked."""
-        from connectors.llm.client import LlmFailure
-
+        """One question within the deadline and the day's budget (reserved first, settled after)."""
         user = f"Ticket:\n{text}"
         want = token_bound(SYSTEM_PROMPT, user, self.cfg.max_tokens)
         if self.clock() >= deadline_at:
@@ -481,35 +484,16 @@ class Escalation:
         self.counters.add("calls")
         used, unknown = 0, False
         try:
-            while True:
-                left = deadline_at - self.clock()
-                if left <= 0.05:
-                    raise _Failed("deadline")
-                started = time.monotonic()
-                try:
-                    reply = self.llm.ask(SYSTEM_PROMPT, user, ANSWER_SCHEMA, timeout=min(self.cfg.timeout_s, left))
-                except LlmFailure as e:
-                    used += e.prompt_tokens + e.completion_tokens
-                    unknown = unknown or e.reason == "timeout"  # it may have been billed: keep the reservation
-                    wait = e.retry_after
-                    if e.reason == "rate_limited" and wait is not None and self.clock() + wait < deadline_at - 0.1:
-                        self.counters.add("rate_limited_waits")
-                        self.sleep(wait)
-                        continue
-                    raise _Failed(e.reason) from None
-                finally:
-                    self.counters.latency(time.monotonic() - started)
-                    _metric("latency", seconds=time.monotonic() - started)
-                used += reply.prompt_tokens + reply.completion_tokens
-                try:
-                    return parse_answer(reply.content)
-                except AnswerError as e:
-                    raise _Failed(e.reason) from None
+            answer, used = ask_llm(self.llm, user, self.cfg.timeout_s, deadline_at, self.clock, self.sleep,
+                                   self.counters)
+            return answer
+        except _Failed as f:
+            used, unknown = f.tokens, f.reason == "timeout"  # a timed-out call may have been billed
+            raise
         finally:
             self.counters.add("tokens", used)
             _metric("tokens", n=used)
-            # the reservation was an upper bound: give back what the call did not use
-            if not unknown:
+            if not unknown:  # the reservation was an upper bound: give back what the call did not use
                 with contextlib.suppress(RedisError):
                     self.redis.hincrby(budget_key, "tokens", min(used, want) - want)
 
@@ -584,9 +568,43 @@ class Escalation:
 
 
 class _Failed(Exception):  # noqa: N818 - internal: a question with no usable answer
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, tokens: int = 0):
         super().__init__(reason)
         self.reason = reason
+        self.tokens = tokens  # what the endpoint reported using before it failed
+
+
+def ask_llm(llm: Llm, user: str, timeout_s: float, deadline_at: float, clock: Callable[[], float] = time.time,
+            sleep: Callable[[float], None] = time.sleep, counters: Counters | None = None) -> tuple[Answer, int]:
+    """One question, checked answer and tokens used; a 429 waited out when its Retry-After ends
+    before the deadline. Raises _Failed(reason) for every other outcome."""
+    from connectors.llm.client import LlmFailure
+
+    counters = counters or Counters()
+    used = 0
+    while True:
+        left = deadline_at - clock()
+        if left <= 0.05:
+            raise _Failed("deadline", used)
+        started = time.monotonic()
+        try:
+            reply = llm.ask(SYSTEM_PROMPT, user, ANSWER_SCHEMA, timeout=min(timeout_s, left))
+        except LlmFailure as e:
+            used += e.prompt_tokens + e.completion_tokens
+            wait = e.retry_after
+            if e.reason == "rate_limited" and wait is not None and clock() + wait < deadline_at - 0.1:
+                counters.add("rate_limited_waits")
+                sleep(wait)
+                continue
+            raise _Failed(e.reason, used) from None
+        finally:
+            counters.latency(time.monotonic() - started)
+            _metric("latency", seconds=time.monotonic() - started)
+        used += reply.prompt_tokens + reply.completion_tokens
+        try:
+            return parse_answer(reply.content), used
+        except AnswerError as e:
+            raise _Failed(e.reason, used) from None
 
 
 # -- the learning loop -----------------------------------------------------------------------------
@@ -609,3 +627,152 @@ def export_labels(labels: Iterable[dict[str, Any]], out: TextIO) -> int:
         writer.writerow(label)
         n += 1
     return n
+
+
+# -- `triage model eval --with-llm` --------------------------------------------------------------
+
+def _as_written(y: Sequence[int], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+    """Figures of labels as the product writes them: `unsure` is no answer (wrong for every class)."""
+    n = len(y)
+    out: dict[str, Any] = {"n": n, "coverage": sum(p != "unsure" for p in predicted) / n if n else 0.0,
+                           "accuracy": sum(labels[t] == p for t, p in zip(y, predicted)) / n if n else 0.0}
+    f1s = []
+    for c, lab in enumerate(labels):
+        tp = sum(t == c and p == lab for t, p in zip(y, predicted))
+        fp = sum(t != c and p == lab for t, p in zip(y, predicted))
+        fn = sum(t == c and p != lab for t, p in zip(y, predicted))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+        out[lab] = {"precision": round(precision, 4), "recall": round(recall, 4), "support": tp + fn}
+    out["macro_f1"] = round(sum(f1s) / len(f1s), 4)
+    out["coverage"], out["accuracy"] = round(out["coverage"], 4), round(out["accuracy"], 4)
+    return out
+
+
+def evaluate_hybrid(model: Any, rows: Sequence[Any], llm: Llm, cfg: LLMSettings) -> dict[str, Any]:
+    """The model alone against the model + LLM second opinion on labelled rows (model.data.Row),
+    as the worker decides: the same escalation rules, prompt, schema check and deadline per call;
+    cfg.daily_calls / daily_tokens cap the run; a repeated text is asked once."""
+    from worker.scoring import to_scores
+
+    rule = getattr(model, "rules", {}).get("urgency")
+    threshold = cfg.high_threshold if cfg.high_threshold is not None else getattr(rule, "threshold", None)
+    scores: list[Scores] = []
+    for start in range(0, len(rows), 256):
+        scores += [to_scores(p) for p in model.score([r.text for r in rows[start:start + 256]], top_words=0)]
+    whys = [escalation_reason(s, cfg.escalate, cfg.urgency_band, threshold) for s in scores]
+    texts = [redact(r.text) if cfg.redact else r.text for r in rows]
+    asked = list(dict.fromkeys(t for t, w in zip(texts, whys) if w))
+    answers: dict[str, Answer | str] = {}
+    state = {"calls": 0, "tokens": 0, "reserved": 0}
+    lock = threading.Lock()
+    counters = Counters()
+
+    def one(text: str) -> None:
+        user = f"Ticket:\n{text}"
+        want = token_bound(SYSTEM_PROMPT, user, cfg.max_tokens)
+        with lock:
+            if (cfg.daily_calls and state["calls"] >= cfg.daily_calls) or \
+                    (cfg.daily_tokens and state["tokens"] + state["reserved"] + want > cfg.daily_tokens):
+                answers[text] = "budget"
+                return
+            state["calls"] += 1
+            state["reserved"] += want
+        used = 0
+        try:
+            answer, used = ask_llm(llm, user, cfg.timeout_s, time.time() + cfg.deadline_s, counters=counters)
+            answers[text] = answer
+        except _Failed as f:
+            used = f.tokens
+            answers[text] = f.reason
+        finally:
+            with lock:
+                state["reserved"] -= want
+                state["tokens"] += used
+
+    with ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="triage-llm-eval") as pool:
+        list(pool.map(one, asked))
+    result: dict[str, Any] = {
+        "rows": len(rows), "llm_model": cfg.model, "prompt_version": PROMPT_VERSION, "escalate": list(cfg.escalate),
+        "high_threshold": threshold, "escalated": sum(bool(w) for w in whys),
+        "by_reason": {w: whys.count(w) for w in sorted(set(whys) - {""})},
+        "calls": state["calls"], "tokens": state["tokens"], "distinct_texts_asked": len(asked),
+        "answers_used": sum(isinstance(answers.get(t), Answer) for t, w in zip(texts, whys) if w),
+        "fallbacks": {}, "latency_s": {}}
+    result["escalation_rate"] = round(result["escalated"] / len(rows), 4) if rows else 0.0
+    for t, w in zip(texts, whys):
+        a = answers.get(t)
+        if w and isinstance(a, str):
+            result["fallbacks"][a] = result["fallbacks"].get(a, 0) + 1
+    if counters.latencies:
+        ordered = sorted(counters.latencies)
+        result["latency_s"] = {"median": round(ordered[len(ordered) // 2], 3),
+                               "p95": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 3)}
+    labels = {"sentiment": SENTIMENTS, "urgency": URGENCIES}
+    for head, names in labels.items():
+        keep = [i for i, r in enumerate(rows) if getattr(r, head) >= 0]
+        if not keep:
+            continue
+        y = [getattr(rows[i], head) for i in keep]
+        alone = [getattr(scores[i], head).label for i in keep]
+        hybrid = [getattr(answers[texts[i]], head) if whys[i] and isinstance(answers.get(texts[i]), Answer)
+                  else alone[k] for k, i in enumerate(keep)]
+        esc = [k for k, i in enumerate(keep) if whys[i]]
+        result[head] = {"model": _as_written(y, alone, names), "hybrid": _as_written(y, hybrid, names),
+                        "escalated_rows": {"model": _as_written([y[k] for k in esc], [alone[k] for k in esc], names),
+                                           "hybrid": _as_written([y[k] for k in esc], [hybrid[k] for k in esc],
+                                                                 names)}}
+    return result
+
+
+def hybrid_markdown(result: dict[str, Any], title: str) -> str:
+    lines = [f"# Model + LLM second opinion: {title}", "",
+             f"LLM `{result['llm_model']}` (prompt {result['prompt_version']}), escalating "
+             f"{', '.join(result['escalate']) or 'nothing'}: {result['escalated']} of {result['rows']} rows "
+             f"({result['escalation_rate']:.1%}; {result['by_reason']}), {result['calls']} calls, "
+             f"{result['tokens']} tokens, {result['answers_used']} answers used, "
+             f"fallbacks {result['fallbacks'] or '-'}, "
+             f"call latency {result['latency_s'] or '-'}.", "",
+             "Labels as written (`unsure` is no answer).", "",
+             "| head | rows | model macro-F1 | hybrid macro-F1 | model accuracy | hybrid accuracy | model coverage "
+             "| hybrid coverage | high recall model / hybrid |", "|---|---|---|---|---|---|---|---|---|"]
+    for head in ("sentiment", "urgency"):
+        if head not in result:
+            continue
+        m, h = result[head]["model"], result[head]["hybrid"]
+        high = f"{m['high']['recall']:.3f} / {h['high']['recall']:.3f}" if head == "urgency" else "-"
+        lines.append(f"| {head} | {m['n']} | {m['macro_f1']:.3f} | {h['macro_f1']:.3f} | {m['accuracy']:.3f} | "
+                     f"{h['accuracy']:.3f} | {m['coverage']:.1%} | {h['coverage']:.1%} | {high} |")
+    return "\n".join(lines) + "\n"
+
+
+def eval_cli(model: Any, rows: Sequence[Any], out_dir: Any, title: str) -> int:
+    """`triage model eval --with-llm`: the endpoint from TRIAGE_LLM_* (deploy/env.example)."""
+    from pathlib import Path
+
+    from connectors.llm.client import OpenAICompatible
+    from worker.errors import ConfigError
+    from worker.settings import load_settings
+
+    try:
+        cfg = load_settings().llm
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    if not cfg.enabled:
+        raise SystemExit("error: --with-llm asks the endpoint of TRIAGE_LLM_BASE_URL and TRIAGE_LLM_MODEL (and "
+                         "TRIAGE_LLM_API_KEY): set them, see docs/llm.md")
+    llm = OpenAICompatible(cfg.base_url, cfg.api_key.reveal(), cfg.model, cfg.response_format, cfg.max_tokens)
+    result = evaluate_hybrid(model, rows, llm, cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "llm.json").write_text(json.dumps(result, indent=1))
+    (out / "llm.md").write_text(hybrid_markdown(result, title))
+    brief = {"escalation_rate": result["escalation_rate"], "calls": result["calls"], "tokens": result["tokens"],
+             "fallbacks": result["fallbacks"]}
+    for head in ("sentiment", "urgency"):
+        if head in result:
+            brief[head] = {k: result[head][k]["macro_f1"] for k in ("model", "hybrid")}
+    print(json.dumps(brief))
+    print(f"LLM report: {out / 'llm.md'}")
+    return 0
