@@ -80,7 +80,6 @@ def settings(redis_url: str, rules_path: str, zd: ZendeskSandbox, **kw) -> Setti
 def runtime(s: Settings) -> bootstrap.Runtime:
     rt = bootstrap.build(s)
     rt.__dict__["scorer"] = FixedScorer()  # cached_property: the fixed scorer replaces the model
-    bootstrap.install(rt)
     return rt
 
 
@@ -105,7 +104,7 @@ def drain(rt: bootstrap.Runtime, until: float = 15.0) -> None:
     queue = rt.enqueuer.queue
     deadline = time.monotonic() + until
     while time.monotonic() < deadline:
-        TriageWorker([queue], connection=rt.redis, serializer=JSONSerializer).work(
+        TriageWorker([queue], connection=rt.redis, serializer=JSONSerializer, context=rt.job_context).work(
             burst=True, with_scheduler=True, logging_level="WARNING")
         if not queue.count and not queue.scheduled_job_registry.count and not queue.started_job_registry.count:
             return
@@ -123,14 +122,21 @@ from worker.jobs import TriageWorker
 from worker.settings import load_settings
 s = load_settings(dotenv=None)
 rt = runtime(s)
-TriageWorker.heartbeat_grace_s = 1
-TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer).work(
-    burst=True, logging_level="WARNING")
+TriageWorker.job_heartbeat_ttl_s, TriageWorker.beat_every_s, TriageWorker.sweep_every_s = {ttl}, {beat}, {sweep}
+TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer, context=rt.job_context).work(
+    burst={burst}, with_scheduler={scheduler}, logging_level="INFO")
 """
 
 
-def worker_process_cmd() -> list[str]:
-    return [sys.executable, "-c", WORKER_SCRIPT.format(tests=str(Path(__file__).parent))]
+HEARTBEAT_TTL_S, BEAT_S, SWEEP_S = 2, 0.5, 1.0  # a test worker's: seconds, not TriageWorker's half minute
+
+
+def worker_process_cmd(burst: bool = True, scheduler: bool = False) -> list[str]:
+    """A `TriageWorker` process on the test's settings (from worker_env) and the fixed scorer, with
+    a short job heartbeat (HEARTBEAT_TTL_S) and sweep (SWEEP_S)."""
+    return [sys.executable, "-c", WORKER_SCRIPT.format(tests=str(Path(__file__).parent), burst=burst,
+                                                       scheduler=scheduler, ttl=HEARTBEAT_TTL_S, beat=BEAT_S,
+                                                       sweep=SWEEP_S)]
 
 
 def worker_env(s: Settings, zd: ZendeskSandbox) -> dict[str, str]:

@@ -1,9 +1,10 @@
-"""The use case with our own ports faked (a recording writer) and the real Redis store."""
+"""The use case with our own ports faked (a recording writer; an in-memory store) and the real Redis store."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -11,11 +12,11 @@ import pytest
 from worker.decision import Actions, HeadScore, Scores, TriageDecision, note_body
 from worker.errors import ConfigError, VendorUnavailable
 from worker.events import EventError, TicketEvent
-from worker.ports import marker
+from worker.ports import Attempt, marker
 from worker.rules import RuleSet, parse_rules
 from worker.settings import Secret, load_settings
 from worker.store import Store
-from worker.triage import TriageService, decide
+from worker.triage import Status, TriageService, decide
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 
@@ -55,6 +56,61 @@ class RecordingWriter:
 
     def already_applied(self, event: TicketEvent) -> bool:
         return self.applied
+
+
+class MemoryStore:
+    """worker.ports.Store in a dict: the exactly-once protocol without Redis (no TTLs)."""
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+        self.started: set[str] = set()
+        self.leases: dict[str, str] = {}
+
+    def begin(self, keys: Sequence[str], owner: str) -> list[Attempt]:
+        out = []
+        for key in keys:
+            if key in self.done:
+                out.append(Attempt.DONE)
+            elif self.leases.get(key, owner) != owner:
+                out.append(Attempt.BUSY)
+            else:
+                self.leases[key] = owner
+                out.append(Attempt.AGAIN if key in self.started else Attempt.FIRST)
+                self.started.add(key)
+        return out
+
+    def finish(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.done.add(key)
+            self.leases.pop(key, None)
+
+    def release(self, key: str, owner: str) -> None:
+        if self.leases.get(key) == owner:
+            del self.leases[key]
+
+
+def test_the_service_on_an_in_memory_store():
+    store, writer = MemoryStore(), RecordingWriter()
+    service = TriageService(lambda: RULES, {"zendesk": writer}, store, clock=lambda: NOW)
+    assert service.process(event(), lambda e: scores()).status == Status.WRITTEN
+    assert service.process(event(), lambda e: scores()).status == Status.DUPLICATE and len(writer.calls) == 1
+    # a job wrote a ticket and died before finish(): its next run finds the note
+    e = event(revision="c2")
+    (first,) = service.begin([e], "job-1")
+    assert first == Attempt.FIRST and service.complete(e, first, "job-1", lambda e: scores()).settled
+    assert service.begin([e], "job-2") == [Attempt.BUSY]
+    writer.applied = True
+    (again,) = service.begin([e], "job-1")
+    result = service.complete(e, again, "job-1", lambda e: scores())
+    assert again == Attempt.AGAIN and result.status == Status.RECOVERED and len(writer.calls) == 2
+    service.finish([result])
+    assert store.done == {event().key, e.key} and not store.leases
+    # a failed write-back gives the revision back
+    writer.fail = VendorUnavailable("Zendesk could not serve PUT ticket 42 (503)", 503)
+    e3 = event(revision="c3")
+    with pytest.raises(VendorUnavailable):
+        service.complete(e3, service.begin([e3], "job-3")[0], "job-3", lambda e: scores())
+    assert e3.key not in store.leases and service.begin([e3], "job-4") == [Attempt.AGAIN]
 
 
 def test_event_json_round_trip_and_validation():
@@ -112,7 +168,7 @@ def test_crashed_attempt_is_not_written_twice(redis):
     writer = RecordingWriter(applied=True)
     service = TriageService(lambda: RULES, {"zendesk": writer}, store, clock=lambda: NOW)
     assert service.begin([e], "job-2") == ["busy"]  # a duplicate's job leaves it to job-1 while job-1 holds it
-    assert service.complete(e, "busy", "job-2", lambda e: scores()).status == "busy"
+    assert service.complete(e, Attempt.BUSY, "job-2", lambda e: scores()).status == Status.BUSY
     (again,) = service.begin([e], "job-1")  # RQ runs job-1 again (its worker died)
     assert again == "again"
     assert service.complete(e, again, "job-1", lambda e: scores()).status == "recovered"

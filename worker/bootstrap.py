@@ -1,4 +1,7 @@
-"""The one place that wires settings, Redis, the model, the rules and the connectors together."""
+"""The one place that wires settings, Redis, the model, the rules and the connectors together.
+
+Dependencies are parameters, never process-wide state: build(settings) makes a Runtime, and each
+entry point hands on what it needs (the worker gets rt.job_context, the ingress http_app(rt))."""
 
 from __future__ import annotations
 
@@ -10,13 +13,13 @@ from dataclasses import dataclass, replace
 from redis import Redis
 
 from worker.errors import ConfigError
-from worker.jobs import ModelThread
+from worker.jobs import JobContext, ModelThread
 from worker.ports import Scorer, Writer
 from worker.queueing import MAX_EVENTS_PER_JOB, Enqueuer, make_queue
 from worker.rules import RuleSet
 from worker.rules_file import RulesReloader
 from worker.settings import Settings, load_settings
-from worker.store import Store
+from worker.store import AccountPause, RedisStore
 from worker.triage import TriageService
 
 log = logging.getLogger("triage")
@@ -52,6 +55,11 @@ class Rules:
 
     def error(self) -> str | None:
         return self.reloader.error if self.reloader else None
+
+    def check(self) -> str | None:
+        """The rules file's state now, re-read if it changed (as a worker does): None when valid."""
+        self()
+        return self.error()
 
 
 def load_scorer(settings: Settings) -> Scorer:
@@ -122,7 +130,7 @@ class Runtime:
     settings: Settings
     redis: Redis
     rules: Rules
-    store: Store
+    store: RedisStore
     enqueuer: Enqueuer
 
     @functools.cached_property
@@ -236,6 +244,12 @@ class Runtime:
     def model_thread(self) -> ModelThread:
         return ModelThread(self.scorer, self.settings.batch_size)
 
+    @functools.cached_property
+    def job_context(self) -> JobContext:
+        """What the worker hands each triage job (worker.jobs.TriageWorker(context=...))."""
+        return JobContext(self.service, self.model_thread, self.enqueuer, AccountPause(self.redis),
+                          self.settings.retry_intervals_s, rate_limit_budget_s=self.settings.job_timeout_s / 2)
+
 
 def build(settings: Settings) -> Runtime:
     redis = connect_redis(settings)
@@ -247,26 +261,9 @@ def build(settings: Settings) -> Runtime:
         builtin = alert_rules(settings.slack.alert_channel)
     # A revision's lease outlives the longest job that can hold it (and RQ's grace before a dead
     # worker's job runs again).
-    store = Store(redis, settings.dedupe_ttl_s, lease_ttl_s=settings.job_timeout_s * MAX_EVENTS_PER_JOB + 300)
+    store = RedisStore(redis, settings.dedupe_ttl_s, lease_ttl_s=settings.job_timeout_s * MAX_EVENTS_PER_JOB + 300)
     return Runtime(settings, redis, Rules(settings.rules_path, builtin), store,
                    Enqueuer(queue, settings.retry_intervals_s, settings.job_timeout_s))
-
-
-_runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    """The process's Runtime, built from the environment on first use (RQ jobs call this)."""
-    global _runtime
-    if _runtime is None:
-        _runtime = build(load_settings())
-    return _runtime
-
-
-def install(rt: Runtime) -> None:
-    """Use this Runtime for the process (the CLI and tests build one explicitly)."""
-    global _runtime
-    _runtime = rt
 
 
 def configure_logging(settings: Settings) -> None:
@@ -296,7 +293,6 @@ def serve_app():
     settings = load_settings()
     configure_logging(settings)
     rt = build(settings)
-    install(rt)
     prepare_ingress(rt)
     return http_app(rt)
 
@@ -322,7 +318,8 @@ def http_app(rt: Runtime):
     if s.enabled and s.signing_secret:
         from connectors.slack.inbound import slack_router
 
-        routers.append(slack_router(rt.slack_app(), rt.settings.max_body_bytes))
+        routers.append(slack_router(rt.slack_app(), s.signing_secret.reveal(), rt.settings.max_body_bytes,
+                                    rt.settings.signature_window_s))
         log.info("slack: POST /slack/events (watching %d channel(s))", len(s.watch_channels))
     elif s.enabled:
         log.info("slack: no SLACK_SIGNING_SECRET, so no /slack/events (alerts are still posted; "
@@ -331,6 +328,7 @@ def http_app(rt: Runtime):
 
     o = rt.settings.observability
     routers.append(metrics_router(rt.redis, rt.settings.queue_name, o.metrics_token.reveal()))  # GET /metrics
-    app = create_app(rt.redis, lambda: rt.scorer, rt.rules.error, rt.settings.api_keys, routers)
+    app = create_app(rt.redis, lambda: rt.scorer, rt.rules.check, rt.settings.api_keys, routers,
+                     max_body_bytes=rt.settings.max_body_bytes, docs=rt.settings.api_docs)
     app.add_middleware(DeliveryMetrics)  # triage_deliveries_total, triage_ingress_request_duration_seconds
     return app

@@ -42,14 +42,12 @@ def _at_least_one(text: str) -> int:
 
 
 def _runtime():
-    from worker.bootstrap import build, configure_logging, install
+    from worker.bootstrap import build, configure_logging
     from worker.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings)
-    rt = build(settings)
-    install(rt)
-    return rt
+    return build(settings)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -78,7 +76,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     rt.scorer  # noqa: B018
     freeze_startup_objects()
     worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer,
-                          name=args.name)
+                          name=args.name, context=rt.job_context)
     worker.work(burst=args.burst, with_scheduler=True, logging_level=rt.settings.log_level)
     return 0
 

@@ -49,7 +49,6 @@ def run_demo(tickets: int = 0) -> int:
             zendesk=ZendeskSettings("sandbox", "triage-bot@example.com", Secret("demo-token"), Secret(SECRET),
                                     str(zd.bot_user_id)))
         rt = bootstrap.build(settings)
-        bootstrap.install(rt)
         print(f"Redis {'(started here) ' if local else ''}{redis_url}; sandbox Zendesk at {zd.url} with "
               f"{len(ids)} tickets; rules: {settings.rules_path or 'default tags only'}")
         print("loading the model ...", flush=True)
@@ -69,7 +68,8 @@ def run_demo(tickets: int = 0) -> int:
             dup = http.post(hook, data=body, headers=headers, timeout=10).json()
             print(f"{len(ids)} signed webhooks accepted; a duplicate delivery answered {dup['status']!r}")
 
-            worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer)
+            worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer,
+                                  context=rt.job_context)
             started = time.perf_counter()
             worker.work(burst=True, logging_level="WARNING")
             elapsed = time.perf_counter() - started

@@ -9,131 +9,244 @@ finds the bot's notes instead of writing again. At the default TRIAGE_BATCH_SIZE
 call scores one ticket (dynamic int8 lets batch-mates shift scores, and batch 1 is the fastest
 layout on a small machine); above 1 one call scores several of the job's tickets (micro-batching).
 
-A ticket whose write-back fails does not hold back the others. The job then fails naming the
-tickets left; RQ retries it (honouring Retry-After), and the retry takes only those, since the
-others are done. After the last retry the job waits in the dead-letter queue (`triage dlq`). A 429
-or a 401 (the account is limited, the credentials are wrong) leaves the job's other tickets of
-that helpdesk untried, for the retry; a job may carry tickets of several helpdesks."""
+Failures are per ticket. Whatever one ticket raises (the model, the rules, the write-back) fails
+that ticket alone; its job-mates go on and the job ends normally. A ticket that failed and may
+succeed later (5xx, a timeout, an unexpected error) is tried again on its own, after the next of
+TRIAGE_RETRY_INTERVALS, in a job of the tickets that failed with it (Enqueuer.retry_later); its
+count of tries travels with it, so its job-mates are never charged. After its last try, or at
+once when trying again cannot help (403, 404, 422, no write-back configured), it waits in the
+dead-letter queue on its own, with its error (Enqueuer.dead_letter, `triage dlq`). A 401 files
+the job's other tickets of that helpdesk with it, untried: the credential is wrong for all.
+
+A 429 is not a failure: the worker pauses that helpdesk for every worker (AccountPause, Retry-After
+capped) and tries the ticket again when the pause ends, spending no try. A job that would wait
+longer than its budget (half a ticket's TRIAGE_JOB_TIMEOUT in all) hands the tickets left of that
+helpdesk to a job scheduled for when the pause ends, uncharged.
+
+The worker (TriageWorker) heartbeats the job it runs from a background thread, with a short TTL,
+and sweeps the queue's started registry often, so a job whose worker died runs again (RQ's
+retries of the job) within a minute or so; and it rides out a Redis outage instead of exiting."""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import math
+import threading
 import time
+import traceback
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.executions import Execution
 from rq.job import Job, get_current_job
+from rq.queue import Queue
+from rq.timeouts import BaseTimeoutException
 
 from model.textprep import ticket_text
 from worker.decision import Scores
-from worker.errors import ConfigError, JobIncomplete, RateLimited, VendorAuthError, VendorError
+from worker.errors import ConfigError, QueueUnavailable, RateLimited, TriageError, VendorAuthError, VendorError
 from worker.events import EventError, TicketEvent
-from worker.ports import Scorer
-from worker.triage import Outcome
+from worker.ports import Attempt, Scorer
+from worker.queueing import TRIES_META, Enqueuer, describe
+from worker.store import PREFIX, AccountPause
+from worker.triage import Status, TriageResult, TriageService
 
 log = logging.getLogger("triage.worker")
 
 
-def triage_job(*event_jsons: str) -> list[dict]:
-    """The RQ entry point: everything it needs comes from the process's bootstrap."""
-    from worker.bootstrap import runtime
+@dataclass
+class JobContext:
+    """What a triage job needs, handed to it by the TriageWorker that runs it (bootstrap builds it)."""
 
-    rt = runtime()
+    service: TriageService
+    model_thread: ModelThread
+    enqueuer: Enqueuer
+    pause: AccountPause
+    retry_intervals_s: tuple[int, ...]  # a failed ticket's next tries wait these; then the DLQ
+    rate_limit_budget_s: float = 60.0  # how long one job may wait on 429s before it hands tickets on
+
+    @property
+    def max_tries(self) -> int:
+        return len(self.retry_intervals_s) + 1
+
+
+@dataclass
+class _Handover:
+    context: JobContext
+    fresh: Callable[[], bool]  # the worker's heartbeat reached Redis recently: the job's lease holds
+
+
+_running: contextvars.ContextVar[_Handover] = contextvars.ContextVar("triage_job_handover")
+
+
+def triage_job(*event_jsons: str) -> list[dict]:
+    """The RQ entry point: the worker running it hands over what it needs (TriageWorker)."""
+    handover = _running.get(None)
+    if handover is None:
+        raise ConfigError("triage jobs run in `triage worker` (worker.jobs.TriageWorker), not a plain RQ worker")
     job = get_current_job()
     owner = job.id if job is not None else uuid.uuid4().hex
-    events: list[TicketEvent] = []
-    failed: list[_Failure] = []
-    for i, raw in enumerate(event_jsons):
-        try:
-            event = TicketEvent.from_json(raw)
-        except (EventError, json.JSONDecodeError) as e:
-            failed.append(_Failure(f"event {i + 1}", f"bad event in job: {e}", retryable=False))
-            continue
-        if all(event.key != seen.key for seen in events):  # a revision twice in one job: once
-            events.append(event)
-    attempts = rt.service.begin(events, owner)
-    todo = [e for e, a in zip(events, attempts, strict=True) if a not in ("done", "busy")]
-    scores = dict(zip((e.key for e in todo), rt.model_thread.score_later(todo), strict=True))
-    outcomes: list[Outcome] = []
-    stopped: dict[str, VendorError] = {}  # source -> the 429 or 401 that stopped its other tickets
-    try:
-        for n, (event, attempt) in enumerate(zip(events, attempts, strict=True)):
-            if n == len(events) - 1:  # the model's last call for this job is queued: give it the next one's
-                with contextlib.suppress(RedisError):  # an optimisation: never a reason to fail the job
-                    rt.model_thread.score_ahead(rt.enqueuer.peek(rt.model_thread.ahead))
-            if event.source in stopped:  # left for the retry, free for a duplicate delivery's job meanwhile
-                failed.append(_Failure(event.key, "not attempted", stopped[event.source].retryable, tried=False))
-                if attempt not in ("done", "busy"):
-                    rt.service.release(event, owner)
-                continue
+    tries = dict((job.meta or {}).get(TRIES_META, {})) if job is not None else {}
+    return _JobRun(handover, owner, tries).run(event_jsons)
+
+
+class _Deferred(Exception):
+    """A 429 pause longer than the job's budget: the ticket goes to a later job, uncharged."""
+
+    def __init__(self, wait_s: float):
+        self.wait_s = wait_s
+
+
+class _JobRun:
+    """One run of one job: its tickets one after another, each failing on its own."""
+
+    def __init__(self, handover: _Handover, owner: str, tries: dict[str, int]):
+        self.ctx = handover.context
+        self.fresh = handover.fresh
+        self.service = self.ctx.service
+        self.owner = owner
+        self.tries = tries  # event key -> failed tries before this run
+        self.waited = 0.0  # seconds this run spent in 429 pauses
+        self.retry: list[tuple[TicketEvent, str]] = []  # failed, to be tried again (or filed: last try)
+        self.dead: list[tuple[TicketEvent, str]] = []  # failed where trying again cannot help
+        self.deferred: dict[str, tuple[list[TicketEvent], float]] = {}  # source -> its tickets left, pause
+
+    def run(self, event_jsons: Sequence[str]) -> list[dict]:
+        events: list[TicketEvent] = []
+        for i, raw in enumerate(event_jsons):
             try:
-                outcome = rt.service.complete(event, attempt, owner, lambda e: scores[e.key]())
-            except (VendorError, ConfigError) as e:
-                failed.append(_Failure(event.key, str(e), isinstance(e, VendorError) and e.retryable))
-                if isinstance(e, RateLimited):  # the account is limited: the retry waits what it asked
-                    _retry_after(e.retry_after)
-                if isinstance(e, RateLimited) or (isinstance(e, VendorAuthError) and e.status != 403):
-                    stopped[event.source] = e  # a 403 may concern one ticket only; a 401 concerns them all
+                event = TicketEvent.from_json(raw)
+            except (EventError, json.JSONDecodeError) as e:
+                log.error("event %d of job %s is not a ticket event: %s", i + 1, self.owner, e)
+                self.ctx.enqueuer.dead_letter([raw], f"unreadable event from job {self.owner}",
+                                              f"bad event in job: {e}")
                 continue
-            outcomes.append(outcome)
-    except BaseException:
-        rt.model_thread.cancel_queued()  # the retry scores its tickets again
-        with contextlib.suppress(RedisError):  # else the retry finds their notes ('again')
-            rt.service.finish(outcomes)
-        raise
-    rt.service.finish(outcomes)  # the job's tickets recorded in one round trip
-    if failed:
-        _fail(failed, len(event_jsons))
-    return [o.to_dict() for o in outcomes]
+            if all(event.key != seen.key for seen in events):  # a revision twice in one job: once
+                events.append(event)
+        attempts = self.service.begin(events, self.owner)
+        model = self.ctx.model_thread
+        todo = [e for e, a in zip(events, attempts, strict=True) if a.taken]
+        scores = dict(zip((e.key for e in todo), model.score_later(todo), strict=True))
+        outcomes: list[TriageResult] = []
+        stopped: dict[str, str] = {}  # source -> the 401 that stopped its other tickets
+        try:
+            for n, (event, attempt) in enumerate(zip(events, attempts, strict=True)):
+                if n == len(events) - 1:  # the model's last call for this job is queued: give it the next one's
+                    with contextlib.suppress(RedisError):  # an optimisation: never a reason to fail the job
+                        model.score_ahead(self.ctx.enqueuer.peek(model.ahead))
+                if event.source in stopped or event.source in self.deferred:
+                    if attempt.taken:  # free for a duplicate delivery's job meanwhile
+                        self.service.release(event, self.owner)
+                    if event.source in stopped:
+                        self.dead.append((event, f"not attempted: {stopped[event.source]}"))
+                    else:
+                        self.deferred[event.source][0].append(event)
+                    continue
+                if not self.fresh():  # our heartbeat has not reached Redis: the job may be run elsewhere
+                    raise QueueUnavailable("this worker lost touch with Redis; the job runs again when it is back")
+                try:
+                    outcome = self._one(event, attempt, scores)
+                except _Deferred as d:
+                    self.deferred[event.source] = ([event], d.wait_s)
+                except (RedisError, BaseTimeoutException):
+                    raise  # the job's business: Redis went away, or the job ran out of time
+                except VendorAuthError as e:
+                    self.dead.append((event, str(e)))
+                    if e.status != 403:  # a 403 may concern one ticket only; a 401 concerns them all
+                        stopped[event.source] = str(e)
+                except (VendorError, ConfigError) as e:
+                    (self.retry if isinstance(e, VendorError) and e.retryable else self.dead).append((event, str(e)))
+                except Exception as e:  # the model, the rules, a connector's bug: this ticket alone
+                    log.error("ticket %s failed: %s", event.key, _error_text(e))
+                    log.debug("ticket %s failed", event.key, exc_info=True)
+                    self.retry.append((event, _error_text(e)))
+                else:
+                    outcomes.append(outcome)
+        except BaseException:
+            model.cancel_queued()  # the job's next run scores its tickets again
+            with contextlib.suppress(RedisError):  # else that run finds their notes (AGAIN)
+                self.service.finish(outcomes)
+            raise
+        self.service.finish(outcomes)  # the job's tickets recorded in one round trip
+        self._settle_failures()
+        return [_result(o) for o in outcomes]
+
+    def _one(self, event: TicketEvent, attempt: Attempt, scores: dict[str, Callable[[], Scores]]) -> TriageResult:
+        """One ticket, through as many 429 pauses as the job's budget allows (none spends a try)."""
+        pause = self.ctx.pause
+        while True:
+            wait = pause.remaining(event.source)
+            if wait > 0:
+                if self.waited + wait > self.ctx.rate_limit_budget_s:
+                    self.service.release(event, self.owner)
+                    raise _Deferred(wait)
+                time.sleep(wait)
+                self.waited += wait
+            try:
+                return self.service.complete(event, attempt, self.owner, lambda e: scores[e.key]())
+            except RateLimited as e:
+                held = pause.hold(event.source, e.retry_after)
+                log.info("%s is rate limited: all workers pause its write-backs for %.1f s (ticket %s waits, "
+                         "no try spent)", event.source, held, event.ticket_id)
+                attempt = self.service.begin([event], self.owner)[0]  # complete() gave the lease back
+                if not attempt.taken:  # a duplicate delivery's job took it meanwhile, or wrote it
+                    return TriageResult(Status.DUPLICATE if attempt == Attempt.DONE else Status.BUSY, key=event.key)
+
+    def _settle_failures(self) -> None:
+        """Failed tickets: tried again later (grouped by their next delay) or filed in the DLQ alone."""
+        enqueuer, intervals = self.ctx.enqueuer, self.ctx.retry_intervals_s
+        later: dict[int, list[TicketEvent]] = defaultdict(list)
+        tries: dict[str, int] = {}
+        for event, error in self.retry:
+            tries[event.key] = self.tries.get(event.key, 0) + 1
+            if tries[event.key] >= self.ctx.max_tries:
+                self.dead.append((event, f"{error} ({tries[event.key]} tries)"))
+                continue
+            delay = intervals[tries[event.key] - 1]
+            log.warning("write-back of %s failed (try %d of %d), tried again in %d s: %s", event.key,
+                        tries[event.key], self.ctx.max_tries, delay, error)
+            later[delay].append(event)
+        for delay, events in later.items():
+            enqueuer.retry_later(events, tries, delay)
+        for source, (events, wait) in self.deferred.items():
+            log.info("%s: %d ticket(s) wait out the rate limit in a later job (%.0f s), no try spent", source,
+                     len(events), wait)
+            enqueuer.retry_later(events, {e.key: self.tries.get(e.key, 0) for e in events}, max(1.0, wait))
+        by_error: dict[str, list[TicketEvent]] = defaultdict(list)
+        for event, error in self.dead:
+            by_error[error.removeprefix("not attempted: ")].append(event)
+        for error, events in by_error.items():
+            for e in events:
+                log.error("write-back of %s failed and waits in the dead-letter queue: %s", e.key, error)
+            shown = "; ".join(e.key for e in events[:4]) + (f" and {len(events) - 4} more" if len(events) > 4 else "")
+            enqueuer.dead_letter([e.to_json() for e in events], describe(events),
+                                 f"{len(events)} ticket(s) not written back ({shown}): {error}",
+                                 keys=[e.key for e in events])
 
 
-@dataclass(frozen=True)
-class _Failure:
-    key: str  # the event key, or "event N" for one that could not be read
-    error: str
-    retryable: bool
-    tried: bool = True  # False: left for the retry after a 429 or 401 on another ticket
+def _result(o: TriageResult) -> dict:
+    return {"status": str(o.status), "key": o.key, "decision": o.decision.to_dict() if o.decision else None}
 
 
-def _fail(failed: list[_Failure], total: int) -> None:
-    if not any(f.retryable for f in failed):  # bad credentials, tickets gone: retrying cannot help
-        _no_retry()
-    tried = [f for f in failed if f.tried]
-    for f in tried:
-        log.error("write-back of %s failed%s: %s", f.key, "" if f.retryable else " and will not be retried", f.error)
-    shown = "; ".join(f"{f.key} ({f.error})" for f in tried[:5])
-    more = f"; {len(failed) - len(tried[:5])} more" if len(failed) > len(tried[:5]) else ""
-    raise JobIncomplete(f"{len(failed)} of {total} tickets not written back: {shown}{more}")
-
-
-def _no_retry() -> None:
-    job = get_current_job()
-    if job is not None:
-        job.retries_left = 0
-
-
-def _retry_after(seconds: float) -> None:
-    """Make the next retry wait what the vendor asked for (Retry-After), not the fixed backoff."""
-    job = get_current_job()
-    if job is None or not job.retries_left or not job.retry_intervals:
-        return
-    intervals = list(job.retry_intervals)
-    index = max(len(intervals) - job.retries_left, 0)
-    if index < len(intervals):
-        # RQ schedules to the whole second, truncated: without the extra second a retry could come
-        # up to a second before the vendor said it may.
-        intervals[index] = max(1, math.ceil(seconds)) + 1
-        job.retry_intervals = intervals
+def _error_text(e: BaseException) -> str:
+    """An error for the log and the DLQ: ours say what happened (never ticket text); another's
+    message might quote the text, so only its type and where it was raised."""
+    if isinstance(e, TriageError):
+        return str(e)
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} ({frames[-1].name})" if frames else ""
+    return f"{type(e).__name__}{where} (the worker log has the traceback at DEBUG)"
 
 
 class ModelThread:
@@ -143,7 +256,10 @@ class ModelThread:
     sit idle. So when a job reaches its last ticket it hands the model the first `ahead` tickets
     of the job waiting next in the queue (score_ahead); if this worker takes that job, their
     scores are ready or under way. If another worker takes it, that work is lost: one model call
-    per job at most, and only when both workers reach the queue within one write-back."""
+    per job at most, and only when both workers reach the queue within one write-back.
+
+    A call of several texts that raises is made again text by text: only the text that cannot be
+    scored fails (its ticket), not its batch-mates."""
 
     keep_ahead = 8  # scored ahead and not asked for (another worker took the job)
 
@@ -152,12 +268,12 @@ class ModelThread:
         self.batch_size = batch_size  # tickets per model call
         self.ahead = ahead
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="triage-model")
-        self._queued: list[Future[list[Scores]]] = []
+        self._queued: list[Future[list[Scores | Exception]]] = []
         self._ahead: OrderedDict[str, Callable[[], Scores]] = OrderedDict()  # event key -> its scores
 
     def score_later(self, events: Sequence[TicketEvent]) -> list[Callable[[], Scores]]:
         """Queue the events' scoring now; each callable waits for its event's scores (raising what
-        the model raised). Calls are queued in order, so the first scores come first."""
+        the model raised for that text). Calls are queued in order, so the first scores come first."""
         found = {e.key: self._ahead.pop(e.key) for e in events if e.key in self._ahead}
         waits = self._submit([e for e in events if e.key not in found])
         return [found[e.key] if e.key in found else next(waits) for e in events]
@@ -175,10 +291,24 @@ class ModelThread:
         waits: list[Callable[[], Scores]] = []
         for start in range(0, len(events), self.batch_size):
             chunk = events[start:start + self.batch_size]
-            call = self._pool.submit(self.scorer.score, [ticket_text(e.subject, e.text) for e in chunk])
+            call = self._pool.submit(self._score, [ticket_text(e.subject, e.text) for e in chunk])
             self._queued.append(call)
             waits += [_nth(call, i) for i in range(len(chunk))]
         return iter(waits)
+
+    def _score(self, texts: list[str]) -> list[Scores | Exception]:
+        try:
+            return list(self.scorer.score(texts))
+        except Exception as e:
+            if len(texts) == 1:
+                return [e]
+        out: list[Scores | Exception] = []
+        for text in texts:
+            try:
+                out += self.scorer.score([text])
+            except Exception as e:
+                out.append(e)
+        return out
 
     def cancel_queued(self) -> None:
         """Drop the model calls not started yet (their job stopped early)."""
@@ -188,8 +318,14 @@ class ModelThread:
         self._ahead.clear()
 
 
-def _nth(call: Future[list[Scores]], i: int) -> Callable[[], Scores]:
-    return lambda: call.result()[i]
+def _nth(call: Future[list[Scores | Exception]], i: int) -> Callable[[], Scores]:
+    def wait() -> Scores:
+        got = call.result()[i]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    return wait
 
 
 class _WithholdJobArguments(logging.Filter):
@@ -206,9 +342,29 @@ class _WithholdJobArguments(logging.Filter):
 
 class TriageWorker(SimpleWorker):
     """A non-forking RQ worker: the model stays loaded; a fork per ticket would cost more than
-    scoring it. `heartbeat_grace_s` bounds how long a dead worker's job waits to be retried."""
+    scoring it.
 
-    heartbeat_grace_s = 60
+    The job runs on the main thread, so a background thread ("triage-beat") keeps RQ's heartbeats
+    of it (maintain_heartbeats: the worker, the execution and the job keys) every `beat_every_s`,
+    with a TTL of `job_heartbeat_ttl_s` instead of the job's whole timeout; and every
+    `sweep_every_s` one worker of the queue (a lock) sweeps its started registry, where RQ retries
+    the jobs whose heartbeat ran out (their worker died). A dead worker's job therefore runs again
+    within job_heartbeat_ttl_s + sweep_every_s + the first retry interval.
+
+    A Redis outage is ridden out: a job cut short by it is left to the sweep (its tickets are
+    leased to it: its next run writes nothing twice), the worker waits for Redis with backoff and
+    says so in the log, and its maintenance (every `maintenance_every_s`, even while idle) starts
+    RQ's scheduler again where it died, so scheduled retries run once Redis is back.
+
+    Depends on RQ internals in three places (pinned in pyproject.toml, tested in tests/test_worker.py):
+    `_state` (set_state), the scheduler's `_process` (run_maintenance_tasks) and the
+    `dequeue_timeout` property."""
+
+    job_heartbeat_ttl_s = 30
+    beat_every_s = 5.0
+    sweep_every_s = 10.0
+    maintenance_every_s = 30
+    redis_wait_s = (0.5, 30.0)  # first and longest wait between two tries to reach Redis
     # RQ beats several times per job, each a Redis round trip of its own unless it rides in a
     # pipeline. A standalone beat is skipped when the last beat (of any kind) was less than this
     # long ago and left the worker's key at least a minute to live; a standalone beat goes in one
@@ -217,15 +373,135 @@ class TriageWorker(SimpleWorker):
     _beat_at, _beat_ttl = -math.inf, 0
     _withhold = _WithholdJobArguments()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, queues: Any, *args: Any, context: JobContext | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("maintenance_interval", self.maintenance_every_s)
+        super().__init__(queues, *args, **kwargs)
+        self.context = context
         self.log.addFilter(self._withhold)  # once per logger: addFilter skips a filter it holds
+        self._current: tuple[Job, Execution] | None = None
+        self._current_lock = threading.Lock()
+        self._beat_ok = time.monotonic()  # the last time a beat reached Redis
+        self._beats_stop = threading.Event()
+
+    # -- the beat thread -------------------------------------------------------------------------------
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         from worker.metrics import serve_worker_metrics
 
         serve_worker_metrics()  # TRIAGE_METRICS_PORT: this worker's /metrics (docs/observability.md)
-        return super().work(*args, **kwargs)
+        self._beats_stop.clear()
+        beats = threading.Thread(target=self._beat_loop, name="triage-beat", daemon=True)
+        beats.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self._beats_stop.set()
+            beats.join(timeout=5)
+
+    def _beat_loop(self) -> None:
+        next_sweep, failing = 0.0, False
+        while True:
+            try:
+                with self._current_lock:
+                    if self._current is not None:
+                        self.maintain_heartbeats(*self._current)
+                self._beat_ok = time.monotonic()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.sweep_every_s
+                    self.sweep()
+                if failing:
+                    self.log.info("Worker %s: Redis is back: heartbeats resumed", self.name)
+                failing = False
+            except RedisError as e:
+                if not failing:
+                    self.log.warning("Worker %s: heartbeat failed, Redis unreachable (%s): retrying every %g s",
+                                     self.name, type(e).__name__, self.beat_every_s)
+                failing = True
+            except Exception:  # never let the beat thread die: a job without heartbeats runs twice
+                self.log.exception("Worker %s: heartbeat failed", self.name)
+            if self._beats_stop.wait(self.beat_every_s):
+                return
+
+    def beating(self) -> bool:
+        """The last heartbeat reached Redis less than half a heartbeat TTL ago."""
+        return time.monotonic() - self._beat_ok < self.job_heartbeat_ttl_s / 2
+
+    def sweep(self) -> None:
+        """Run again the jobs of our queues whose worker died (RQ's StartedJobRegistry.cleanup), if
+        no other worker swept in the last sweep_every_s."""
+        names = ",".join(q.name for q in self.queues)
+        if self.connection.set(f"{PREFIX}:sweep:{names}", self.name, nx=True, ex=max(1, int(self.sweep_every_s))):
+            for queue in self.queues:
+                queue.started_job_registry.cleanup()
+
+    def prepare_execution(self, job: Job) -> Execution:
+        execution = super().prepare_execution(job)
+        with self._current_lock:
+            self._current = (job, execution)
+        return execution
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        token = _running.set(_Handover(self._context(), self.beating)) if self.context else None
+        try:
+            super().execute_job(job, queue)
+        except RedisError as e:
+            self.log.warning("Worker %s: Redis went away during job %s (%s); the job runs again once Redis is "
+                             "back (nothing is written twice)", self.name, job.id, type(e).__name__)
+            self.wait_for_redis()
+        finally:
+            with self._current_lock:
+                self._current = None
+            if token is not None:
+                _running.reset(token)
+
+    def _context(self) -> JobContext:
+        assert self.context is not None
+        return self.context
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """A job's execution lives this long without a heartbeat (the beat thread renews it)."""
+        return self.job_heartbeat_ttl_s
+
+    # -- riding out a Redis outage ---------------------------------------------------------------------
+
+    def wait_for_redis(self) -> None:
+        """Until Redis answers (or a stop is requested), with backoff; each wait in the log."""
+        wait, longest = self.redis_wait_s
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+                self.log.info("Worker %s: Redis is back", self.name)
+                return
+            except RedisError as e:
+                self.log.warning("Worker %s: Redis unreachable (%s): trying again in %.1f s", self.name,
+                                 type(e).__name__, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, longest)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        # in an outage, the dequeue that follows meets it and waits for Redis (RQ's own backoff)
+        with contextlib.suppress(RedisError):
+            super().check_for_suspension(burst)
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's maintenance (its registries; a scheduler that died is started again), tolerating an
+        outage. A scheduler of ours that died gives its locks back first, so it can start again now
+        rather than when they expire."""
+        try:
+            scheduler = self.scheduler
+            if scheduler is not None and self.last_cleaned_at is not None and (
+                    scheduler._process is None or not scheduler._process.is_alive()):
+                scheduler.release_locks()
+            super().run_maintenance_tasks()
+        except RedisError as e:
+            self.log.warning("Worker %s: maintenance skipped, Redis unreachable (%s)", self.name, type(e).__name__)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """An idle worker wakes at least every maintenance_every_s (RQ's default: every 405 s)."""
+        return max(1, min(self.worker_ttl - 15, self.maintenance_every_s))
+
+    # -- fewer round trips -----------------------------------------------------------------------------
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         ttl, at = timeout or self.worker_ttl + 60, time.monotonic()
@@ -234,9 +510,12 @@ class TriageWorker(SimpleWorker):
             return super().heartbeat(timeout, pipeline)
         if at - self._beat_at < self.heartbeat_every_s and self._beat_ttl >= 60:
             return None
-        with self.connection.pipeline(transaction=False) as pipe:
-            super().heartbeat(timeout, pipe)
-            pipe.execute()
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                super().heartbeat(timeout, pipe)
+                pipe.execute()
+        except RedisError:
+            return None  # the beat thread and the dequeue loop report the outage
         self._beat_at, self._beat_ttl = at, ttl
         return None
 
@@ -244,9 +523,11 @@ class TriageWorker(SimpleWorker):
         """RQ sets 'idle' twice between two jobs; a state already recorded costs no round trip."""
         if pipeline is None and state == self._state:
             return
-        super().set_state(state, pipeline)
+        if pipeline is not None:
+            return super().set_state(state, pipeline)
+        try:
+            super().set_state(state)
+        except RedisError:
+            self._state = ""  # not recorded: sent again next time
+        return None
 
-    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        if job.timeout == -1:
-            return super().get_heartbeat_ttl(job, working_time)
-        return int(job.timeout or 180) + self.heartbeat_grace_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from worker.decision import Scores, TriageDecision
@@ -69,6 +70,39 @@ class SecondOpinion(Protocol):
         """The scores to decide on: `scores` as they are, or the second judge's (decided_by "llm").
         Raises Deferred when its answer is not in yet. Never raises anything else: on any failure
         the model's scores stand, the reason in their second_opinion."""
+        ...
+
+
+class Attempt(StrEnum):
+    """What `Store.begin` says of a ticket revision: the exactly-once protocol's states."""
+
+    FIRST = "first"  # nobody tried it yet: write it back
+    AGAIN = "again"  # an earlier attempt started it and did not finish: look for its note first
+    DONE = "done"  # triaged already: nothing to do
+    BUSY = "busy"  # another job holds it now: nothing to do here
+
+    @property
+    def taken(self) -> bool:
+        """This owner holds the revision now (and must finish or release it)."""
+        return self in (Attempt.FIRST, Attempt.AGAIN)
+
+
+class Store(Protocol):
+    """The use case's memory of what it did, per ticket revision (an event key): the unit of work of
+    the exactly-once protocol. begin -> (write back) -> finish, or release when the attempt failed.
+    worker.store.RedisStore is the adapter; tests use an in-memory one."""
+
+    def begin(self, keys: Sequence[str], owner: str) -> list[Attempt]:
+        """Take the revisions for `owner` (a job id), all in one step; per key its Attempt. A job
+        that runs again (a retry, or after its worker died) gets its own revisions back (AGAIN)."""
+        ...
+
+    def finish(self, keys: Sequence[str]) -> None:
+        """Record the revisions as triaged and drop their leases (each done before its lease goes)."""
+        ...
+
+    def release(self, key: str, owner: str) -> None:
+        """Give a revision's lease back after a failed attempt (only if `owner` still holds it)."""
         ...
 
 

@@ -7,27 +7,39 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from worker.decision import Actions, Scores, TriageDecision
 from worker.errors import ConfigError
 from worker.events import TicketEvent
-from worker.ports import DecisionSink, Notifier, Refresher, Writer
+from worker.ports import Attempt, DecisionSink, Notifier, Refresher, Store, Writer
 from worker.rules import RuleSet
-from worker.store import Store
 
 log = logging.getLogger("triage.worker")
 
 
+class Status(StrEnum):
+    """How one attempt at a ticket revision ended."""
+
+    WRITTEN = "written"  # the decision was written back
+    NOTHING_TO_WRITE = "nothing_to_write"  # the ticket already has what the rules want
+    RECOVERED = "recovered"  # an interrupted attempt had written it: its note was found
+    DUPLICATE = "duplicate"  # triaged already (Attempt.DONE)
+    BUSY = "busy"  # another job holds it now (Attempt.BUSY)
+
+
 @dataclass(frozen=True)
-class Outcome:
-    status: str  # written | nothing_to_write | duplicate | recovered | busy
+class TriageResult:
+    """What TriageService.complete made of one ticket revision."""
+
+    status: Status
     key: str = ""  # the event key (source:ticket:revision)
     decision: TriageDecision | None = None
 
     @property
     def settled(self) -> bool:
         """This attempt finished the revision: TriageService.finish records it."""
-        return self.status in ("written", "nothing_to_write", "recovered")
+        return self.status in (Status.WRITTEN, Status.NOTHING_TO_WRITE, Status.RECOVERED)
 
     def to_dict(self) -> dict:
         return {"status": self.status, "key": self.key,
@@ -64,6 +76,14 @@ def _writes_something(a: Actions) -> bool:
 
 
 class TriageService:
+    """The use case, exactly once per ticket revision: begin (take the revisions, Store) -> complete
+    (score, decide with the rules, write back through the source's Writer, notify) -> finish
+    (record the settled ones), or release (give a failed one back for a retry or a duplicate).
+
+    It depends only on ports (worker.ports: Store, Writer, Refresher, Notifier); bootstrap wires the
+    Redis store and the vendor writers. A crash between the write-back and finish is safe: the next
+    attempt is Attempt.AGAIN and looks for the bot's note (Writer.already_applied) first."""
+
     def __init__(self, rules: Callable[[], RuleSet], writers: Mapping[str, Writer], store: Store,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), notifier: Notifier | None = None,
                  decisions: DecisionSink | None = None):
@@ -81,12 +101,12 @@ class TriageService:
         if self.notifier is not None and decision.actions.notify_slack:
             self.notifier.notify(event, decision)
 
-    def begin(self, events: Sequence[TicketEvent], owner: str) -> list[str]:
-        """Take the revisions for `owner` (a job id), in one round trip: per event 'done' or 'busy'
-        (nothing to do: triaged, or another job holds it), else 'first' or 'again' (see Store)."""
+    def begin(self, events: Sequence[TicketEvent], owner: str) -> list[Attempt]:
+        """Take the revisions for `owner` (a job id), in one round trip: per event DONE or BUSY
+        (nothing to do: triaged, or another job holds it), else FIRST or AGAIN (see Store)."""
         return self.store.begin([e.key for e in events], owner)
 
-    def process(self, event: TicketEvent, score: Callable[[TicketEvent], Scores]) -> Outcome:
+    def process(self, event: TicketEvent, score: Callable[[TicketEvent], Scores]) -> TriageResult:
         """Triage one ticket revision on its own (begin + complete + finish)."""
         owner = uuid.uuid4().hex
         outcome = self.complete(event, self.begin([event], owner)[0], owner, score)
@@ -97,15 +117,15 @@ class TriageService:
             raise
         return outcome
 
-    def complete(self, event: TicketEvent, attempt: str, owner: str,
-                 score: Callable[[TicketEvent], Scores]) -> Outcome:
+    def complete(self, event: TicketEvent, attempt: Attempt, owner: str,
+                 score: Callable[[TicketEvent], Scores]) -> TriageResult:
         """Triage a revision `begin` gave `attempt`; `score` is called only when it still needs it.
         The caller records a settled outcome with `finish` (a job records all of its tickets in
         one round trip); until then the revision stays leased to `owner`, and if the worker dies
         first, the next attempt finds the bot's note (`again`). If this raises, the lease goes
         back, so that a retry or a duplicate delivery can take it."""
-        if attempt in ("done", "busy"):  # busy: another job is writing it back now
-            return Outcome("duplicate" if attempt == "done" else "busy", key=event.key)
+        if not attempt.taken:  # BUSY: another job is writing it back now
+            return TriageResult(Status.DUPLICATE if attempt == Attempt.DONE else Status.BUSY, key=event.key)
         try:
             outcome = self._complete(event, attempt, score)
         except BaseException as e:
@@ -117,7 +137,7 @@ class TriageService:
             self.decisions.decided(event, str(outcome.status), outcome.decision)
         return outcome
 
-    def finish(self, outcomes: Sequence[Outcome]) -> None:
+    def finish(self, outcomes: Sequence[TriageResult]) -> None:
         """Record the settled revisions as triaged and drop their leases, in one round trip."""
         self.store.finish([o.key for o in outcomes if o.settled])
 
@@ -125,7 +145,8 @@ class TriageService:
         """Give back a revision `owner` took and did not finish, for a retry or a duplicate's job."""
         self.store.release(event.key, owner)
 
-    def _complete(self, event: TicketEvent, attempt: str, score: Callable[[TicketEvent], Scores]) -> Outcome:
+    def _complete(self, event: TicketEvent, attempt: Attempt,
+                  score: Callable[[TicketEvent], Scores]) -> TriageResult:
         writer = self.writers.get(event.source)
         if writer is None:
             raise ConfigError(f"no write-back configured for source {event.source!r}: set its variables "
@@ -139,14 +160,14 @@ class TriageService:
         a = decision.actions
         if not _writes_something(a):
             self._notify(event, decision)
-            return Outcome("nothing_to_write", key, decision)
+            return TriageResult(Status.NOTHING_TO_WRITE, key, decision)
         # An earlier attempt may have died between writing and recording: the note's marker tells.
-        if attempt == "again" and a.note and writer.already_applied(event):
+        if attempt == Attempt.AGAIN and a.note and writer.already_applied(event):
             self._notify(event, decision)
             log.info("ticket %s revision %s was already written back", event.ticket_id, event.revision)
-            return Outcome("recovered", key, decision)
+            return TriageResult(Status.RECOVERED, key, decision)
         writer.apply(event, decision)
         self._notify(event, decision)
         log.info("triaged %s ticket %s: sentiment=%s urgency=%s rules=%s", event.source, event.ticket_id,
                  scores.sentiment.label, scores.urgency.label, ",".join(decision.matched_rules) or "-")
-        return Outcome("written", key, decision)
+        return TriageResult(Status.WRITTEN, key, decision)

@@ -61,7 +61,7 @@ from worker.ports import Scorer
 from worker.queueing import Enqueuer
 from worker.rules import RuleSet
 from worker.store import PREFIX
-from worker.triage import Outcome, decide
+from worker.triage import TriageResult, decide
 
 log = logging.getLogger("triage.slack")
 
@@ -87,7 +87,7 @@ class SlackBackend:
     hosts: Mapping[str, str] = field(default_factory=dict)  # helpdesk -> its subdomain (URL checks)
     links: Mapping[str, Callable[[TicketEvent], str]] = field(default_factory=dict)  # helpdesk -> ticket URL
     # Apply: the worker's use case (TriageService.process); None: no write-back from Slack
-    process: Callable[[TicketEvent, Callable[[TicketEvent], Scores]], Outcome] | None = None
+    process: Callable[[TicketEvent, Callable[[TicketEvent], Scores]], TriageResult] | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     event_dedupe_s: int = 24 * 3600  # Slack retries an event for about an hour; remember it a day
 
@@ -431,7 +431,7 @@ def _explain(e: Exception, req: Request | None) -> str:
     return "Something went wrong while triaging; it is logged."
 
 
-def _outcome_note(outcome: Outcome, user: str) -> str:
+def _outcome_note(outcome: TriageResult, user: str) -> str:
     who = f"<@{user}>" if user else "you"
     if outcome.status == "written":
         return f":white_check_mark: Applied by {who}: written to the ticket as the worker would."
