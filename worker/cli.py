@@ -10,6 +10,7 @@ from pathlib import Path
 from model import cli as model_cli
 from model.data import DataError
 from model.runtime import ModelError
+from worker import history_cli
 from worker.errors import TriageError
 
 DESCRIPTION = """\
@@ -28,6 +29,7 @@ Run it:
   triage poll jira --jql "..."     catch up through a Jira JQL search instead of webhooks
   triage slack --socket            the Slack app over Socket Mode (HTTP mode: POST /slack/events on serve)
   triage feedback export|stats     agents' corrections from Slack: training CSV, agreement per head
+  triage history pull zendesk      import solved tickets (agents' priorities, corrections, CSAT) to learn from
 
 Settings come from the environment or a .env file: see deploy/env.example.
 """
@@ -253,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     model_cli.add_commands(sub)
+    history_cli.add_commands(sub)  # history pull, learn
 
     p = sub.add_parser("serve", help="HTTP ingress: webhooks, health checks, scoring API")
     p.add_argument("--host", default="0.0.0.0")

@@ -307,6 +307,7 @@ class ZendeskSandbox(RecordingSandbox):
             ("GET", r"users/me\.json", "_show_me"),
             ("GET", r"groups\.json", "_list_groups"),
             ("GET", r"incremental/tickets/cursor\.json", "_export_tickets"),
+            ("GET", r"tickets/(\d+)/audits\.json", "_list_audits"),  # history: sandbox_history.py
         ))
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: Any) -> tuple[Reply, dict[str, str]]:
@@ -372,6 +373,12 @@ class ZendeskSandbox(RecordingSandbox):
         descending = _one(query, "sort") == "-created_at" or _one(query, "sort_order") == "desc"
         comments.sort(key=lambda c: (c["created_at"], c["id"]), reverse=descending)
         return 200, self._paginate("comments", comments, f"tickets/{ticket_id}/comments.json", query)
+
+    def _list_audits(self, ticket_id: str, *, query: dict[str, list[str]], body: Any) -> Reply:
+        with self._lock:
+            self._ticket(int(ticket_id))
+            audits = [copy.deepcopy(a) for a in self._audits if a["ticket_id"] == int(ticket_id)]
+        return 200, self._paginate("audits", audits, f"tickets/{ticket_id}/audits.json", query)
 
     def _export_tickets(self, *, query: dict[str, list[str]], body: Any) -> Reply:
         cursor, start_time = _one(query, "cursor"), _one(query, "start_time")

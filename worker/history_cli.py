@@ -1,0 +1,122 @@
+"""`triage history pull ...` and `triage learn`: argument parsing only; the work lives in
+connectors/*/history.py, worker/history.py and model/learn.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from worker.errors import TriageError
+
+FMT = argparse.RawDescriptionHelpFormatter
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2026-01-31, got {text!r}") from None
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    hist = sub.add_parser(
+        "history", formatter_class=FMT, help="import a team's solved tickets as training data",
+        description="Read solved tickets through the helpdesk's API into one dataset file (JSON lines): the "
+                    "customer's text, the priority an agent set (and whether it corrected the bot's, from the "
+                    "audits), the satisfaction rating, group, type, tags. Each label says where it came from "
+                    "(its provenance) and weighs accordingly. Nothing leaves this machine.",
+        epilog="examples:\n  triage history pull zendesk --since 2026-01-01 --out history/zendesk.jsonl\n"
+               "  triage history pull zendesk --sandbox 3000     # a sandbox team, no account needed\n"
+               "  triage learn --data history/zendesk.jsonl")
+    hsub = hist.add_subparsers(dest="history_command", required=True)
+    p = hsub.add_parser("pull", formatter_class=FMT, help="pull solved tickets since a date (resumable)",
+                        description="Resumable: the export's cursor is saved after each page in a state file "
+                                    "beside the output (OUT.state.json); run the same command again to continue "
+                                    "after a crash or Ctrl-C. Rate limits (429) wait Retry-After.",
+                        epilog="provenance weights (change with --weight NAME=W): agent-corrected-bot 3, "
+                               "slack-correction 3,\nagent-set 2, csat 1, llm 0.5, public 0.5, bot-unchanged 0.5")
+    p.add_argument("system", choices=["zendesk", "jira"])
+    p.add_argument("--since", type=_date, help="first day to read, YYYY-MM-DD (default: 365 days ago)")
+    p.add_argument("--out", help="dataset file (default history/SYSTEM.jsonl)")
+    p.add_argument("--state", help="state file (default OUT.state.json)")
+    p.add_argument("--restart", action="store_true", help="ignore the saved cursor and read from --since again "
+                                                          "(rows already in OUT are not written twice)")
+    p.add_argument("--no-scrub", action="store_true",
+                   help="keep e-mail addresses, phone and card numbers (scrubbed by default)")
+    p.add_argument("--weight", action="append", default=[], metavar="PROVENANCE=W", help="a provenance's weight")
+    p.add_argument("--per-page", type=int, default=1000, help="tickets per export page (default 1000)")
+    p.add_argument("--sandbox", type=int, metavar="N",
+                   help="pull from a local sandbox Zendesk seeded with a team of N solved tickets (built from "
+                        "../shared/data/synthetic_tickets_nc when present): the demo, no account needed")
+    p.set_defaults(func=cmd_history_pull)
+
+
+def cmd_history_pull(args: argparse.Namespace) -> int:
+    from worker.history import parse_weights, read_rows, summary
+
+    if args.system == "jira":
+        raise TriageError("history pull jira is not built yet: export the issues with a JQL search, or use "
+                          "`triage history pull zendesk`")
+    weights = parse_weights(args.weight)
+    since = args.since or datetime.now(UTC) - timedelta(days=365)
+    out = Path(args.out or f"history/{args.system}.jsonl")
+    pull = _pull_sandbox if args.sandbox else _pull_zendesk
+    result = pull(args, out, weights, since)
+    info = summary(read_rows(out))
+    urgency = info.get("urgency", {})
+    skipped = ", ".join(f"{n} {why}" for why, n in result.skipped.items()) or "none"
+    print(f"{result.total} rows in {out} ({result.written} new, {result.pages} pages, {result.seconds:.1f}s); "
+          f"skipped: {skipped}; rate limited {result.rate_limited} times, waited {result.waited_s:g}s",
+          file=sys.stderr)
+    print(json.dumps({"urgency": urgency, "sentiment": info.get("sentiment", {})}))
+    print(f"next: triage learn --data {out}", file=sys.stderr)
+    return 0
+
+
+def _pull_zendesk(args: argparse.Namespace, out: Path, weights: dict, since: datetime):
+    from connectors.zendesk.history import ZendeskHistory, pull
+    from connectors.zendesk.transport import vendor_errors
+    from worker.bootstrap import zendesk_client
+    from worker.settings import load_settings
+
+    settings = load_settings()
+    if not settings.zendesk.enabled:
+        raise TriageError("set the ZENDESK_* variables to pull Zendesk history (see deploy/env.example), or try "
+                          "the sandbox: triage history pull zendesk --sandbox 1000")
+    client = zendesk_client(settings)
+    bot = settings.zendesk.bot_user_id
+    if not bot:
+        with vendor_errors("GET users/me"):
+            bot = str(client.users.me().id)
+    history = ZendeskHistory(client, bot, per_page=args.per_page, scrub_text=not args.no_scrub, weights=weights)
+    return pull(history, out, since=since, state_path=args.state, restart=args.restart,
+                progress=sys.stderr.isatty())
+
+
+def _pull_sandbox(args: argparse.Namespace, out: Path, weights: dict, since: datetime):
+    import os
+
+    from zenpy import Zenpy
+
+    from connectors.zendesk.history import ZendeskHistory, pull
+    from connectors.zendesk.sandbox import ZendeskSandbox
+    from connectors.zendesk.sandbox_history import load_history, team
+
+    for stale in (out, Path(args.state or out.with_name(out.name + ".state.json"))):
+        stale.unlink(missing_ok=True)  # a sandbox is new each run: so is its dataset
+    with ZendeskSandbox() as zd:
+        os.environ.update(zd.env)
+        members = team(args.sandbox)
+        if len(members) < args.sandbox:  # the synthetic set is smaller: its tickets again, as new tickets
+            members = (members * (args.sandbox // len(members) + 1))[: args.sandbox]
+        now = time.time()
+        load_history(zd, members, now=now)
+        client = Zenpy(subdomain="sandbox", email="bot@example.com", token="sandbox", disable_cache=True)
+        history = ZendeskHistory(client, zd.bot_user_id, per_page=args.per_page, scrub_text=not args.no_scrub,
+                                 weights=weights)
+        return pull(history, out, since=since, state_path=args.state, restart=args.restart,
+                    progress=sys.stderr.isatty(), total_hint=len(members))
