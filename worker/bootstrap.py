@@ -241,6 +241,13 @@ class Runtime:
         return create_slack_app(backend, signing_secret=s.signing_secret.reveal(), socket_mode=socket_mode)
 
     @functools.cached_property
+    def second_opinion(self):
+        """The LLM second opinion (worker/escalation.py) when TRIAGE_LLM_BASE_URL is set, else None."""
+        from worker.escalation import build_escalation
+
+        return build_escalation(self.settings.llm, self.redis, self.enqueuer, self.scorer)
+
+    @functools.cached_property
     def model_thread(self) -> ModelThread:
         return ModelThread(self.scorer, self.settings.batch_size)
 
@@ -248,7 +255,8 @@ class Runtime:
     def job_context(self) -> JobContext:
         """What the worker hands each triage job (worker.jobs.TriageWorker(context=...))."""
         return JobContext(self.service, self.model_thread, self.enqueuer, AccountPause(self.redis),
-                          self.settings.retry_intervals_s, rate_limit_budget_s=self.settings.job_timeout_s / 2)
+                          self.settings.retry_intervals_s, rate_limit_budget_s=self.settings.job_timeout_s / 2,
+                          second_opinion=self.second_opinion)
 
 
 def build(settings: Settings) -> Runtime:

@@ -776,3 +776,14 @@ def eval_cli(model: Any, rows: Sequence[Any], out_dir: Any, title: str) -> int:
     print(json.dumps(brief))
     print(f"LLM report: {out / 'llm.md'}")
     return 0
+
+
+def build_escalation(cfg: LLMSettings, redis: Redis, enqueuer: Any, scorer: Any) -> Escalation | None:
+    """bootstrap's wiring: None when off; the borderline band around the model's own high threshold."""
+    if not cfg.enabled:
+        return None
+    from connectors.llm.client import OpenAICompatible
+
+    rule = getattr(getattr(scorer, "model", None), "rules", {}).get("urgency") if "borderline" in cfg.escalate else None
+    llm = OpenAICompatible(cfg.base_url, cfg.api_key.reveal(), cfg.model, cfg.response_format, cfg.max_tokens)
+    return Escalation(cfg, redis, llm, RqFollowUps(enqueuer), high_threshold=getattr(rule, "threshold", None))

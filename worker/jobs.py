@@ -57,7 +57,7 @@ from model.textprep import ticket_text
 from worker.decision import Scores
 from worker.errors import ConfigError, QueueUnavailable, RateLimited, TriageError, VendorAuthError, VendorError
 from worker.events import EventError, TicketEvent
-from worker.ports import Attempt, Scorer
+from worker.ports import Attempt, Deferred, Scorer, SecondOpinion
 from worker.queueing import TRIES_META, Enqueuer, describe
 from worker.store import PREFIX, AccountPause
 from worker.triage import Status, TriageResult, TriageService
@@ -75,6 +75,7 @@ class JobContext:
     pause: AccountPause
     retry_intervals_s: tuple[int, ...]  # a failed ticket's next tries wait these; then the DLQ
     rate_limit_budget_s: float = 60.0  # how long one job may wait on 429s before it hands tickets on
+    second_opinion: SecondOpinion | None = None  # the LLM second opinion (worker/escalation.py); None: off
 
     @property
     def max_tries(self) -> int:
@@ -157,6 +158,8 @@ class _JobRun:
                     raise QueueUnavailable("this worker lost touch with Redis; the job runs again when it is back")
                 try:
                     outcome = self._one(event, attempt, scores)
+                except Deferred:  # the LLM second opinion's follow-up job writes it back (the lease went back)
+                    continue
                 except _Deferred as d:
                     self.deferred[event.source] = ([event], d.wait_s)
                 except (RedisError, BaseTimeoutException):
@@ -185,6 +188,7 @@ class _JobRun:
     def _one(self, event: TicketEvent, attempt: Attempt, scores: dict[str, Callable[[], Scores]]) -> TriageResult:
         """One ticket, through as many 429 pauses as the job's budget allows (none spends a try)."""
         pause = self.ctx.pause
+        second = self.ctx.second_opinion  # may raise Deferred: the ticket waits for the LLM
         while True:
             wait = pause.remaining(event.source)
             if wait > 0:
@@ -194,7 +198,8 @@ class _JobRun:
                 time.sleep(wait)
                 self.waited += wait
             try:
-                return self.service.complete(event, attempt, self.owner, lambda e: scores[e.key]())
+                return self.service.complete(event, attempt, self.owner, lambda e: scores[e.key]() if second is None
+                                             else second.review(e, scores[e.key]()))
             except RateLimited as e:
                 held = pause.hold(event.source, e.retry_after)
                 log.info("%s is rate limited: all workers pause its write-backs for %.1f s (ticket %s waits, "

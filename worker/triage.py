@@ -12,7 +12,7 @@ from enum import StrEnum
 from worker.decision import Actions, Scores, TriageDecision
 from worker.errors import ConfigError
 from worker.events import TicketEvent
-from worker.ports import Attempt, DecisionSink, Notifier, Refresher, Store, Writer
+from worker.ports import Attempt, DecisionSink, Deferred, Notifier, Refresher, Store, Writer
 from worker.rules import RuleSet
 
 log = logging.getLogger("triage.worker")
@@ -130,7 +130,7 @@ class TriageService:
             outcome = self._complete(event, attempt, score)
         except BaseException as e:
             self.release(event, owner)
-            if self.decisions is not None:
+            if self.decisions is not None and not isinstance(e, Deferred):  # Deferred: waits for the LLM
                 self.decisions.failed(event, e)
             raise
         if self.decisions is not None:
