@@ -29,6 +29,7 @@ Run it:
   triage poll jira --jql "..."     catch up through a Jira JQL search instead of webhooks
   triage slack --socket            the Slack app over Socket Mode (HTTP mode: POST /slack/events on serve)
   triage feedback export|stats     agents' corrections from Slack: training CSV, agreement per head
+  triage monitor                   drift and surge alerts to Slack and PagerDuty (docs/observability.md)
   triage history pull zendesk      import solved tickets (agents' priorities, corrections, CSAT) to learn from
 
 Settings come from the environment or a .env file: see deploy/env.example.
@@ -167,6 +168,29 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         print(f"  rules: {', '.join(d.matched_rules) or '(none)'}")
         print(f"  actions: {json.dumps(a)}")
     return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from worker.monitor import build_monitor
+
+    monitor = build_monitor(_runtime())
+    if args.once:
+        from redis.exceptions import RedisError
+
+        try:
+            state = monitor.run_once()
+        except RedisError as err:
+            raise TriageError(f"Redis unreachable ({type(err).__name__}): check REDIS_URL") from None
+        print(json.dumps({"psi": state["psi"], "open": state["open"]}, indent=2))
+        return 0
+    monitor.run(args.interval or monitor_interval())
+    return 0
+
+
+def monitor_interval() -> float:
+    from worker.settings import load_settings
+
+    return float(load_settings().observability.monitor_interval_s)
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
@@ -323,6 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, help="only verdicts of the last N days")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("monitor", formatter_class=FMT, help="drift and surge alerts (Slack, PagerDuty)",
+                       description="Compares the label mix of the last hour and day with a baseline window "
+                                   "(the decision log) and alerts Slack and PagerDuty on drift (PSI), surges, a "
+                                   "rising abstain rate or a new language; resolves them when back to normal. "
+                                   "Several may run: one holds a Redis lock. See docs/observability.md.",
+                       epilog="examples:\n  triage monitor            # run until stopped (TRIAGE_MONITOR_INTERVAL)\n"
+                              "  triage monitor --once     # one evaluation, print the scores and open alerts")
+    p.add_argument("--once", action="store_true", help="evaluate once, print the result, exit")
+    p.add_argument("--interval", type=float, help="seconds between evaluations (default TRIAGE_MONITOR_INTERVAL, 60)")
+    p.set_defaults(func=cmd_monitor)
 
     dlq = sub.add_parser("dlq", help="the dead-letter queue: jobs that failed after their last retry")
     dsub = dlq.add_subparsers(dest="dlq_command", required=True)
