@@ -24,6 +24,7 @@ from worker.queueing import Enqueuer, QueueUnavailable
 log = logging.getLogger("triage.ingress")
 
 RETRY_AFTER_S = 30  # what a 503 asks the vendor to wait
+MAX_JSON_DEPTH = 100  # nesting levels a webhook body may have (Jira's ADF descriptions are the deepest)
 
 
 def answer(code: int, **body: object) -> JSONResponse:
@@ -45,14 +46,34 @@ async def read_body(request: Request, max_body_bytes: int) -> bytes | JSONRespon
     return bytes(body)
 
 
-def parse_json(body: bytes) -> Any | JSONResponse:
-    """The parsed body, or a 400 answer saying why it is not JSON."""
+def parse_json(body: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any | JSONResponse:
+    """The parsed body, or a 400 answer saying why it is not JSON: malformed, not UTF-8, or nested
+    more than `max_depth` levels (no vendor sends that; deeper, the parser itself would overflow)."""
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except json.JSONDecodeError as e:
         return answer(400, error=f"body is not JSON: {e.msg}")
     except UnicodeDecodeError:
         return answer(400, error="body is not JSON: bad encoding")
+    except RecursionError:
+        return answer(400, error=f"body is not acceptable JSON: nested over {max_depth} levels")
+    except ValueError:  # Python's guard against quadratic int parsing: over 4300 digits
+        return answer(400, error="body is not acceptable JSON: a number has too many digits")
+    if too_deep(value, max_depth):
+        return answer(400, error=f"body is not acceptable JSON: nested over {max_depth} levels")
+    return value
+
+
+def too_deep(value: Any, max_depth: int) -> bool:
+    """True when objects/arrays nest more than `max_depth` levels (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > max_depth:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 class GroupSubmit:

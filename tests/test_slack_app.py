@@ -318,7 +318,9 @@ def test_event_is_redelivered_when_the_queue_is_down(stack, sb, monkeypatch):
         raise QueueUnavailable("Redis unreachable: ConnectionError")
 
     monkeypatch.setattr(rt.enqueuer, "submit", down)
-    assert slack.event(env).status_code == 500  # Slack will deliver it again
+    r = slack.event(env)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "30"  # as the webhooks: Slack delivers it again
+    assert r.json() == {"error": "queue unavailable, retry later"}
     monkeypatch.undo()
     assert slack.event(env, retry_num=1).status_code == 200
     assert rt.enqueuer.queue.count == 1

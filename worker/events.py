@@ -1,17 +1,37 @@
 """The normalised ticket event: what every connector turns its vendor payload into.
 
-Pure data, JSON-safe: RQ jobs carry `event.to_json()`, never pickles.
+Pure data, JSON-safe: RQ jobs carry `event.to_json()`, never pickles. Every text an event holds is
+clean (`clean_text`): whatever a vendor sent, the model, the rules and the write-back only ever see
+text that encodes.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from worker.errors import TriageError
 
 SOURCES = ("zendesk", "jira", "slack", "sandbox")
+MAX_ID_CHARS = 255  # a ticket id or revision longer than this is not one
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls but tab, newline, CR
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def clean_text(value: str) -> str:
+    """Text any encoder and tokenizer accept: surrogate pairs joined and lone surrogates (legal in
+    JSON, not in UTF-8) replaced by U+FFFD, NUL and other control characters (tab, newline and CR
+    kept) turned into spaces, and the result in Unicode normal form C."""
+    if value.isascii():
+        return _CONTROL.sub(" ", value) if _CONTROL.search(value) else value
+    if _SURROGATE.search(value):
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    value = _CONTROL.sub(" ", value)
+    return value if unicodedata.is_normalized("NFC", value) else unicodedata.normalize("NFC", value)
 
 
 class EventError(TriageError, ValueError):
@@ -41,10 +61,25 @@ class TicketEvent:
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise EventError(f"unknown source {self.source!r}")
+        for f in fields(self):  # the edge: every text is made clean once, here
+            value = getattr(self, f.name)
+            if isinstance(value, str):
+                cleaned: Any = clean_text(value)
+            elif f.name == "tags":
+                cleaned = tuple(clean_text(str(t)) for t in value)
+            elif f.name == "extra":
+                cleaned = {clean_text(str(k)): clean_text(str(v)) for k, v in value.items()}
+            else:
+                continue
+            if cleaned is not value:
+                object.__setattr__(self, f.name, cleaned)
         if not self.ticket_id:
             raise EventError("ticket id is missing")
         if not self.revision:
             raise EventError("revision is missing")
+        for name in ("ticket_id", "revision"):
+            if len(getattr(self, name)) > MAX_ID_CHARS:
+                raise EventError(f"{name} is over {MAX_ID_CHARS} characters")
 
     @property
     def key(self) -> str:

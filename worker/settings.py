@@ -126,6 +126,7 @@ class Settings:
     dedupe_ttl_s: int = 30 * 24 * 3600
     api_keys: tuple[Secret, ...] = ()
     log_level: str = "INFO"
+    api_docs: bool = True  # serve /docs, /redoc and /openapi.json (TRIAGE_API_DOCS=off hides them)
     zendesk: ZendeskSettings = field(default_factory=lambda: ZendeskSettings("", "", Secret(""), Secret("")))
     slack: SlackSettings = field(default_factory=SlackSettings)
     jira: JiraSettings = field(default_factory=JiraSettings)
@@ -168,6 +169,15 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int = 0) -> int:
     if value < low:
         raise ConfigError(f"{name}={value} must be at least {low}")
     return value
+
+
+def _switch(get: Callable[[str], str], name: str, default: bool) -> bool:
+    raw = get(name).lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off", "1", "0", "true", "false", "yes", "no"):
+        raise ConfigError(f"{name}={raw!r}: use on or off")
+    return raw in ("on", "1", "true", "yes")
 
 
 def load_settings(env: Mapping[str, str] | None = None, dotenv: str | None = ".env") -> Settings:
@@ -229,6 +239,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | None = ".e
         dedupe_ttl_s=_int(env, "TRIAGE_DEDUPE_TTL", 30 * 24 * 3600, low=60),
         api_keys=tuple(Secret(k.strip()) for k in get("TRIAGE_API_KEYS").split(",") if k.strip()),
         log_level=level,
+        api_docs=_switch(get, "TRIAGE_API_DOCS", True),
         zendesk=ZendeskSettings(subdomain, get("ZENDESK_EMAIL"), Secret(get("ZENDESK_API_TOKEN")),
                                 Secret(get("ZENDESK_WEBHOOK_SECRET")), bot),
         slack=_slack_settings(get),

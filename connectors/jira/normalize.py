@@ -32,6 +32,7 @@ from typing import Any
 from connectors.outcome import Outcome
 from connectors.payload import ident as _id
 from connectors.payload import integer as _int
+from connectors.payload import is_number
 from connectors.payload import text as _str
 from worker.decision import PRIORITIES
 from worker.errors import ConfigError
@@ -112,10 +113,16 @@ _BLOCKS = {"paragraph", "heading", "blockquote", "codeBlock", "listItem", "table
            "bulletList", "orderedList", "table", "mediaSingle", "rule", "expand", "taskItem", "decisionItem"}
 
 
-def adf_text(node: Any) -> str:
-    """Plain text of an Atlassian Document Format node: text, mentions, emoji, links; one line per block."""
+MAX_ADF_DEPTH = 120  # nodes and lists nested deeper than this (no editor makes them) are not read
+
+
+def adf_text(node: Any, depth: int = 0) -> str:
+    """Plain text of an Atlassian Document Format node: text, mentions, emoji, links; one line per block.
+    Content nested over MAX_ADF_DEPTH levels deep is left out (a hostile body cannot exhaust the stack)."""
+    if depth > MAX_ADF_DEPTH:
+        return ""
     if isinstance(node, list):
-        return "".join(adf_text(n) for n in node)
+        return "".join(adf_text(n, depth + 1) for n in node)
     if not isinstance(node, Mapping):
         return ""
     kind = node.get("type")
@@ -128,7 +135,7 @@ def adf_text(node: Any) -> str:
         return str(attrs.get("text") or attrs.get("shortName") or attrs.get("timestamp") or "")
     if kind in ("inlineCard", "blockCard", "embedCard"):
         return str(attrs.get("url") or "")
-    inner = adf_text(node.get("content") or [])
+    inner = adf_text(node.get("content") or [], depth + 1)
     if kind in _BLOCKS and inner and not inner.endswith("\n"):
         inner += "\n"
     return inner
@@ -166,12 +173,12 @@ def parse_time(value: Any) -> datetime | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000, UTC)
+        return _from_millis(value)
     text = _str(value)
     if not text:
         return None
     if text.isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, UTC)
+        return _from_millis(int(text)) if is_number(text) else None
     text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text.replace("Z", "+00:00").replace("z", "+00:00"))
     m = re.match(r"^(.*T\d{2}:\d{2}:\d{2})\.(\d+)(.*)$", text)  # Python wants 3 or 6 fraction digits
     if m:
@@ -181,6 +188,14 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _from_millis(value: float) -> datetime | None:
+    """Epoch milliseconds as a UTC time; None for NaN, infinities and years past 9999."""
+    try:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 # -- entry points -------------------------------------------------------------------------------
@@ -288,7 +303,7 @@ def _from_webhook(payload: Mapping[str, Any], bot: str, priorities: PriorityMap)
         if not is_public(comment):
             return Outcome(None, "internal comment, not a public one")
         revision, text, changed_by = _id(comment.get("id")), text_of(comment.get("body")), author or actor
-        if not revision.isdigit():
+        if not is_number(revision):
             raise EventError("comment.id is missing or not a number")
         if not text:
             return Outcome(None, "no comment text")
@@ -331,7 +346,7 @@ def _from_automation(payload: Mapping[str, Any], bot: str) -> Outcome:
     if comment_id:
         if _str(comment.get("internal")).lower() == "true":
             return Outcome(None, "internal comment, not a public one")
-        if not comment_id.isdigit():
+        if not is_number(comment_id):
             raise EventError("comment.id is not a number")
         revision, text, changed_by = comment_id, text_of(comment.get("body")), author or initiator
         if not text:

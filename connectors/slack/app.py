@@ -30,7 +30,7 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 from slack_bolt.error import BoltError
 
 from connectors.slack import blocks as ui
@@ -58,7 +58,7 @@ from worker.errors import (
 from worker.events import TicketEvent
 from worker.feedback import HEADS, Feedback, FeedbackError, FeedbackStore
 from worker.ports import Scorer
-from worker.queueing import Enqueuer
+from worker.queueing import Enqueuer, QueueUnavailable
 from worker.rules import RuleSet
 from worker.store import PREFIX
 from worker.triage import TriageResult, decide
@@ -92,6 +92,35 @@ class SlackBackend:
     event_dedupe_s: int = 24 * 3600  # Slack retries an event for about an hour; remember it a day
 
 
+BOLT_LOGGER = "triage.slack.bolt"
+RETRY_AFTER_S = 30  # what a 503 asks Slack to wait (as the webhooks do)
+
+
+class WithheldBodies(logging.Filter):
+    """Bolt logs a refused request with its whole body ("Invalid request signature detected (...,
+    body: ...)"), and a few other messages with parts of one: message texts are customer data. Such a
+    record keeps its first words and loses the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "body" in message or "({" in message:
+            head = message.split("(", 1)[0].strip()
+            record.msg, record.args = f"{head} (details withheld: they may quote a message)", None
+        return True
+
+
+def quiet_bolt_logs() -> logging.Logger:
+    """The base logger Bolt's loggers copy their filters from, and Bolt's own loggers that already
+    exist, all with WithheldBodies."""
+    base = logging.getLogger(BOLT_LOGGER)
+    loggers = [base, *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+                       if name.startswith("slack_bolt"))]
+    for logger in loggers:
+        if not any(isinstance(f, WithheldBodies) for f in logger.filters):
+            logger.addFilter(WithheldBodies())
+    return base
+
+
 def create_slack_app(backend: SlackBackend, *, signing_secret: str = "", socket_mode: bool = False,
                      token_verification: bool = True, executor: ThreadPoolExecutor | None = None) -> App:
     """The Bolt app. Raises ConfigError when Slack refuses the bot token (auth.test at start-up)."""
@@ -101,11 +130,26 @@ def create_slack_app(backend: SlackBackend, *, signing_secret: str = "", socket_
                   request_verification_enabled=not socket_mode, token_verification_enabled=token_verification,
                   process_before_response=True, raise_error_for_unhandled_request=False,
                   listener_executor=executor or ThreadPoolExecutor(8, thread_name_prefix="slack-lazy"),
-                  logger=logging.getLogger("triage.slack.bolt"))
+                  logger=quiet_bolt_logs())
     except BoltError as e:
         raise ConfigError(f"Slack refused SLACK_BOT_TOKEN at start-up (auth.test): {e}") from None
+    quiet_bolt_logs()  # the loggers Bolt made meanwhile
     _Handlers(backend).register(app)
+    app.error(_listener_failed)
     return app
+
+
+def _listener_failed(error: Exception, logger: logging.Logger) -> BoltResponse | None:
+    """A listener that ran before the answer failed. Redis down: 503 with Retry-After, as the
+    webhooks answer, so Slack delivers the event again later; anything else: Bolt's 500."""
+    if isinstance(error, (QueueUnavailable, RedisError, ContextUnavailable)):
+        log.error("slack request not handled: Redis unreachable (%s)", type(error).__name__)
+        return BoltResponse(status=503, body=json.dumps({"error": "queue unavailable, retry later"}),
+                            headers={"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER_S)})
+    ref = secrets.token_hex(3)
+    log.error("slack listener failed (ref %s): %s", ref, type(error).__name__, exc_info=error)
+    return BoltResponse(status=500, body=json.dumps({"error": f"internal error (ref {ref})"}),
+                        headers={"Content-Type": "application/json"})
 
 
 class _Handlers:

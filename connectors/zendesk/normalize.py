@@ -24,6 +24,7 @@ from typing import Any
 from connectors.outcome import Outcome
 from connectors.payload import ident as _id
 from connectors.payload import integer as _int
+from connectors.payload import is_number
 from connectors.payload import text as _str
 from worker.decision import PRIORITIES
 from worker.events import EventError, TicketEvent
@@ -68,7 +69,7 @@ def latest_public_comment(comments: Sequence[Mapping[str, Any]]) -> Mapping[str,
 
 def by_id(items: Any) -> dict[int, Mapping[str, Any]]:
     """Sideloaded objects (a JSON list) keyed by their integer id."""
-    return {int(i["id"]): i for i in items or [] if isinstance(i, Mapping) and str(i.get("id", "")).isdigit()}
+    return {_int(i["id"]): i for i in items or [] if isinstance(i, Mapping) and _int(i.get("id"))}
 
 
 def from_api(ticket: Mapping[str, Any], comments: Sequence[Mapping[str, Any]], *,
@@ -124,7 +125,7 @@ def _from_trigger(payload: Mapping[str, Any], bot: str) -> Outcome:
     return Outcome(TicketEvent(
         source="zendesk",
         ticket_id=ticket_id,
-        revision=comment_id if comment_id.isdigit() else _required(updated_at, "ticket.updated_at"),
+        revision=comment_id if is_number(comment_id) else _required(updated_at, "ticket.updated_at"),
         subject=_str(ticket.get("title")),
         text=text,
         updated_at=updated_at,
@@ -169,7 +170,7 @@ def _from_event(payload: Mapping[str, Any], bot: str) -> Outcome:
     return Outcome(TicketEvent(
         source="zendesk",
         ticket_id=ticket_id,
-        revision=revision if revision.isdigit() else _required(updated_at, "detail.updated_at"),
+        revision=revision if is_number(revision) else _required(updated_at, "detail.updated_at"),
         subject=_str(detail.get("subject")),
         text=text,
         updated_at=updated_at,
@@ -203,7 +204,7 @@ def _ticket_id(value: Any, label: str) -> str:
     text = _id(value)
     if not text:
         raise EventError(f"{label} is missing (placeholders not rendered?)")
-    if not text.isdigit():
+    if not is_number(text):
         raise EventError(f"{label} is not a number")
     return text
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from worker.errors import TriageError
 
 SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Zendesk-Webhook-Signature-Timestamp"
+_UNIX = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")  # unix seconds, ASCII digits only
 
 
 class SignatureError(TriageError):
@@ -32,15 +34,17 @@ def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
 def parse_timestamp(timestamp: str) -> float:
     """Unix seconds of a signature timestamp (ISO 8601, naive means UTC; or unix seconds)."""
     text = timestamp.strip()
-    if text.replace(".", "", 1).isdigit():
+    if _UNIX.fullmatch(text):
         return float(text)
+    if not text.isascii() or len(text) > 40:  # "²".isdigit() is true; fromisoformat reads other digits
+        raise SignatureError("malformed timestamp: expected ISO 8601 or unix seconds")
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    except (ValueError, OverflowError):
         raise SignatureError("malformed timestamp: expected ISO 8601 or unix seconds") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def verify(secret: str | bytes, signature: str | None, timestamp: str | None, body: bytes,
