@@ -170,7 +170,8 @@ def test_score_api_checks_the_key_before_reading_the_body(stack) -> None:
 SLACK_JUNK = [
     ("{junk", "application/json"), (os.urandom(64).hex(), "application/x-www-form-urlencoded"),
     ("payload=%7Bjunk", "application/x-www-form-urlencoded"), ('{"a": [1, 2]', "application/x-www-form-urlencoded"),
-    ("[" * 100_000 + "]" * 100_000, "application/json"), ("payload=" + "%5B" * 50_000, "application/x-www-form-urlencoded"),
+    ("[" * 100_000 + "]" * 100_000, "application/json"),
+    ("payload=" + "%5B" * 50_000, "application/x-www-form-urlencoded"),
 ]
 
 
@@ -180,7 +181,7 @@ def test_slack_refuses_anonymous_junk_before_parsing(stack, caplog, body, conten
     _, http, _ = stack
     caplog.set_level(logging.INFO)
     for headers in ({}, {"X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=00"},
-                    {**slack_sign("not-the-secret", body.encode()), "X-Slack-Request-Timestamp": str(int(time.time()))}):
+                    slack_sign("not-the-secret", body.encode())):
         r = http.post("/slack/events", content=body.encode(), headers={"Content-Type": content_type, **headers})
         assert r.status_code == 401 and r.json()["error"], r.text
     assert not [rec for rec in caplog.records if rec.exc_info]  # no traceback for a client's mistake

@@ -24,6 +24,53 @@ log = logging.getLogger("triage.serve")
 
 
 BACKLOG = 2048  # connections the kernel queues for a process before it accepts them
+MAX_HEAD_BYTES = 64 * 1024  # request line + headers; past it: 431 and the connection closed
+
+
+def bounded_protocol(max_head_bytes: int = MAX_HEAD_BYTES) -> type:
+    """uvicorn's httptools protocol with a bound on a request's head. The parser buffers a header
+    until it ends, so a 32 MB header costs 32 MB (and more) before any app sees it: this protocol
+    counts the bytes received while a head is incomplete and answers 431 past `max_head_bytes`."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        _head_bytes = 0
+        _in_body = False
+
+        def on_headers_complete(self) -> None:
+            self._in_body = True
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_body, self._head_bytes = False, 0
+            super().on_message_complete()
+
+        def data_received(self, data: bytes) -> None:
+            if not self._in_body:
+                self._head_bytes += len(data)
+                if self._head_bytes > max_head_bytes:
+                    self.logger.warning("request head over %d bytes: 431, connection closed", max_head_bytes)
+                    msg = f"request line and headers over {max_head_bytes} bytes"
+                    self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                                         b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+                                         + f"content-length: {len(msg)}\r\n\r\n{msg}".encode())
+                    self.transport.close()
+                    return
+            super().data_received(data)
+
+    return BoundedHttpToolsProtocol
+
+
+def uvicorn_config(app: Any, host: str, port: int, **options: Any) -> Any:
+    """The uvicorn configuration of an ingress process: heads bounded (httptools, else h11's own limit)."""
+    import uvicorn
+
+    try:
+        protocol: Any = bounded_protocol()
+    except ImportError:  # no httptools: h11, whose incomplete-event limit bounds the head the same way
+        protocol = "h11"
+    return uvicorn.Config(app, host=host, port=port, backlog=BACKLOG, http=protocol,
+                          h11_max_incomplete_event_size=MAX_HEAD_BYTES, **options)
 
 
 def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
@@ -54,7 +101,7 @@ def serve(app: Any, host: str, port: int, options: dict[str, Any], shared: bool 
     sock = listening_socket(host, port, shared)
     sock.listen(BACKLOG)
     log.info("ingress process %d listening on %s:%d", os.getpid(), host, port)
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, backlog=BACKLOG, **options)).run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(app, host, port, **options)).run(sockets=[sock])
 
 
 def _serve_one(host: str, port: int, options: dict[str, Any]) -> None:
