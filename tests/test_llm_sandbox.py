@@ -127,3 +127,25 @@ def test_adapter_falls_back_to_json_mode():
         assert [r.status for r in llm.requests] == [400, 200]
         a.ask("Answer in JSON.", "thanks!", SCHEMA, timeout=5)  # remembered: no second 400
         assert [r.status for r in llm.requests] == [400, 200, 200]
+
+
+def test_shapes_validate_against_the_clients_own_types(llm):
+    """Beyond the client's lenient parsing: each body validates against openai's pydantic types and
+    the request our adapter sends against its TypedDict of create() parameters."""
+    from openai.types.chat import ChatCompletion, completion_create_params
+    from openai.types.shared import ErrorObject
+    from pydantic import TypeAdapter
+
+    OpenAICompatible(llm.base_url, "k", "sandbox-model").ask("Answer in JSON.", "Checkout is down", SCHEMA, timeout=5)
+    llm.script("refusal")
+    with pytest.raises(LlmFailure):
+        OpenAICompatible(llm.base_url, "k", "sandbox-model").ask("json", "x", SCHEMA, timeout=5)
+    for r in llm.requests:
+        ChatCompletion.model_validate(r.response, strict=False)
+        TypeAdapter(completion_create_params.CompletionCreateParamsNonStreaming).validate_python(r.json)
+    refused = llm.requests[-1].response
+    assert refused["choices"][0]["message"]["refusal"] and refused["choices"][0]["message"]["content"] is None
+    llm.script("rate_limited")
+    with pytest.raises(openai.RateLimitError):
+        ask(client(llm))
+    ErrorObject.model_validate(llm.requests[-1].response["error"])  # OpenAI's error shape
