@@ -17,6 +17,8 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from worker.events import TicketEvent
 from worker.queueing import Enqueuer, QueueUnavailable
@@ -24,6 +26,7 @@ from worker.queueing import Enqueuer, QueueUnavailable
 log = logging.getLogger("triage.ingress")
 
 RETRY_AFTER_S = 30  # what a 503 asks the vendor to wait
+REDIS_TIMEOUT_S = 2.0  # the longest a Redis call on the ingress's event loop may take before it is a 503
 MAX_JSON_DEPTH = 100  # nesting levels a webhook body may have (Jira's ADF descriptions are the deepest)
 
 
@@ -44,6 +47,26 @@ async def read_body(request: Request, max_body_bytes: int) -> bytes | JSONRespon
         if len(body) > max_body_bytes:
             return answer(413, error=f"body over {max_body_bytes} bytes")
     return bytes(body)
+
+
+def async_redis(redis: Redis, timeout_s: float = REDIS_TIMEOUT_S) -> AsyncRedis:
+    """An asyncio client for the same server as `redis`, every call bounded by `timeout_s` (connect
+    and each read): for the few Redis calls a route makes on the event loop itself, so that a Redis
+    that stops answering holds up those requests (503), never the loop and every other request."""
+    from redis import SSLConnection, UnixDomainSocketConnection
+    from redis.asyncio import ConnectionPool
+    from redis.asyncio import connection as aconn
+
+    sync = redis.connection_pool
+    kwargs = {k: v for k, v in sync.connection_kwargs.items()
+              if k in ("host", "port", "db", "username", "password", "path", "client_name") or k.startswith("ssl_")}
+    cls: type[aconn.AbstractConnection] = aconn.Connection
+    if issubclass(sync.connection_class, UnixDomainSocketConnection):
+        cls = aconn.UnixDomainSocketConnection
+    elif issubclass(sync.connection_class, SSLConnection):
+        cls = aconn.SSLConnection
+    pool = ConnectionPool(connection_class=cls, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **kwargs)
+    return AsyncRedis(connection_pool=pool)
 
 
 def parse_json(body: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any | JSONResponse:

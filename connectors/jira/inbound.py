@@ -12,8 +12,10 @@ once (queued or skipped) is remembered for a day and its retries get 202 "duplic
 parsed again. A delivery that failed (503) is not remembered, so its retry is processed.
 The bot's account id is known once `triage serve` has started; if Jira was down then, it is looked
 up off the event loop, so a Jira that does not answer holds up its own deliveries, not the ingress.
-The delivery check and its record stay on the loop: each is one quick round trip, and a thread hop
-for each cost the ingress a quarter of its rate (bench/pipeline_bench.py --helpdesk jira --skip-e2e).
+The delivery check and its record stay on the loop without blocking it: they go through an asyncio
+Redis client whose every call is bounded (connectors.webhook.async_redis), so a Redis that stops
+answering costs those deliveries a 503 after REDIS_TIMEOUT_S, and nothing else waits (a thread hop
+for each cost the ingress a quarter of its rate: bench/pipeline_bench.py --helpdesk jira --skip-e2e).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from redis.exceptions import RedisError
 from connectors.jira import normalize
 from connectors.jira.normalize import DEFAULT_PRIORITIES, PriorityMap
 from connectors.jira.signature import IDENTIFIER_HEADER, SignatureError, authenticate
-from connectors.webhook import GroupSubmit, answer, parse_json, read_body, submit
+from connectors.webhook import GroupSubmit, answer, async_redis, parse_json, read_body, submit
 from worker.errors import VendorError
 from worker.events import EventError
 from worker.store import PREFIX
@@ -47,7 +49,7 @@ def delivery_key(identifier: str) -> str:
 def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubmit, max_body_bytes: int,
                 priorities: PriorityMap = DEFAULT_PRIORITIES) -> APIRouter:
     router = APIRouter()
-    redis = group.enqueuer.queue.connection
+    redis = async_redis(group.enqueuer.queue.connection)
     known: list[str] = []  # the bot's account id, once looked up (it does not change)
 
     @router.post("/webhooks/jira", status_code=202, tags=["webhooks"],
@@ -64,9 +66,9 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubm
         identifier = (request.headers.get(IDENTIFIER_HEADER) or "").strip()[:200]
         if identifier:
             try:
-                if redis.exists(delivery_key(identifier)):
+                if await redis.exists(delivery_key(identifier)):
                     return answer(202, status="duplicate", delivery=identifier)
-            except RedisError as e:
+            except (RedisError, OSError) as e:
                 log.error("jira webhook delivery %s not checked: Redis unreachable (%s)", identifier, type(e).__name__)
                 return answer(503, error="queue unavailable, retry later")
         payload = parse_json(body)
@@ -87,8 +89,8 @@ def jira_router(secret: str, bot_account_id: Callable[[], str], group: GroupSubm
         else:
             reply = await submit(group, outcome.event, "jira")
         if identifier and reply.status_code < 300:
-            with suppress(RedisError):  # if lost, the event key still stops a retry from writing twice
-                redis.set(delivery_key(identifier), "1", ex=DELIVERY_TTL_S)
+            with suppress(RedisError, OSError):  # if lost, the event key still stops a retry writing twice
+                await redis.set(delivery_key(identifier), "1", ex=DELIVERY_TTL_S)
         return reply
 
     return router
