@@ -336,6 +336,9 @@ def http_app(rt: Runtime):
 
     o = rt.settings.observability
     routers.append(metrics_router(rt.redis, rt.settings.queue_name, o.metrics_token.reveal()))  # GET /metrics
+    from worker.admin import admin_router
+
+    routers.append(admin_router(rt))  # /admin: the console (TRIAGE_ADMIN_TOKEN)
     app = create_app(rt.redis, lambda: rt.scorer, rt.rules.check, rt.settings.api_keys, routers,
                      max_body_bytes=rt.settings.max_body_bytes, docs=rt.settings.api_docs)
     app.add_middleware(DeliveryMetrics)  # triage_deliveries_total, triage_ingress_request_duration_seconds
