@@ -82,10 +82,10 @@ def test_the_stream_is_capped_by_size_and_by_age(redis: Redis):
     assert redis.xlen(STREAM) == 1
 
 
-def test_an_agent_changing_what_the_bot_set_is_an_override_linked_to_the_decision(redis: Redis):
+def test_an_agent_changing_what_the_bot_set_is_an_override_naming_the_decision(redis: Redis):
     log = DecisionLog(redis, links={"zendesk": link})
     first = event()
-    decision_id = log.record(first, "written", decision(first), now=T0)
+    log.record(first, "written", decision(first), now=T0)
     # the agent set priority low and removed the bot's urgency tag; a new comment comes in
     later = event(revision="c2", priority="low", priority_set_by_human=True,
                   tags=("vip", "triage_sentiment_frustrated"))
@@ -93,9 +93,9 @@ def test_an_agent_changing_what_the_bot_set_is_an_override_linked_to_the_decisio
     overrides = log.overrides()
     assert len(overrides) == 1
     o = overrides[0]
-    assert o["decision_id"] == decision_id and o["fields"]["priority"] == ["urgent", "low"]
+    assert o["decision_key"] == first.key and o["decision_at"] == T0 and o["fields"]["priority"] == ["urgent", "low"]
     assert o["fields"]["tags"][0] == "triage_urgency_high"
-    assert decision_id in log.overridden_ids()
+    assert first.key in log.overridden_keys()
     third = event(revision="c3", priority="low", priority_set_by_human=True)
     log.record(third, "nothing_to_write", decision(third), now=T0 + 120)
     assert redis.xlen(OVERRIDES) == 1  # reported once

@@ -13,7 +13,7 @@ TRIAGE_DECISION_LOG_DAYS days):
   walking the stream;
 - per ticket, what the bot last set (`triage:decided:SOURCE:ID`): when a later revision shows
   that an agent changed it (priority, group, assignee, a removed tag), an entry goes to the
-  overrides stream (`triage:overrides`), linking the decision it overrode.
+  overrides stream (`triage:overrides`), naming the decision it overrode (its event key and time).
 
 Everything of one record goes to Redis in one round trip. A Redis error is logged (a warning,
 without ticket data) and counted, never raised: the write-back it describes is already done.
@@ -131,6 +131,11 @@ class LoggedDecision:
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.data.get(name, default)
+
+    @property
+    def key(self) -> str:
+        """The event key (source:ticket:revision) of the decided revision."""
+        return f"{self.data.get('source')}:{self.data.get('ticket_id')}:{self.data.get('revision')}"
 
     @property
     def abstained(self) -> bool:
@@ -277,6 +282,10 @@ class DecisionLog:
                 pipe.hincrby(hour, "lat_n", 1)
             pipe.expire(hour, self.retention_s + 86400)
             self._since_trim += 1
+            if status == "written":  # what the bot set now; what a later agent change is compared with
+                pipe.set(last_key, json.dumps({"key": event.key, "at": at, "priority": a.priority, "group": a.group,
+                                               "assignee": a.assignee, "tags": list(a.add_tags)}),
+                         ex=self.retention_s)
             if self._since_trim >= TRIM_EVERY:
                 self._since_trim = 0
                 oldest = f"{int((at - self.retention_s) * 1000)}"
@@ -284,10 +293,6 @@ class DecisionLog:
                 pipe.xtrim(OVERRIDES, minid=oldest, approximate=False)
             result = pipe.execute()
             entry_id = _decode(result[1])
-            if status == "written":  # what the bot set now; what a later agent change is compared with
-                self.redis.set(last_key, json.dumps({"id": entry_id, "priority": a.priority, "group": a.group,
-                                                     "assignee": a.assignee, "tags": list(a.add_tags)}),
-                               ex=self.retention_s)
             if result[0]:
                 self._check_override(event, json.loads(result[0]), data, at, replay)
         except RedisError as e:
@@ -306,7 +311,8 @@ class DecisionLog:
         if not changed:
             return
         entry = {"source": event.source, "ticket_id": event.ticket_id, "revision": event.revision,
-                 "link": data["link"], "decision_id": prev.get("id", ""), "fields": changed, "by": event.changed_by}
+                 "link": data["link"], "decision_key": prev.get("key", ""), "decision_at": prev.get("at"),
+                 "fields": changed, "by": event.changed_by}
         self.redis.xadd(OVERRIDES, {"v": json.dumps(entry, separators=(",", ":"))},
                         id=f"{int(at * 1000)}-*" if replay else "*", maxlen=self.max_entries, approximate=True)
         self.redis.delete(f"{LAST}{event.source}:{event.ticket_id}")  # reported once
@@ -322,11 +328,18 @@ class DecisionLog:
         """The newest decisions first that match the filters, looking at most `scan` entries back."""
         out: list[LoggedDecision] = []
         seen, page, cursor = 0, min(max(count * 4, 100), 1000), before
+        # Cheap tests on the raw JSON first: most entries of a narrow filter are never decoded.
+        dump = lambda x: json.dumps(x, ensure_ascii=False)  # noqa: E731 - as entries are written
+        needles = [n.encode() for n in (source and f'"source":{dump(source)}', label and f'"label":{dump(label)}',
+                                        rule and dump(rule)) if n]
         while len(out) < count and seen < scan:
             raw = self.redis.xrevrange(STREAM, max=cursor, min="-", count=page)
             if not raw:
                 break
             for item in raw:
+                body = (item[1] or {}).get(b"v", b"")
+                if needles and isinstance(body, bytes) and not all(n in body for n in needles):
+                    continue
                 entry = _entry(item)
                 if entry.matches(source, label, rule, abstained):
                     out.append(entry)
@@ -355,9 +368,9 @@ class DecisionLog:
     def overrides(self, count: int = 100) -> list[LoggedDecision]:
         return [_entry(r) for r in self.redis.xrevrange(OVERRIDES, count=count) or []]
 
-    def overridden_ids(self, count: int = 1000) -> set[str]:
-        """Decision ids an agent later changed (for the feed's mark)."""
-        return {str(o.get("decision_id")) for o in self.overrides(count)}
+    def overridden_keys(self, count: int = 1000) -> set[str]:
+        """The event keys of decisions an agent later changed (for the feed's mark)."""
+        return {str(o.get("decision_key")) for o in self.overrides(count)}
 
     def count(self) -> int:
         return int(self.redis.xlen(STREAM))

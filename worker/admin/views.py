@@ -81,7 +81,7 @@ def feed(log: DecisionLog, source: str, label: str, rule: str, abstained: str, b
          count: int = 50) -> dict[str, Any]:
     ab = {"1": True, "0": False}.get(abstained)
     rows = log.recent(count, before=before or "+", source=source, label=label, rule=rule, abstained=ab)
-    changed = log.overridden_ids()
+    changed = log.overridden_keys()
     return {"rows": rows, "changed": changed, "older": ("(" + rows[-1].id) if len(rows) == count else ""}
 
 
