@@ -33,8 +33,16 @@ rules:
 """
 
 
+AGENT_EMAIL, LEAD_EMAIL = "agent@example.com", "lead@example.com"  # helpdesk agents in the tests' helpdesks
+
+
 def sandbox(**kw: Any) -> SlackSandbox:
     sb = SlackSandbox(**kw).start()
+    sb.add_user("U0AGENT001", AGENT_EMAIL, name="agent")
+    sb.add_user("U0LEAD0001", LEAD_EMAIL, name="lead")
+    sb.add_user("U0CUSTOMER1", "customer1@example.org", name="customer1")
+    sb.add_user("U0CUSTOMER9", "customer9@example.org", name="customer9")
+    sb.add_user("U0STRANGER1", "stranger@example.org", name="stranger")
     sb.add_channel("support", WATCHED)
     sb.add_channel("support-alerts", ALERTS)
     sb.add_channel("zendesk-alerts", ZD_ALERTS)
@@ -104,6 +112,12 @@ def has_action(message: dict[str, Any], action_id: str) -> bool:
 
 def alerts(sb: SlackSandbox, channel: str = ALERTS) -> list[dict[str, Any]]:
     return [m for m in sb.messages(channel, bot=True) if "thread_ts" not in m]
+
+
+def add_agents(zd: ZendeskSandbox) -> None:
+    """The Slack users U0AGENT001 and U0LEAD0001 are agents of this Zendesk."""
+    zd.add_user("Agent", AGENT_EMAIL, role="agent")
+    zd.add_user("Lead", LEAD_EMAIL, role="admin")
 
 
 def zd_ticket(zd: ZendeskSandbox, angry: bool = True) -> int:

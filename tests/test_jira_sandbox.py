@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import requests
+from test_jira_spec import openapi as spec_fixture  # noqa: F401 - the spec, a fixture
+from test_jira_spec import spec_problems
 
 from connectors.jira.normalize import adf_document
 from connectors.jira.sandbox import TEAM_FIELD, JiraSandbox
@@ -122,3 +124,24 @@ def test_webhook_payloads_and_on_change(jira: JiraSandbox) -> None:
     call(jira, "PUT", f"/rest/api/3/issue/{key}", json={"update": {"labels": [{"add": "x"}]}})  # no change: no event
     assert [(p["webhookEvent"], p["user"]["accountId"]) for p in seen] == [("jira:issue_updated", jira.bot_account_id)]
     assert seen[0]["changelog"]["items"][0]["field"] == "labels"
+
+
+def test_browse_check_through_the_real_client_matches_the_spec(jira: JiraSandbox, spec_fixture: Any) -> None:  # noqa: F811
+    """The Slack app's check (JiraApi.can_browse) with the real jira client: agents browse, a portal
+    customer only their own request, an unknown issue is Jira's 404; checked against the spec."""
+    from connectors.jira.transport import JiraApi
+    from worker.errors import VendorRejected
+
+    jira.add_user("Cora Customer", "cora@example.org", account_type="customer")
+    key = jira.add_issue("SUP", "Checkout down", "It is down")
+    own = jira.add_issue("SUP", "My invoice", "Where is it?", reporter="cora@example.org")
+    api = JiraApi.connect(jira.url, jira.email, jira.token)
+    assert api.can_browse("TOM@example.com", key) and api.can_browse("tom@example.com")
+    assert not api.can_browse("cora@example.org", key) and not api.can_browse("nobody@example.com", key)
+    assert not api.can_browse("cora@example.org", own)  # a customer is not an agent, even on their own request
+    with pytest.raises(VendorRejected):
+        api.can_browse("tom@example.com", "SUP-999")
+    records = [r for r in jira.requests if r.path.startswith("/rest/api/3/user/") and r.status == 200]
+    assert {r.path for r in records} == {"/rest/api/3/user/viewissue/search", "/rest/api/3/user/search"}
+    problems, _ = spec_problems(spec_fixture, records)
+    assert not problems, problems

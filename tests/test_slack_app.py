@@ -11,6 +11,7 @@ import pytest
 from pipeline_support import EMAIL, TOKEN, drain, runtime, serve, settings
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_support import (
+    AGENT_EMAIL,
     ALERTS,
     OTHER,
     SIGNING_SECRET,
@@ -19,6 +20,7 @@ from slack_support import (
     ZD_ALERTS,
     Slack,
     action_value,
+    add_agents,
     alerts,
     block_text,
     has_action,
@@ -46,6 +48,7 @@ def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
     with ZendeskSandbox(email=EMAIL, token=TOKEN) as z:
         for k, v in z.env.items():
             monkeypatch.setenv(k, v)
+        add_agents(z)
         yield z
 
 
@@ -405,6 +408,7 @@ def test_triage_jira_issue_and_apply(redis, redis_server, zd, sb, tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text(SLACK_RULES)
     with JiraSandbox() as jira:
+        jira.add_user("Agent", AGENT_EMAIL)
         key = jira.add_issue("SUP", "Checkout down", "Checkout is down since 9am, this is unacceptable",
                              request_type="Report a system problem")
         rt = runtime(settings(redis_server.url, str(rules), zd, slack=slack_settings(sb),

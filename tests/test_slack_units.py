@@ -231,7 +231,8 @@ def test_manifest_matches_the_app():
     assert [c["command"] for c in features["slash_commands"]] == [ui.COMMAND]
     assert [(s["type"], s["callback_id"]) for s in features["shortcuts"]] == [("message", ui.SHORTCUT)]
     assert set(m["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "chat:write.public",
-                                                       "reactions:write", "channels:history", "groups:history"}
+                                                       "reactions:write", "channels:history", "groups:history",
+                                                       "users:read", "users:read.email", "usergroups:read"}
     assert set(settings["event_subscriptions"]["bot_events"]) == {"message.channels", "message.groups"}
     urls = [features["slash_commands"][0]["url"], settings["event_subscriptions"]["request_url"],
             settings["interactivity"]["request_url"]]

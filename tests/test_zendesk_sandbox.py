@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import requests
+from test_zendesk_spec import openapi as spec_fixture  # noqa: F401 - the spec, a fixture
+from test_zendesk_spec import spec_problems
 
 from connectors.zendesk.sandbox import ZendeskSandbox
 
@@ -108,3 +110,28 @@ def test_connections_stay_open_and_latency_delays_each_answer(zd: ZendeskSandbox
         assert time.monotonic() - started >= 0.2
     assert first.status_code == second.status_code == 200
     assert first.raw.version == 11 and first.headers.get("Connection") != "close"  # HTTP/1.1 keep-alive
+
+
+
+def test_agent_search_through_the_real_client_matches_the_spec(zd: ZendeskSandbox, spec_fixture: Any) -> None:  # noqa: F811
+    """The Slack app's agent check (connectors.zendesk.transport.is_agent) on zenpy's session, each
+    request and answer checked against Zendesk's OpenAPI description."""
+    from zenpy import Zenpy
+
+    from connectors.zendesk.transport import ZendeskHttp, is_agent
+
+    zd.add_user("Ann Agent", "ann@example.com", role="agent")
+    zd.add_user("Sam Suspended", "sam@example.com", role="agent", suspended=True)
+    zd.add_user("Eve End-user", "eve@example.com")
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in zd.env.items():
+            mp.setenv(k, v)
+        http = ZendeskHttp.from_zenpy(Zenpy(subdomain="sandbox", email="bot@example.com", token="tok",
+                                            disable_cache=True))
+        assert is_agent(http, "ANN@example.com")
+        assert [is_agent(http, e) for e in ("sam@example.com", "eve@example.com", "nobody@example.com", "")] == \
+            [False, False, False, False]
+    records = [r for r in zd.requests if "users/search" in r.path]
+    assert len(records) == 4 and records[0].query["query"] == ["email:ann@example.com"]
+    problems, _ = spec_problems(spec_fixture, records)
+    assert not problems, problems

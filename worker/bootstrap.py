@@ -223,22 +223,34 @@ class Runtime:
         from connectors.slack.app import SlackBackend, create_slack_app
 
         s = self.settings.slack
-        fetchers, hosts = {}, {}
+        fetchers, hosts, directories = {}, {}, {}
         if self.settings.zendesk.enabled:
+            from connectors.zendesk.transport import is_agent
+
             fetchers["zendesk"] = self.writers["zendesk"].fetch_event  # type: ignore[attr-defined]
             hosts["zendesk"] = self.settings.zendesk.subdomain
+            zendesk_http = self.writers["zendesk"].http  # type: ignore[attr-defined]
+            directories["zendesk"] = lambda email, _ticket: is_agent(zendesk_http, email)
         if self.settings.jira.enabled:
             from urllib.parse import urlsplit
 
             fetchers["jira"] = self.writers["jira"].fetch_event  # type: ignore[attr-defined]
             hosts["jira"] = (urlsplit(self.settings.jira.url).hostname or "").lower()
+            directories["jira"] = self.writers["jira"].api.can_browse  # type: ignore[attr-defined]
         backend = SlackBackend(
             api=self.slack_api, scorer=lambda: self.scorer, rules=self.rules, enqueuer=self.enqueuer,
             redis=self.redis, feedback=self.feedback, contexts=self.slack_contexts,
             watch_channels=frozenset(s.watch_channels), alert_channel=s.alert_channel,
             reactions=dict(s.reactions), fetchers=fetchers, hosts=hosts, links=self.ticket_links,
-            process=self.service.process)
+            process=self.service.process, access=self.slack_access(directories))
         return create_slack_app(backend, signing_secret=s.signing_secret.reveal(), socket_mode=socket_mode)
+
+    def slack_access(self, directories: dict):
+        """Who may look up and apply tickets from Slack (connectors/slack/access.py)."""
+        from connectors.slack.access import Access
+
+        s = self.settings.slack
+        return Access(self.slack_api, directories, frozenset(s.allowed_users), s.allowed_usergroups)
 
     @functools.cached_property
     def second_opinion(self):

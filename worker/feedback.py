@@ -53,6 +53,7 @@ class Feedback:
     source: str = ""  # zendesk | slack | text
     model_version: str = ""
     confidence: dict[str, float] = field(default_factory=dict)  # head -> the model's confidence
+    agent: bool = True  # from a helpdesk agent (connectors.slack.access); others' verdicts are not training data
     verdict: str = ""  # confirmed | corrected | applied (set by record() when empty)
     at: str = ""  # ISO 8601 UTC (set by record())
     id: str = ""  # the stream entry id (set when read back)
@@ -121,10 +122,11 @@ class FeedbackStore:
 
 def export_rows(feedback: Iterable[Feedback], weight: float = DEFAULT_WEIGHT) -> list[dict[str, str]]:
     """One training row per judged item: for each head the latest label a person chose (a head no one
-    judged stays empty, which training reads as 'no label'). Apply verdicts carry no labels."""
+    judged stays empty, which training reads as 'no label'). Apply verdicts carry no labels; verdicts
+    of people who are not helpdesk agents (agent=False) are kept but not exported."""
     latest: dict[str, dict[str, Any]] = {}
     for fb in feedback:
-        if not fb.human:
+        if not fb.human or not fb.agent:
             continue
         row = latest.setdefault(fb.item, {"labels": {}, "verdicts": 0})
         row["labels"].update(fb.human)

@@ -44,6 +44,8 @@ SLACK_REACTIONS = (("triage_sentiment_frustrated", "warning"), ("triage_urgency_
                    ("triage_sentiment_satisfied", "slightly_smiling_face"))
 _SLACK_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,}")
 _EMOJI = re.compile(r"[a-z0-9_+'-]{1,100}")
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{6,}")
+_SLACK_GROUP_ID = re.compile(r"S[A-Z0-9]{6,}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class SlackSettings:
     alert_channel: str = ""  # id or #name: frustrated + high urgency alerts from watched channels
     api_url: str = SLACK_API_URL  # the Web API base URL (tests point it at connectors/slack/sandbox.py)
     reactions: tuple[tuple[str, str], ...] = SLACK_REACTIONS  # tag -> emoji name
+    allowed_users: tuple[str, ...] = ()  # user ids who may look up / apply tickets besides helpdesk agents
+    allowed_usergroups: tuple[str, ...] = ()  # user group ids (S0123ABCD) whose members may too
 
     @property
     def enabled(self) -> bool:
@@ -298,7 +302,8 @@ def _observability_settings(get: Callable[[str], str], env: Mapping[str, str]) -
 
 def _slack_settings(get: Callable[[str], str]) -> SlackSettings:
     bot, signing, app = get("SLACK_BOT_TOKEN"), get("SLACK_SIGNING_SECRET"), get("SLACK_APP_TOKEN")
-    others = [n for n in ("SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_WATCH_CHANNELS", "SLACK_ALERT_CHANNEL")
+    others = [n for n in ("SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_WATCH_CHANNELS", "SLACK_ALERT_CHANNEL",
+                          "SLACK_ALLOWED_USERS", "SLACK_ALLOWED_USERGROUPS")
               if get(n)]
     if others and not bot:
         raise ConfigError(f"Slack is half configured: {', '.join(others)} set but SLACK_BOT_TOKEN missing "
@@ -335,7 +340,19 @@ def _slack_settings(get: Callable[[str], str]) -> SlackSettings:
             pairs.append((tag.strip().lower(), emoji))
         reactions = tuple(pairs)
     return SlackSettings(Secret(bot), Secret(signing), Secret(app), channels, alert,
-                         url if url.endswith("/") else url + "/", reactions)
+                         url if url.endswith("/") else url + "/", reactions,
+                         _slack_ids(get, "SLACK_ALLOWED_USERS", _SLACK_USER_ID, "user ids like U0123ABCD (profile > "
+                                    "⋮ > Copy member ID)"),
+                         _slack_ids(get, "SLACK_ALLOWED_USERGROUPS", _SLACK_GROUP_ID, "user group ids like S0123ABCD "
+                                    "(the group's page: Copy group ID)"))
+
+
+def _slack_ids(get: Callable[[str], str], name: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+    ids = tuple(dict.fromkeys(i.strip() for i in get(name).split(",") if i.strip()))
+    for i in ids:
+        if not pattern.fullmatch(i):
+            raise ConfigError(f"{name}: {i!r} is not an id; give {what}, comma-separated")
+    return ids
 
 
 def _jira_settings(get: Callable[[str], str], env: Mapping[str, str]) -> JiraSettings:

@@ -371,6 +371,7 @@ class JiraSandbox(RecordingSandbox):
             ("GET", r"/rest/api/3/field", "_list_fields"),
             ("GET", r"/rest/api/3/myself", "_myself"),
             ("GET", r"/rest/api/3/user/search", "_search_users"),
+            ("GET", r"/rest/api/3/user/viewissue/search", "_search_browsers"),
             ("GET", r"/rest/api/3/priority", "_list_priorities"),
             ("GET", r"/rest/api/3/search/jql", "_search"),
             ("GET", r"/rest/api/3/issue/([^/]+)", "_get_issue"),
@@ -482,6 +483,24 @@ class JiraSandbox(RecordingSandbox):
                      if (text and (text in u["displayName"].lower() or u["emailAddress"].startswith(text)))
                      or u["accountId"] == _one(query, "accountId")]
         return 200, found[start:start + size]
+
+    def _search_browsers(self, *, query: dict[str, list[str]], body: Any, changes: list[Json]) -> Reply:
+        """Users matching `query` who may browse the issue (`issueKey`) or the project (`projectKey`):
+        agents ("atlassian" accounts) browse every issue, a portal customer only the requests they reported."""
+        text = _one(query, "query").lower()
+        key, project = _one(query, "issueKey"), _one(query, "projectKey")
+        if not key and not project:
+            raise ApiError(400, ["Either 'issueKey' or 'projectKey' must be provided."])
+        with self._lock:
+            issue = self._issue(key) if key else None
+            if project and project not in self._projects:
+                raise ApiError(404, [f"No project could be found with key '{project}'."])
+            found = [self._user_json(u["accountId"]) for u in self._users.values()
+                     if u["active"] and (not text or text in u["displayName"].lower()
+                                         or u["emailAddress"].startswith(text))
+                     and (u["accountType"] == "atlassian"
+                          or (issue is not None and issue["reporter"] == u["accountId"]))]
+        return 200, found[: min(_int(query, "maxResults", 50), 1000)]
 
     def _list_priorities(self, *, query: Any, body: Any, changes: list[Json]) -> Reply:
         return 200, [{**self._priority_json(pid), "description": name, "statusColor": "#cccccc",

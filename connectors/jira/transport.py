@@ -140,3 +140,23 @@ class JiraApi:
             return response.json()
         except ValueError:
             raise VendorUnavailable(f"Jira sent a non-JSON answer on {op}") from None
+
+    def can_browse(self, email: str, key: str = "") -> bool:
+        """Is `email` an active Jira user (an "atlassian" account, not a portal customer) who can browse
+        issue `key`? Without a key: any such user of the site. Jira may hide e-mails (privacy): then
+        the one user its search matched on the full address is taken as the one."""
+        wanted = email.strip().lower()
+        if not wanted:
+            return False
+        if key:
+            users = self.request("GET", "/rest/api/3/user/viewissue/search", op=f"GET user/viewissue/search {key}",
+                                 params={"query": wanted, "issueKey": key, "maxResults": 50})
+        else:
+            users = self.request("GET", "/rest/api/3/user/search", op="GET user/search (agent check)",
+                                 params={"query": wanted, "maxResults": 50})
+        users = [u for u in users or [] if isinstance(u, dict) and u.get("accountType") == "atlassian"
+                 and u.get("active", True)]
+        shown = [u for u in users if u.get("emailAddress")]
+        if shown:
+            return any(str(u["emailAddress"]).lower() == wanted for u in shown)
+        return len(users) == 1

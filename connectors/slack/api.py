@@ -216,6 +216,20 @@ class SlackApi:
                 out.append(meta.get("event_payload") or {})
         return out
 
+    def user_email(self, user_id: str) -> str:
+        """The e-mail of a workspace member (users.info; needs users:read.email), '' when Slack shows
+        none or the account is deleted or a bot."""
+        with slack_errors(f"users.info {user_id}"):
+            user = self.client.users_info(user=user_id).get("user") or {}
+        if user.get("deleted") or user.get("is_bot"):
+            return ""
+        return str((user.get("profile") or {}).get("email") or "").strip().lower()
+
+    def usergroup_members(self, group_id: str) -> set[str]:
+        """The user ids of a user group (usergroups.users.list; needs usergroups:read)."""
+        with slack_errors(f"usergroups.users.list {group_id}"):
+            return {str(u) for u in self.client.usergroups_users_list(usergroup=group_id).get("users") or []}
+
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         with slack_errors("views.open"):
             self.client.views_open(trigger_id=trigger_id, view=view)

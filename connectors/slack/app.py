@@ -34,6 +34,7 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.error import BoltError
 
 from connectors.slack import blocks as ui
+from connectors.slack.access import Access
 from connectors.slack.api import SlackApi
 from connectors.slack.context import ContextStore, ContextUnavailable, Triaged
 from connectors.slack.text import (
@@ -88,6 +89,8 @@ class SlackBackend:
     links: Mapping[str, Callable[[TicketEvent], str]] = field(default_factory=dict)  # helpdesk -> ticket URL
     # Apply: the worker's use case (TriageService.process); None: no write-back from Slack
     process: Callable[[TicketEvent, Callable[[TicketEvent], Scores]], TriageResult] | None = None
+    # who may look up and apply tickets, and whose corrections are training data; None: nobody may
+    access: Access | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     event_dedupe_s: int = 24 * 3600  # Slack retries an event for about an hour; remember it a day
 
@@ -210,6 +213,10 @@ class _Handlers:
                 t, ctx = self.triage(event, "text", text_item(req.text), "text", "*Triage of your text*")
                 self.respond(url, ui.result_message(t, ctx, self.b.reactions, can_apply=False))
             else:
+                refusal = self._refusal(command.get("user_id", ""), req.source, req.ticket_id)
+                if refusal:
+                    self.respond(url, ui.error_message(refusal))
+                    return
                 event = self.b.fetchers[req.source](req.ticket_id)
                 link = self._link(event)
                 name = HELPDESK_NAMES.get(event.source, event.source)
@@ -287,6 +294,10 @@ class _Handlers:
             if shown is None or self.b.process is None:
                 self.respond(url, _ephemeral_note("Nothing to apply here: Apply writes a helpdesk ticket back."))
                 return
+            refusal = self._refusal((body.get("user") or {}).get("id", ""), shown.source, shown.ticket_id)
+            if refusal:
+                self.respond(url, _ephemeral_note(refusal))
+                return
             fetch = self.b.fetchers.get(shown.source)
             current = fetch(shown.ticket_id) if fetch else shown
             if current.revision != shown.revision:
@@ -301,7 +312,7 @@ class _Handlers:
                 self.b.feedback.record(Feedback(item=t.item, text=t.text, model=_labels(scores), by=user.get("id", ""),
                                                 by_name=user.get("username", "") or user.get("name", ""),
                                                 via="apply", source=t.source, model_version=scores.model_version,
-                                                confidence=_confidences(scores)))
+                                                confidence=_confidences(scores), agent=True))
             except FeedbackError as e:
                 log.warning("apply of %s not recorded as feedback: %s", t.item, e)
             note = _outcome_note(outcome, user.get("id", ""))
@@ -314,6 +325,7 @@ class _Handlers:
             if found is None:
                 return
             ctx_id, t = found
+            self._is_agent((body.get("user") or {}).get("id", ""))  # asked now, so the modal's answer is quick
             action_id = action.get("action_id", "")
             asked = [h for h in HEADS if action_id == ui.ACTION_WRONG[h]] or list(HEADS)
             via = "alert" if action_id == ui.ACTION_CORRECT else t.kind
@@ -348,7 +360,8 @@ class _Handlers:
             self.b.feedback.record(Feedback(item=t.item, text=t.text, model=_labels(scores), human=human,
                                             by=user.get("id", ""), by_name=user.get("username", "") or
                                             user.get("name", ""), via=str(meta.get("via", "")), source=t.source,
-                                            model_version=scores.model_version, confidence=_confidences(scores)),
+                                            model_version=scores.model_version, confidence=_confidences(scores),
+                                            agent=self._is_agent(user.get("id", ""))),
                                    now=self.b.clock())
         except FeedbackError as e:
             log.error("feedback on %s not saved: %s", t.item, e)
@@ -369,7 +382,8 @@ class _Handlers:
             t = self.b.contexts.get(ctx_id)
             if t is None:
                 return
-            note = ui.feedback_note((body.get("user") or {}).get("id", ""), human, _labels(t.score))
+            user_id = (body.get("user") or {}).get("id", "")
+            note = ui.feedback_note(user_id, human, _labels(t.score), counted=self._is_agent(user_id))
             if meta.get("via") == "alert":
                 text, blocks = ui.alert_message(t, ctx_id, note=note)
                 self.b.api.respond(url, {"replace_original": True, "text": text, "blocks": blocks})
@@ -381,6 +395,18 @@ class _Handlers:
             log.warning("feedback saved but the message was not updated: %s", e)
 
     # -- shared -------------------------------------------------------------------------------------
+
+    def _refusal(self, user_id: str, source: str, ticket_id: str) -> str | None:
+        """Why this Slack user may not see or write this ticket (connectors.slack.access), or None."""
+        if self.b.access is None:
+            return "This bot is not set up to check who is a helpdesk agent, so it looks up no tickets."
+        refusal = self.b.access.refusal(user_id, source, ticket_id)
+        if refusal:
+            log.info("slack user %s refused ticket %s:%s (not an agent)", user_id, source, ticket_id)
+        return refusal
+
+    def _is_agent(self, user_id: str) -> bool:
+        return self.b.access is not None and bool(user_id) and self.b.access.is_agent(user_id)
 
     def triage(self, event: TicketEvent, kind: str, item: str, source: str, title: str,
                link: str = "") -> tuple[Triaged, str]:

@@ -224,10 +224,14 @@ def feedback_modal(t: Triaged, ctx_id: str, *, asked: Sequence[str], response_ur
             "submit": _plain("Save"), "close": _plain("Cancel"), "private_metadata": meta, "blocks": blocks}
 
 
-def feedback_note(user: str, human: Mapping[str, str], model: Mapping[str, str]) -> str:
+def feedback_note(user: str, human: Mapping[str, str], model: Mapping[str, str], counted: bool = True) -> str:
+    """What a verdict recorded; `counted`: from a helpdesk agent, so it is training data."""
     parts = []
     for head in HEADS:
         if head in human:
             was = model.get(head, "")
             parts.append(f"{head} *{human[head]}*" + ("" if human[head] == was else f" (model said {was})"))
-    return f":white_check_mark: <@{user}> recorded " + ", ".join(parts) + " — thanks, the model learns from it"
+    said = f":white_check_mark: <@{user}> recorded " + ", ".join(parts)
+    if not counted:
+        return said + " — kept, but not used for training: only helpdesk agents' corrections are"
+    return said + " — thanks, the model learns from it"

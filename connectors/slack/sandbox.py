@@ -77,6 +77,11 @@ class ApiError(Exception):
         self.error, self.status, self.extra = error, status, extra
 
 
+# The scopes deploy/slack-manifest.yaml asks for (the sandbox's token has them all unless a test takes one away)
+SCOPES = ("chat:write", "chat:write.public", "commands", "reactions:write", "channels:history", "groups:history",
+          "users:read", "users:read.email", "usergroups:read")
+
+
 def sign(secret: str, body: bytes | str, timestamp: int | None = None) -> dict[str, str]:
     """Slack's request signature headers (v0, HMAC-SHA256 of 'v0:<timestamp>:<body>')."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
@@ -112,6 +117,9 @@ class SlackSandbox(LocalServer):
         self._responses: dict[str, _ResponseUrl] = {}
         self._last_post: dict[str, float] = {}
         self.on_response: Callable[[str, Json], None] | None = None  # (response_url, body) on each post
+        self.scopes: set[str] = set(SCOPES)  # the bot token's scopes: users.info shows e-mails with users:read.email
+        self._users: dict[str, Json] = {}
+        self._usergroups: dict[str, list[str]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -128,6 +136,22 @@ class SlackSandbox(LocalServer):
         return f"{self.url}/api/"
 
     # -- seeding and inspection ---------------------------------------------------------------------
+
+    def add_user(self, user_id: str, email: str = "", *, name: str = "", deleted: bool = False,
+                 is_bot: bool = False) -> Json:
+        """A workspace member users.info knows (unknown ids answer user_not_found)."""
+        with self._lock:
+            handle = name or f"user-{user_id[-4:].lower()}"
+            self._users[user_id] = {
+                "id": user_id, "team_id": self.team_id, "name": handle, "deleted": deleted, "real_name": handle,
+                "is_bot": is_bot, "is_app_user": False, "is_admin": False, "is_owner": False,
+                "is_restricted": False, "is_ultra_restricted": False, "updated": int(self._clock()),
+                "profile": {"real_name": handle, "display_name": handle, "email": email, "team": self.team_id}}
+            return copy.deepcopy(self._users[user_id])
+
+    def add_usergroup(self, group_id: str, members: list[str]) -> None:
+        with self._lock:
+            self._usergroups[group_id] = list(members)
 
     def add_channel(self, name: str, channel_id: str = "", private: bool = False) -> str:
         with self._lock:
@@ -414,6 +438,27 @@ class SlackSandbox(LocalServer):
         if msg is None:
             raise ApiError("message_not_found")
         return msg
+
+    def _need(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise ApiError("missing_scope", needed=scope, provided=",".join(sorted(self.scopes)))
+
+    def _m_users_info(self, args: Json, extra: dict) -> Json:
+        self._need("users:read")
+        user = self._users.get(str(args.get("user") or ""))
+        if user is None:
+            raise ApiError("user_not_found")
+        out = copy.deepcopy(user)
+        if "users:read.email" not in self.scopes or not out["profile"]["email"]:
+            out["profile"].pop("email", None)  # Slack shows e-mails only to apps with the scope
+        return {"user": out}
+
+    def _m_usergroups_users_list(self, args: Json, extra: dict) -> Json:
+        self._need("usergroups:read")
+        group = str(args.get("usergroup") or "")
+        if group not in self._usergroups:
+            raise ApiError("no_such_subteam")
+        return {"users": list(self._usergroups[group])}
 
     def _m_auth_test(self, args: Json, extra: dict) -> Json:
         return {"url": f"https://{self.team_domain}.slack.com/", "team": "Sandbox", "user": "triage",

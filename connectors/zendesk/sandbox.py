@@ -7,6 +7,7 @@ Speaks the subset helpdesk-triage uses, with the JSON shapes of Zendesk's OpenAP
                                               group_id, assignee_id, subject, comment, safe_update
     GET  /api/v2/tickets/{id}/comments.json   offset, or cursor pages (page[size], page[after], sort)
     GET  /api/v2/users/me.json                the bot (every request acts as it)
+    GET  /api/v2/users/search.json            ?query=email:<address> (the Slack app's agent check)
     GET  /api/v2/groups.json                  offset or cursor pages
     GET  /api/v2/incremental/tickets/cursor.json   start_time or cursor, per_page, include
 
@@ -125,7 +126,8 @@ class ZendeskSandbox(RecordingSandbox):
 
     # -- seeding ------------------------------------------------------------------------------------
 
-    def add_user(self, name: str, email: str, *, role: str = "end-user", organization: str = "") -> Json:
+    def add_user(self, name: str, email: str, *, role: str = "end-user", organization: str = "",
+                 suspended: bool = False) -> Json:
         with self._lock:
             for user in self._users.values():
                 if user["email"] == email.lower():
@@ -133,7 +135,7 @@ class ZendeskSandbox(RecordingSandbox):
             now = _iso(self._clock())
             user_id = self._next("user")
             user = {"id": user_id, "url": f"{self._api_url}/api/v2/users/{user_id}.json",
-                    "name": name, "email": email.lower(), "role": role, "active": True,
+                    "name": name, "email": email.lower(), "role": role, "active": True, "suspended": suspended,
                     "verified": True, "locale": "en-US", "time_zone": "UTC",
                     "organization_id": self._organization_id(organization) if organization else None,
                     "tags": [], "created_at": now, "updated_at": now}
@@ -305,6 +307,7 @@ class ZendeskSandbox(RecordingSandbox):
             ("PUT", r"tickets/(\d+)\.json", "_update_ticket"),
             ("GET", r"tickets/(\d+)/comments\.json", "_list_comments"),
             ("GET", r"users/me\.json", "_show_me"),
+            ("GET", r"users/search\.json", "_search_users"),
             ("GET", r"groups\.json", "_list_groups"),
             ("GET", r"incremental/tickets/cursor\.json", "_export_tickets"),
             ("GET", r"tickets/(\d+)/audits\.json", "_list_audits"),  # history: sandbox_history.py
@@ -360,6 +363,19 @@ class ZendeskSandbox(RecordingSandbox):
     def _show_me(self, *, query: dict[str, list[str]], body: Any) -> Reply:
         with self._lock:
             return 200, {"user": copy.deepcopy(self._users[self.bot_user_id])}
+
+    def _search_users(self, *, query: dict[str, list[str]], body: Any) -> Reply:
+        """`query=email:<address>` matches that e-mail exactly; any other query, part of a name or e-mail."""
+        text = _one(query, "query").strip().strip('"').lower()
+        if not text:
+            raise ApiError(400, "InvalidSearch", "query is required")
+        with self._lock:
+            if text.startswith("email:"):
+                found = [u for u in self._users.values() if u["email"] == text[len("email:"):].strip()]
+            else:
+                found = [u for u in self._users.values() if text in u["email"] or text in u["name"].lower()]
+            users = [copy.deepcopy(u) for u in sorted(found, key=lambda u: u["id"])]
+        return 200, {"users": users, "next_page": None, "previous_page": None, "count": len(users)}
 
     def _list_groups(self, *, query: dict[str, list[str]], body: Any) -> Reply:
         with self._lock:

@@ -155,3 +155,16 @@ class ZendeskHttp:
             response = self.session.put(f"{self.base_url}/api/v2/{path}", json=body, timeout=self.timeout)
         if not response.ok:
             raise error_from_response(response, op)
+
+
+AGENT_ROLES = ("agent", "admin")
+
+
+def is_agent(http: ZendeskHttp, email: str) -> bool:
+    """Is `email` an active, unsuspended Zendesk agent or admin? (GET users/search, query email:...)"""
+    wanted = email.strip().lower()
+    if not wanted:
+        return False
+    data = http.get("users/search.json", {"query": f"email:{wanted}"}, op="GET users/search (agent check)")
+    return any(isinstance(u, dict) and str(u.get("email") or "").lower() == wanted and u.get("role") in AGENT_ROLES
+               and u.get("active", True) and not u.get("suspended", False) for u in data.get("users") or [])
