@@ -197,6 +197,9 @@ def run_arm(arm: Arm, texts: list[str], paced: list[str], rate: float, esc: set[
     time.sleep(1.0)  # a late second write would show here
     every = ids + pids
     result["written_once"] = all(arm.puts.get(t) == 1 for t in every)
+    plain_all = plain + pplain
+    result["unexpected_escalations"] = sum(  # the worker asked the LLM about a ticket this process did not
+        any("LLM second opinion" in c["body"] for c in arm.zd.comments(t) if not c["public"]) for t in plain_all)
     if check_llm:
         escalated = [tid for k, tid in enumerate(ids) if k in esc] + [tid for k, tid in enumerate(pids)
                                                                     if k in esc_paced]
@@ -231,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paced-rate", type=float, default=10.0, help="paced tickets a second (default 10)")
     p.add_argument("--llm-latency", type=float, default=1.0, help="the LLM sandbox's answer time, s (default 1)")
     p.add_argument("--repeat", type=int, help="rounds of off/on (default 2; 1 with --quick)")
-    p.add_argument("--model-dir", default="", help="model folder (default: the shipped model)")
+    p.add_argument("--model-dir", default="", help="model folder (default: $TRIAGE_MODEL_DIR or the shipped model)")
     p.add_argument("--seed", type=int, default=17)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
@@ -241,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = REPO / "bench" / "out"
     logs = out_dir / "escalation_bench_logs"
     logs.mkdir(parents=True, exist_ok=True)
+    if not args.model_dir:  # one model folder for this process and every worker, named once
+        from model.runtime import DEFAULT_MODEL_DIR
+
+        args.model_dir = os.environ.get("TRIAGE_MODEL_DIR") or str(DEFAULT_MODEL_DIR)
     texts = load_texts(n + m, args.seed)
     burst, paced = texts[:n], texts[n:]
     log("scoring the texts once to know which escalate ...")
@@ -264,23 +271,37 @@ def main(argv: list[str] | None = None) -> int:
                       "burst_p95_ms": median(rs, "burst", "p95_ms"),
                       "paced_p50_ms": median(rs, "paced", "p50_ms"), "paced_p95_ms": median(rs, "paced", "p95_ms"),
                       "written_once": all(x["written_once"] for x in rs)} for name, rs in rounds.items()}
+    # the same round's arms ran back to back: their ratio cancels most of what else the machine did
+    ratios = [{"burst_rate": round(on["burst"]["rate_per_s"] / off["burst"]["rate_per_s"], 3),
+               "paced_p95": round(on["paced"]["p95_ms"] / off["paced"]["p95_ms"], 3)}
+              for off, on in zip(rounds["off"], rounds["on"], strict=True)]
+    summary["on/off"] = {"burst_rate_per_s": median(ratios, "burst_rate"), "paced_p95_ms": median(ratios, "paced_p95"),
+                         "burst_p95_ms": None, "paced_p50_ms": None, "written_once": summary["on"]["written_once"]}
     meta = {"tickets": n, "paced": m, "paced_rate": args.paced_rate, "llm_latency_s": args.llm_latency,
-            "repeat": repeat, "escalated_burst": len(esc), "escalated_paced": len(esc_paced), "llm_calls": calls,
+            "repeat": repeat, "model_dir": args.model_dir, "escalated_burst": len(esc),
+            "escalated_paced": len(esc_paced), "llm_calls": calls,
             "decided_by_llm": [x.get("decided_by_llm") for x in rounds["on"]],
-            "escalated_checked": [x.get("escalated") for x in rounds["on"]], "cpus": os.cpu_count()}
+            "escalated_checked": [x.get("escalated") for x in rounds["on"]], "cpus": os.cpu_count(), "ratios": ratios,
+            "load_average": os.getloadavg()}
     (out_dir / "escalation_bench.json").write_text(json.dumps({"meta": meta, "summary": summary, "rounds": rounds},
                                                               indent=1))
     print(f"Escalation off vs on, non-escalated tickets only ({n} burst + {m} paced at {args.paced_rate:g}/s, "
           f"{len(esc)}+{len(esc_paced)} escalated, LLM sandbox {args.llm_latency:g} s, one worker, "
-          f"median of {repeat} round(s)):\n")
+          f"median of {repeat} round(s); on/off: the median of each round's ratio):\n")
     print("| escalation | burst tickets/s | burst p95 ms | paced p50 ms | paced p95 ms | written once |")
     print("|---|---|---|---|---|---|")
     for name, s in summary.items():
-        print(f"| {name} | {s['burst_rate_per_s']} | {s['burst_p95_ms']} | {s['paced_p50_ms']} | "
-              f"{s['paced_p95_ms']} | {s['written_once']} |")
+        cells = [s[k] if s[k] is not None else "-" for k in ("burst_rate_per_s", "burst_p95_ms", "paced_p50_ms",
+                                                             "paced_p95_ms", "written_once")]
+        print(f"| {name} | " + " | ".join(str(c) for c in cells) + " |")
     print(f"\nLLM calls {calls}; escalated tickets decided by the LLM per round: {meta['decided_by_llm']} "
           f"of {meta['escalated_checked']}")
+    unexpected = [x["unexpected_escalations"] for x in rounds["on"]]
+    if any(unexpected):
+        print(f"\nWARNING: the workers escalated tickets this process did not expect ({unexpected} per round): "
+              f"did the model folder change during the run? Those figures mix escalated tickets in.")
     ok = all(s["written_once"] for s in summary.values()) and meta["decided_by_llm"] == meta["escalated_checked"]
+    ok = ok and not any(unexpected)
     return 0 if ok else 1
 
 
