@@ -31,6 +31,7 @@ Run it:
   triage feedback export|stats     agents' corrections from Slack: training CSV, agreement per head
   triage monitor                   drift and surge alerts to Slack and PagerDuty (docs/observability.md)
   triage history pull zendesk      import solved tickets (agents' priorities, corrections, CSAT) to learn from
+  triage learn                     a challenger model from that history, gated against the champion
 
 Settings come from the environment or a .env file: see deploy/env.example.
 """

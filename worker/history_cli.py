@@ -54,6 +54,33 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "../shared/data/synthetic_tickets_nc when present): the demo, no account needed")
     p.set_defaults(func=cmd_history_pull)
 
+    p = sub.add_parser(
+        "learn", formatter_class=FMT, help="a challenger model from the team's history, compared with the champion",
+        description="Start from the shipped (or --base) model, keep its encoder and sentiment head, and fit a new "
+                    "urgency head on the team's own tickets (plus Slack corrections and a replay sample of the "
+                    "public data). Split by time: the newest 20%% of the team's tickets are held out, and both "
+                    "models are scored on them. The challenger is kept whatever the verdict; the report says "
+                    "whether it passed the promotion gate. CPU only; needs the train extra.",
+        epilog="examples:\n  triage history pull zendesk --sandbox 3000 && triage learn\n"
+               "  triage learn --data history/zendesk.jsonl --feedback-csv feedback.csv --out models/candidate\n\n"
+               "the gate: urgency macro-F1 on the newest tickets >= the champion's, no class recall down by more\n"
+               "than 2 points, public sentiment macro-recall not down by more than 0.02")
+    p.add_argument("--data", action="append", type=Path, help="history file(s) (default history/zendesk.jsonl)")
+    p.add_argument("--out", type=Path, help="folder of the new model (default models/candidate-DATE)")
+    p.add_argument("--base", type=Path, help="model to start from (default: the shipped model)")
+    p.add_argument("--feedback-csv", action="append", type=Path, default=[],
+                   help="Slack corrections from `triage feedback export` (repeatable)")
+    p.add_argument("--replay", type=int, default=1000, help="public urgency rows mixed in (default 1000; 0: none)")
+    p.add_argument("--data-root", type=Path, help="public data folder (default $TRIAGE_DATA_ROOT or ../shared/data)")
+    p.add_argument("--no-public", action="store_true", help="no public replay and no public sentiment check")
+    p.add_argument("--min-per-class", type=int, help="labelled training tickets each class needs (default 30)")
+    p.add_argument("--weight", action="append", default=[], metavar="PROVENANCE=W", help="a provenance's weight")
+    p.add_argument("--version", default="", help="version name (default BASE+team-DATE)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    p.add_argument("--shuffle-labels", action="store_true",
+                   help="train on shuffled labels: a deliberately bad challenger, to see the gate refuse it")
+    p.set_defaults(func=cmd_learn)
+
 
 def cmd_history_pull(args: argparse.Namespace) -> int:
     from worker.history import parse_weights, read_rows, summary
@@ -120,3 +147,31 @@ def _pull_sandbox(args: argparse.Namespace, out: Path, weights: dict, since: dat
                                  weights=weights)
         return pull(history, out, since=since, state_path=args.state, restart=args.restart,
                     progress=sys.stderr.isatty(), total_hint=len(members))
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    from model.cli import DEFAULT_DATA_ROOT
+    from model.learn import MIN_PER_CLASS, LearnConfig, learn_and_compare
+    from worker.history import parse_weights
+
+    data = args.data or [Path("history/zendesk.jsonl")]
+    root = None if args.no_public else Path(args.data_root or DEFAULT_DATA_ROOT)
+    if root is not None and not root.is_dir():
+        print(f"note: no public data at {root}: no replay, no public sentiment check (--data-root DIR)",
+              file=sys.stderr)
+        root = None
+    out = args.out or Path(f"models/candidate-{datetime.now(UTC):%Y%m%d-%H%M%S}")
+    cfg = LearnConfig(data=data, out=out, base=args.base, feedback_csv=args.feedback_csv,
+                      replay=0 if root is None else args.replay, data_root=root,
+                      min_per_class=args.min_per_class or MIN_PER_CLASS, weights=parse_weights(args.weight),
+                      version=args.version, threads=args.threads, shuffle_labels=args.shuffle_labels,
+                      progress=sys.stderr.isatty())
+    outcome = learn_and_compare(cfg)
+    champ, chall = outcome.reports["champion"], outcome.reports["challenger"]
+    verdict = "PASSED the gate" if outcome.gate.passed else "FAILED the gate: " + "; ".join(outcome.gate.reasons)
+    print(json.dumps({"challenger": outcome.result.version, "out": str(outcome.result.out),
+                      "champion_macro_f1": round(champ["macro_f1"], 4),
+                      "challenger_macro_f1": round(chall["macro_f1"], 4), "gate": outcome.gate.passed,
+                      "seconds": round(outcome.result.seconds["total"], 1)}))
+    print(f"{outcome.result.version} {verdict}\nreport: {outcome.report}", file=sys.stderr)
+    return 0

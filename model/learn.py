@@ -1,0 +1,426 @@
+"""`triage learn`: a challenger model from a team's own history, on CPU, in minutes.
+
+Starts from the shipped (or champion) model and keeps its encoder: every ticket's pooled vector is
+computed once from the int8 graph as served (model/urgency_head.py, cached on disk by text and
+model), and a new urgency head is fitted on those vectors, then written back into a copy of the
+graph. Sentiment and the encoder are untouched, so the challenger costs exactly what the champion
+costs to run.
+
+    result = learn(LearnConfig(data=[Path("history/zendesk.jsonl")], out=Path("models/candidate")))
+
+Data: the history file(s) (`triage history pull`), Slack corrections (`triage feedback export`
+CSVs: provenance slack-correction) and a replay sample of the public urgency data (provenance
+public, so the head does not forget what the public sets taught it). Labels weigh by provenance.
+
+Split by time: the newest `eval_share` of the team's tickets is held out for the challenger-vs-champion
+report; the newest `val_share` of the rest picks the regularisation, fits the temperature and the
+high-urgency threshold; the head is then refitted on all the training part.
+
+Refuses (LearnRefused) when the training part has fewer than `min_per_class` labelled tickets of a
+class, or when one class holds more than `max_share` of them.
+
+Needs the `train` extra (onnx, scikit-learn).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model import metrics
+from model.data import URGENCY_LABELS, Row, urgency_index
+from model.textprep import ticket_text
+from worker.errors import TriageError
+from worker.history import PROVENANCE_WEIGHTS, read_rows
+
+MIN_PER_CLASS = 30  # labelled training tickets a class needs (see docs/learning.md)
+MAX_SHARE = 0.9
+C_GRID = (0.03, 0.1, 0.3, 1.0)
+
+
+class LearnRefused(TriageError):
+    """The data cannot make a model worth comparing: too few labels, or one class only."""
+
+
+@dataclass
+class LearnConfig:
+    data: list[Path]
+    out: Path
+    base: Path | None = None  # the model to start from (default: the shipped one)
+    feedback_csv: list[Path] = field(default_factory=list)
+    replay: int = 1000  # public urgency rows mixed into training (0: none)
+    data_root: Path | None = None  # the public data (default ../shared/data); absent: no replay
+    eval_share: float = 0.2
+    val_share: float = 0.15
+    min_per_class: int = MIN_PER_CLASS
+    max_share: float = MAX_SHARE
+    weights: dict[str, float] = field(default_factory=dict)  # provenance -> weight overrides
+    version: str = ""  # default: <base version>+team-<date>
+    seed: int = 13
+    threads: int = 1
+    cache_dir: Path | None = None  # pooled features by (model, text); default ~/.cache/helpdesk-triage
+    shuffle_labels: bool = False  # a deliberately bad challenger (bench: the gate must refuse it)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    y: int
+    weight: float
+    provenance: str
+    created_at: str = ""
+    id: str = ""
+
+
+@dataclass
+class LearnResult:
+    out: Path
+    version: str
+    base: Path
+    base_version: str
+    train: int
+    eval_rows: list[Row]
+    counts: dict[str, Any]
+    c: float
+    seconds: dict[str, float]
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def team_examples(paths: Sequence[Path], weights: dict[str, float] | None = None) -> list[Example]:
+    """The team's urgency labels, oldest first (weight 0 left out)."""
+    table = {**PROVENANCE_WEIGHTS, **(weights or {})}
+    out = []
+    for path in paths:
+        for row in read_rows(path):
+            got = row.label("urgency")
+            if got is None:
+                continue
+            label, provenance, weight = got
+            weight = table.get(provenance, weight)
+            text = ticket_text(row.subject, row.text)
+            if weight <= 0 or not text:
+                continue
+            out.append(Example(text, URGENCY_LABELS.index(label), weight, provenance, row.created_at, row.id))
+    out.sort(key=lambda e: (e.created_at, e.id))
+    return out
+
+
+def feedback_examples(paths: Sequence[Path], weights: dict[str, float] | None = None) -> list[Example]:
+    """Urgency corrections from `triage feedback export` CSVs (columns text, urgency)."""
+    weight = {**PROVENANCE_WEIGHTS, **(weights or {})}["slack-correction"]
+    out = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise LearnRefused(f"{path}: no such file; make it with `triage feedback export --out {path}`")
+        with Path(path).open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not {"text", "urgency"} <= set(reader.fieldnames or []):
+                raise LearnRefused(f"{path}: needs columns text and urgency (from `triage feedback export`)")
+            for n, rec in enumerate(reader, 2):
+                try:
+                    y = urgency_index(rec.get("urgency") or "")
+                except ValueError as e:
+                    raise LearnRefused(f"{path}:{n}: {e}") from None
+                if y >= 0 and (rec.get("text") or "").strip():
+                    out.append(Example(rec["text"], y, weight, "slack-correction", rec.get("at") or "",
+                                       rec.get("item") or ""))
+    return out
+
+
+def replay_examples(data_root: Path | None, n: int, seed: int,
+                    weights: dict[str, float] | None = None) -> list[Example]:
+    """A stratified sample of the public urgency training rows the shipped model learnt from."""
+    if n <= 0 or data_root is None or not Path(data_root).is_dir():
+        return []
+    from model.cli import DEFAULT_CONFIG
+    from model.data import load_splits
+    from model.train import load_config
+
+    cfg = load_config(DEFAULT_CONFIG)
+    specs = [s for s in cfg["datasets"] if s.get("urgency_col")]
+    rows = [r for r in load_splits(specs, data_root, seed).train if r.urgency >= 0]
+    rng = random.Random(seed)
+    rng.shuffle(rows)
+    weight = {**PROVENANCE_WEIGHTS, **(weights or {})}["public"]
+    return [Example(r.text, r.urgency, weight, "public", "", "") for r in rows[:n]]
+
+
+def time_split(examples: list[Example], share: float) -> tuple[list[Example], list[Example]]:
+    """(older, newest `share`), by created_at."""
+    ordered = sorted(examples, key=lambda e: (e.created_at, e.id))
+    cut = len(ordered) - max(1, round(share * len(ordered)))
+    return ordered[:cut], ordered[cut:]
+
+
+def check_enough(train: Sequence[Example], min_per_class: int, max_share: float) -> dict[str, int]:
+    """Counts per class of the team's training labels; LearnRefused with what is missing."""
+    counts = {lab: sum(1 for e in train if e.y == i) for i, lab in enumerate(URGENCY_LABELS)}
+    total = sum(counts.values())
+    have = ", ".join(f"{lab} {n}" for lab, n in counts.items())
+    short = [lab for lab, n in counts.items() if n < min_per_class]
+    if short:
+        raise LearnRefused(
+            f"too little to learn from: the training part (the older {total} labelled tickets) needs at least "
+            f"{min_per_class} of each urgency class, and has {have}. Pull a longer history "
+            f"(`triage history pull --since` an earlier date) or add Slack corrections (--feedback-csv)")
+    top = max(counts, key=lambda k: counts[k])
+    if total and counts[top] / total > max_share:
+        raise LearnRefused(
+            f"too one-sided to learn from: {counts[top]} of the {total} training labels are {top} "
+            f"({counts[top] / total:.0%}, the limit is {max_share:.0%}); have {have}. A model trained on it "
+            "would answer {top} for everything")
+    return counts
+
+
+# -- features ---------------------------------------------------------------------------------------
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class FeatureCache:
+    """Pooled vectors by text, for one model file (a changed graph gets a new cache)."""
+
+    def __init__(self, model_dir: Path, cache_dir: Path | None, threads: int = 1, progress: bool = True):
+        from model.data import file_sha256
+
+        self.model_dir = model_dir
+        self.threads = threads
+        self.progress = progress
+        digest = file_sha256(model_dir / "model.int8.onnx")[:16]
+        base = cache_dir or Path.home() / ".cache" / "helpdesk-triage" / "features"
+        self.path = base / f"{digest}.npz"
+        self._vectors: dict[str, np.ndarray] = {}
+        if self.path.is_file():
+            with np.load(self.path) as data:
+                self._vectors = dict(zip(data["keys"].tolist(), data["x"]))
+
+    def features(self, texts: Sequence[str]) -> np.ndarray:
+        from model.urgency_head import pooled_features
+
+        keys = [_key(t) for t in texts]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._vectors))
+        if missing:
+            first = {k: t for k, t in zip(keys, texts)}
+            x = pooled_features(self.model_dir, [first[k] for k in missing], threads=self.threads,
+                                progress=self.progress)
+            self._vectors.update(zip(missing, x))
+            self._save()
+        return np.stack([self._vectors[k] for k in keys]).astype(np.float32)
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = list(self._vectors)
+        tmp = self.path.with_name(self.path.stem + ".tmp.npz")
+        np.savez(tmp, keys=np.array(keys), x=np.stack([self._vectors[k] for k in keys]))
+        tmp.replace(self.path)
+
+
+# -- fitting ------------------------------------------------------------------------------------------
+
+
+def _logits(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(x @ w.T + b)
+
+
+def high_threshold(probs: np.ndarray, y: np.ndarray) -> float:
+    """The P(high) threshold (1.0: none, plain argmax) with the best macro-F1 on validation: the gate's
+    measure. (model/export.py's cost-based choice, tuned on the public mix, calls nearly every team
+    ticket high when the head is unsure, as a team's priorities often leave it.)"""
+    from model.decision import DecisionRule
+
+    def score(t: float) -> float:
+        rule = DecisionRule(URGENCY_LABELS, threshold_label="high" if t < 1.0 else "", threshold=t)
+        return metrics.summary(y, rule.decide_indices(probs), URGENCY_LABELS)["macro_f1"]
+
+    candidates = [1.0] + sorted({round(float(q), 3) for q in np.quantile(probs[:, 0], np.linspace(0.3, 0.95, 27))})
+    return max(candidates, key=lambda t: (round(score(t), 4), t))
+
+
+def fit(train_x: np.ndarray, train: Sequence[Example], val_x: np.ndarray, val: Sequence[Example],
+        seed: int) -> tuple[np.ndarray, np.ndarray, float, float, float, dict]:
+    """Pick C on the validation slice, fit the temperature and the high threshold there, refit on all.
+    Returns (W, b, C, temperature, threshold, notes)."""
+    from model.urgency_head import fit_head
+
+    y_tr = np.array([e.y for e in train])
+    w_tr = np.array([e.weight for e in train], dtype=float)
+    y_val = np.array([e.y for e in val])
+    scores = {}
+    for c in C_GRID:
+        w, b = fit_head(train_x, y_tr, w_tr, c=c, seed=seed, class_weighting="balanced")
+        pred = _logits(val_x, w, b).argmax(1)
+        scores[c] = metrics.summary(y_val, pred, URGENCY_LABELS)["macro_f1"]
+    c = max(C_GRID, key=lambda k: (round(scores[k], 4), -k))  # ties: the stronger regularisation
+    w, b = fit_head(train_x, y_tr, w_tr, c=c, seed=seed, class_weighting="balanced")
+    val_logits = _logits(val_x, w, b)
+    temperature = metrics.fit_temperature(val_logits, y_val)
+    threshold = high_threshold(metrics.softmax(val_logits, temperature), y_val)
+    all_x = np.concatenate([train_x, val_x])
+    all_y = np.concatenate([y_tr, y_val])
+    all_w = np.concatenate([w_tr, [e.weight for e in val]])
+    w, b = fit_head(all_x, all_y, all_w, c=c, seed=seed, class_weighting="balanced")
+    notes = {"C": c, "validation_macro_f1_by_C": {str(k): round(v, 4) for k, v in scores.items()},
+             "temperature": "NLL on the validation slice (newest part of the training tickets)",
+             "threshold": "best macro-F1 on the validation slice (1.0: none, argmax)"}
+    return w, b, c, temperature, threshold, notes
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+
+
+def _stage(progress: bool, text: str) -> None:
+    if progress:
+        import sys
+
+        print(text, file=sys.stderr, flush=True)
+
+
+def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> LearnResult:
+    from model.runtime import DEFAULT_MODEL_DIR
+    from model.urgency_head import write_head
+
+    stage = on_stage or partial(_stage, cfg.progress)
+    seconds: dict[str, float] = {}
+    began = time.monotonic()
+    base = Path(cfg.base or DEFAULT_MODEL_DIR)
+    base_meta = json.loads((base / "triage.json").read_text())
+    team = team_examples(cfg.data, cfg.weights)
+    if not team:
+        raise LearnRefused(f"no urgency labels in {', '.join(map(str, cfg.data))}: pull a history first "
+                           "(`triage history pull zendesk`)")
+    older, newest = time_split(team, cfg.eval_share)
+    fit_part, val_part = time_split(older, cfg.val_share)
+    counts = check_enough(older, cfg.min_per_class, cfg.max_share)
+    extra = feedback_examples(cfg.feedback_csv, cfg.weights)
+    replay = replay_examples(cfg.data_root, cfg.replay, cfg.seed, cfg.weights)
+    train = fit_part + extra + replay
+    if cfg.shuffle_labels:
+        rng = random.Random(cfg.seed)
+        ys = [e.y for e in train]
+        rng.shuffle(ys)
+        train = [Example(e.text, y, e.weight, e.provenance, e.created_at, e.id) for e, y in zip(train, ys)]
+    seconds["data"] = time.monotonic() - began
+    stage(f"learn: {len(fit_part)} team tickets to fit, {len(val_part)} to tune, {len(newest)} newest held out; "
+          f"{len(extra)} Slack corrections, {len(replay)} public rows replayed")
+
+    t0 = time.monotonic()
+    cache = FeatureCache(base, cfg.cache_dir, cfg.threads, cfg.progress)
+    x = cache.features([e.text for e in train + val_part])
+    seconds["features"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    stage("learn: fitting the urgency head")
+    w, b, c, temperature, threshold, notes = fit(x[: len(train)], train, x[len(train):], val_part, cfg.seed)
+    seconds["fit"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    version = cfg.version or f"{base_meta['version']}+team-{datetime.now(UTC):%Y%m%d%H%M}"
+    out = export_challenger(base, cfg.out, w, b, temperature, threshold, version, write_head, {
+        "base": str(base), "base_version": base_meta["version"], "data": [str(p) for p in cfg.data],
+        "feedback_csv": [str(p) for p in cfg.feedback_csv], "replay_public_rows": len(replay),
+        "team_train_counts": counts, "train_rows": len(train), "validation_rows": len(val_part),
+        "held_out_newest": len(newest), "split": "by created_at: older part trains, newest held out",
+        "provenance": {p: sum(1 for e in train if e.provenance == p) for p in sorted({e.provenance for e in train})},
+        "shuffled_labels": cfg.shuffle_labels, "notes": notes,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    seconds["export"] = time.monotonic() - t0
+    eval_rows = [Row(e.text, -1, e.y, e.weight, "team") for e in newest]
+    seconds["total"] = time.monotonic() - began
+    return LearnResult(out, version, base, base_meta["version"], len(train), eval_rows,
+                       {"team": counts, "replay": len(replay), "feedback": len(extra)}, c, seconds)
+
+
+def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, temperature: float, threshold: float,
+                      version: str, write_head: Callable[..., None], learned: dict) -> Path:
+    """A copy of the base artifact with the new urgency head and its decision rule."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise LearnRefused(f"{out} exists and is not empty: pick another --out (models are never overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json",):
+        shutil.copy2(base / name, out / name)
+    write_head(base, out / "model.int8.onnx", w, b)
+    meta = json.loads((base / "triage.json").read_text())
+    rule = dict(meta["decision"]["urgency"])
+    rule.update(temperature=float(temperature), bias=[], threshold_label="high" if threshold < 1.0 else "",
+                threshold=round(float(threshold), 4),
+                notes={**learned["notes"], "validation": "the newest part of the team's training tickets"})
+    meta["decision"]["urgency"] = rule
+    meta.update(version=version, created=learned["created"], learned=learned)
+    meta.pop("metrics", None)  # the base's figures do not describe this model: see learn_report/
+    (out / "triage.json").write_text(json.dumps(meta, indent=2))
+    (out / "MODEL_CARD.md").write_text(
+        f"# {version}\n\nA challenger learnt by `triage learn` from {base_meta_name(base)}: the same encoder and "
+        f"sentiment head, a new urgency head fitted on the team's own tickets ({learned['train_rows']} training "
+        f"rows, of which {learned['replay_public_rows']} public rows replayed). How it compares with the "
+        "champion: learn_report/report.md.\n", encoding="utf-8")
+    return out
+
+
+def base_meta_name(base: Path) -> str:
+    try:
+        return str(json.loads((base / "triage.json").read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return str(base)
+
+
+# -- learn, then compare with the champion --------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    result: LearnResult
+    gate: Any  # model.gate.GateResult
+    report: Path
+    reports: dict[str, Any]
+
+
+def learn_and_compare(cfg: LearnConfig, champion: Path | None = None) -> Outcome:
+    """learn(), then the same report for champion and challenger on the newest team tickets and the
+    public sentiment sample, and the gate's verdict (written beside the model: learn_report/, gate.json)."""
+    from model import gate
+    from model.runtime import TriageModel
+
+    result = learn(cfg)
+
+    def stage(text: str) -> None:
+        _stage(cfg.progress, text)
+
+    t0 = time.monotonic()
+    champ_dir = Path(champion or result.base)
+    champ = TriageModel(champ_dir, threads=cfg.threads)
+    chall = TriageModel(result.out, threads=cfg.threads)
+    stage(f"learn: scoring the {len(result.eval_rows)} newest tickets with champion and challenger")
+    reports = {"champion": gate.evaluate(champ, result.eval_rows, "urgency"),
+               "challenger": gate.evaluate(chall, result.eval_rows, "urgency")}
+    public = gate.public_sentiment_rows(cfg.data_root)
+    if public:
+        stage(f"learn: scoring {len(public)} public sentiment texts with both")
+        reports["public_champion"] = gate.evaluate(champ, public, "sentiment")
+        reports["public_challenger"] = gate.evaluate(chall, public, "sentiment")
+    verdict = gate.gate(reports["champion"], reports["challenger"], reports.get("public_champion"),
+                        reports.get("public_challenger"))
+    result.seconds["compare"] = time.monotonic() - t0
+    result.seconds["total"] += result.seconds["compare"]
+    context = {"champion": str(champ_dir), "challenger": str(result.out), "data": [str(p) for p in cfg.data],
+               "counts": result.counts, "C": result.c, "seconds": {k: round(v, 1) for k, v in result.seconds.items()}}
+    report = gate.write_report(result.out / "learn_report", reports, verdict, context)
+    (result.out / "gate.json").write_text(json.dumps({"champion": reports["champion"]["model_version"],
+                                                      **verdict.to_dict()}, indent=2))
+    return Outcome(result, verdict, report, reports)

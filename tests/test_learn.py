@@ -1,0 +1,140 @@
+"""`triage learn`: a challenger from a small generated team history, on the shipped model; the refusals;
+the promotion gate and its report."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from connectors.zendesk.sandbox_history import generated_team
+from model.gate import gate
+from model.learn import LearnConfig, LearnRefused, learn_and_compare
+from model.runtime import DEFAULT_MODEL_DIR, TriageModel
+from worker.history import HistoryRow, labelled
+
+pytest.importorskip("sklearn")
+pytest.importorskip("onnx")
+pytest.importorskip("model.urgency_head", reason="model/urgency_head.py (features, head fit, head write) not here")
+
+
+def history_file(path: Path, n: int = 150, only: str | None = None) -> Path:
+    rows = []
+    for i, t in enumerate(generated_team(n, seed=3)):
+        label = only or t.priority
+        provenance = "agent-corrected-bot" if i % 4 == 0 else "agent-set"
+        rows.append(HistoryRow(f"zendesk:{5000 + i}", "zendesk", datetime.fromtimestamp(1.7e9 + i * 3600, UTC)
+                               .strftime("%Y-%m-%dT%H:%M:%SZ"), t.subject, t.body,
+                               {"urgency": labelled("urgency", label, provenance)}, group=t.queue))
+    path.write_text("".join(r.to_json() + "\n" for r in rows))
+    return path
+
+
+def config(tmp_path: Path, data: Path, **kwargs) -> LearnConfig:
+    return LearnConfig(data=[data], out=tmp_path / "challenger", replay=0, data_root=None,
+                       cache_dir=tmp_path / "cache", progress=False, **{"min_per_class": 10, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("learn")
+    return learn_and_compare(config(tmp, history_file(tmp / "team.jsonl")))
+
+
+def test_learn_exports_a_challenger_that_keeps_encoder_and_sentiment(outcome) -> None:
+    out = outcome.result.out
+    model = TriageModel(out)
+    base = TriageModel(DEFAULT_MODEL_DIR)
+    assert model.version == outcome.result.version and model.version.startswith(base.version + "+team-")
+    meta = json.loads((out / "triage.json").read_text())
+    assert meta["learned"]["held_out_newest"] == 30 and meta["learned"]["base_version"] == base.version
+    assert meta["learned"]["provenance"] == {"agent-corrected-bot": 30, "agent-set": 90} or \
+        sum(meta["learned"]["provenance"].values()) == meta["learned"]["train_rows"]
+    texts = ["The checkout is down for everyone, we are losing sales", "How do I rename a project? Thanks"]
+    s_new, u_new = model.logits(texts)
+    s_old, u_old = base.logits(texts)
+    np.testing.assert_allclose(s_new, s_old, atol=1e-5)  # sentiment untouched
+    assert not np.allclose(u_new, u_old)  # a new urgency head
+    [p] = model.score(texts[:1])
+    assert p.urgency.best_guess in ("high", "medium", "low")
+
+
+def test_the_report_compares_both_models_on_the_newest_tickets(outcome) -> None:
+    folder = outcome.result.out / "learn_report"
+    report = json.loads((folder / "report.json").read_text())
+    assert set(report["reports"]) == {"champion", "challenger"}
+    for rep in report["reports"].values():
+        assert rep["n"] == 30 and {"per_class", "confusion", "ece", "high"} <= set(rep)
+    md = (folder / "report.md").read_text()
+    assert "Gate:" in md and "| high |" in md and "coverage.png" in md
+    assert (folder / "coverage.png").read_bytes()[:4] == b"\x89PNG"
+    gate_file = json.loads((outcome.result.out / "gate.json").read_text())
+    assert gate_file["passed"] == outcome.gate.passed
+    assert "public sentiment" in " ".join(c["name"] for c in gate_file["checks"])
+    # the templates are easy: the team's own head beats the shipped one on them
+    assert report["reports"]["challenger"]["macro_f1"] > report["reports"]["champion"]["macro_f1"]
+
+
+def test_too_few_labels_are_refused_with_what_is_needed(tmp_path: Path) -> None:
+    with pytest.raises(LearnRefused, match=r"needs at least 30 of each urgency class, and has high \d+"):
+        learn_and_compare(LearnConfig(data=[history_file(tmp_path / "t.jsonl", n=40)], out=tmp_path / "o",
+                                      replay=0, data_root=None, progress=False))
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_one_sided_history_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(LearnRefused, match="needs at least 10 of each"):
+        learn_and_compare(config(tmp_path, history_file(tmp_path / "t.jsonl", only="high")))
+    data = history_file(tmp_path / "u.jsonl", n=200)
+    rows = data.read_text().splitlines()
+    skew = [r.replace('"label": "medium"', '"label": "high"') if i % 10 else r for i, r in enumerate(rows)]
+    data.write_text("\n".join(skew) + "\n")
+    with pytest.raises(LearnRefused, match="too one-sided"):
+        learn_and_compare(config(tmp_path, data, max_share=0.6, min_per_class=3))
+
+
+def test_an_existing_model_folder_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "challenger").mkdir()
+    (tmp_path / "challenger" / "x").write_text("keep")
+    with pytest.raises(LearnRefused, match="exists and is not empty"):
+        learn_and_compare(config(tmp_path, history_file(tmp_path / "t.jsonl")))
+    assert (tmp_path / "challenger" / "x").read_text() == "keep"
+
+
+def _report(f1: float, recalls: tuple[float, float, float]) -> dict:
+    return {"macro_f1": f1, "per_class": {lab: {"recall": r, "support": 10}
+                                          for lab, r in zip(("high", "medium", "low"), recalls)}}
+
+
+def test_the_gate_passes_fails_and_says_why() -> None:
+    champ = _report(0.40, (0.5, 0.5, 0.5))
+    assert gate(champ, _report(0.45, (0.49, 0.6, 0.55))).passed  # a 1-point recall drop is allowed
+    worse = gate(champ, _report(0.39, (0.6, 0.6, 0.6)))
+    assert not worse.passed and worse.reasons[0].startswith("team urgency macro-F1: 0.3900")
+    dropped = gate(champ, _report(0.50, (0.47, 0.7, 0.7)))
+    assert not dropped.passed and "recall of high" in dropped.reasons[0]
+    public = gate(champ, _report(0.45, (0.5, 0.5, 0.5)), {"macro_recall": 0.70}, {"macro_recall": 0.67})
+    assert not public.passed and "public sentiment" in public.reasons[0]
+    skipped = gate(champ, _report(0.45, (0.5, 0.5, 0.5)))
+    assert skipped.passed and "not checked" in skipped.checks[-1].rule
+
+
+def test_cli_learn_prints_the_verdict_and_refuses_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # the feature cache lives under ~/.cache
+
+    data = history_file(tmp_path / "team.jsonl")
+    assert main(["learn", "--data", str(data), "--out", str(tmp_path / "m"), "--no-public",
+                 "--min-per-class", "10"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.splitlines()[-1])
+    assert summary["out"] == str(tmp_path / "m") and "report:" in captured.err
+    assert main(["learn", "--data", str(tmp_path / "missing.jsonl"), "--no-public"]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert main(["learn", "--data", str(data), "--out", str(tmp_path / "n"), "--no-public"]) == 1
+    assert "needs at least 30" in capsys.readouterr().err
