@@ -390,7 +390,7 @@ def test_hybrid_evaluation_against_the_model_alone(llm):
     texts = ["The checkout is down for all customers, we are losing sales!", "Thanks, that solved it!",
              "hmm", "hmm", "Personne ne peut se connecter, c'est inadmissible", "where do I change my email?"]
     rows = [Row(t, sentiment=-1, urgency=u) for t, u in zip(texts, [0, 2, 1, 1, 0, 2])]
-    c = cfg(llm, escalate=("abstained", "borderline"), concurrency=2, urgency_band=0.5)  # every row escalates
+    c = cfg(llm, escalate=("abstained", "borderline"), concurrency=2, urgency_band=0.5, high_threshold=0.5)  # all
     a = OpenAICompatible(c.base_url, "k", c.model)
     result = evaluate_hybrid(model, rows, a, c)
     assert result["rows"] == 6 and "sentiment" not in result
