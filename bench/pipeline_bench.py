@@ -22,6 +22,14 @@ phase below runs once per helpdesk.
   3. paced           per W, the same stack fed at --paced-load x phase 2's tickets/s (default half)
                      from an open-loop sender: receipt -> write-back latency when the queue is not backed
                      up (in a burst, latency is mostly time spent queued)
+  4. faults          (--faults, Zendesk, instead of 1-3) the burst of phase 2 with --fault-workers W
+                     (default 2) while the sandbox answers --fault-rate (default 20%) of the ticket PUTs
+                     429 (Retry-After 1) or 503, half each, at random; once a quarter of the tickets are
+                     written one worker is SIGKILLed (its process group: its RQ scheduler too). Checks
+                     every ticket written exactly once and the DLQ empty; reports the time to the last
+                     write-back, the time from the kill to the last write-back of the dead worker's job,
+                     the faults injected and the longest run of 503s on one ticket (5 is the only way
+                     into the DLQ). Workers run with TRIAGE_RETRY_INTERVALS=--fault-retry-intervals.
 Texts: ticket-length real posts (bench/model_bench.py's load_texts, 40-128 tokens); a ticket's subject
 (Jira: summary, the text its description) is its text's first words, so the text the worker scores
 is the text the model run scores (Jira renders the wiki markup of some posts: the summary counts them).
@@ -32,6 +40,7 @@ with the ingress, Redis and the workers. Run it on an otherwise idle machine:
   python bench/pipeline_bench.py --quick            # smoke run: 200 tickets
   python bench/pipeline_bench.py --helpdesk jira    # Jira Service Management only
   python bench/pipeline_bench.py --vendor-latency-ms 150 --workers 1,2,4,8 --tickets 400   # a helpdesk 150 ms away
+  python bench/pipeline_bench.py --faults           # phase 4: 429s, 503s and a killed worker
 Results: Markdown on stdout, JSON in bench/out/pipeline_bench.json, process logs in
 bench/out/pipeline_bench_logs/. Exit status 1 when a ticket was not written back exactly once.
 """
@@ -52,6 +61,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -60,9 +70,11 @@ import numpy as np
 from model_bench import cpu_name, load_texts  # bench/ is on sys.path when run as a script; adds REPO
 from redis import Redis
 from rq import Worker
+from rq.job import Job
 
 from connectors.jira import normalize as jira_normalize
 from connectors.jira.sandbox import JiraSandbox
+from connectors.sandbox_http import Fault
 from connectors.zendesk import normalize
 from connectors.zendesk.sandbox import ZendeskSandbox
 from model.textprep import ticket_text
@@ -129,6 +141,8 @@ class Stack:
         self.redis: LocalRedis | None = None
         self.zd: ZendeskSandbox | None = None
         self.jira: JiraSandbox | None = None
+        self.extra_env: dict[str, str] = {}  # for the workers and the ingress (phase 4's retry intervals)
+        self.killed: set[str] = set()  # processes killed on purpose (phase 4)
 
     def __enter__(self) -> Stack:
         try:
@@ -197,7 +211,7 @@ class Stack:
                       "ZENDESK_BOT_USER_ID": str(self.zd.bot_user_id)}
         return {**base, **vendor, "PYTHONPATH": str(REPO), "REDIS_URL": self.redis.url, "TRIAGE_RULES": str(RULES),
                 "TRIAGE_MODEL_DIR": str(self.model_dir), "TRIAGE_MODEL_THREADS": "1", "TRIAGE_QUEUE": QUEUE,
-                "TRIAGE_LOG_LEVEL": "INFO"}
+                "TRIAGE_LOG_LEVEL": "INFO", **self.extra_env}
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen:
         path = self.logs / f"{self.name}-{name}.log"
@@ -220,7 +234,7 @@ class Stack:
 
     def check_alive(self) -> None:
         for name, p in self.procs:
-            if p.poll() is not None:
+            if p.poll() is not None and name not in self.killed:
                 tail = (self.logs / f"{self.name}-{name}.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{name} exited with status {p.returncode}:\n{tail}")
 
@@ -431,14 +445,69 @@ def model_alone(model_dir: Path, texts: list[str], procs: int, when: str) -> dic
     return model
 
 
+class Faults:
+    """Phase 4: the sandbox answers `rate` of the ticket PUTs 429 (Retry-After 1) or 503, half each, at
+    random (seeded); counts what it injected and the longest run of 503s one ticket met."""
+
+    def __init__(self, zd: ZendeskSandbox, rate: float, seed: int):
+        self.rate, self.rng, self.lock = rate, random.Random(seed), threading.Lock()
+        self.injected: Counter[str] = Counter()
+        self.streak: Counter[int] = Counter()
+        self.longest_503_run = 0
+        self._take = zd._take_fault
+        zd._take_fault = self.take  # type: ignore[method-assign]
+
+    def take(self, method: str, path: str) -> Fault | None:
+        m = TICKET_PUT.search(path)
+        if method == "PUT" and m:
+            tid = int(m.group(1))
+            with self.lock:
+                x = self.rng.random()
+                if x < self.rate / 2:
+                    self.injected["429"] += 1
+                    return Fault(429, 1, 1.0, None, None)
+                if x < self.rate:
+                    self.injected["503"] += 1
+                    self.streak[tid] += 1
+                    self.longest_503_run = max(self.longest_503_run, self.streak[tid])
+                    return Fault(503, 1, None, None, None)
+                self.streak[tid] = 0
+        return self._take(method, path)
+
+
+def kill_worker(st: Stack, name: str) -> tuple[float, set[int]]:
+    """SIGKILL a worker's process group (the worker and its RQ scheduler, as a lost machine): the time,
+    and the tickets of the job it was running."""
+    proc = dict(st.procs)[name]
+    held: set[int] = set()
+    for w in Worker.all(queue=st.queue):
+        job_id = w.get_current_job_id() if w.pid == proc.pid else None
+        job = Job.fetch(job_id, connection=st.queue.connection, serializer=st.queue.serializer) if job_id else None
+        if job is not None:
+            held = {int(json.loads(a)["ticket_id"]) for a in job.args}
+    st.killed.add(name)
+    os.killpg(proc.pid, signal.SIGKILL)
+    at = time.perf_counter()
+    log(f"{st.name}: SIGKILLed {name} (pid {proc.pid}) running a job of {len(held)} tickets")
+    return at, held
+
+
 def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[str], w: int, logs: Path,
-            helpdesk: str, pace: float | None = None) -> dict:
-    """A burst (as fast as the ingress takes it) or, with `pace`, deliveries paced at pace/s."""
+            helpdesk: str, pace: float | None = None, faults: bool = False) -> dict:
+    """A burst (as fast as the ingress takes it) or, with `pace`, deliveries paced at pace/s; with
+    `faults`, phase 4 (see the module)."""
     # the changes each ticket must get exactly once; the last one ends the job (Jira: the note, written last)
     kinds = ("jira:issue_updated", "comment_created") if helpdesk == "jira" else ("update",)
     last = kinds[-1]
-    with Stack(f"{'paced' if pace else 'e2e'}-{helpdesk}-w{w}", model_dir, logs, helpdesk,
-               args.zendesk_delivery, args.vendor_latency_ms / 1e3) as st:
+    kind = "faults" if faults else "paced" if pace else "e2e"
+    with Stack(f"{kind}-{helpdesk}-w{w}", model_dir, logs, helpdesk, args.zendesk_delivery,
+               args.vendor_latency_ms / 1e3) as st:
+        injector = None
+        if faults:
+            assert st.zd is not None, "phase 4 runs on the Zendesk sandbox"
+            st.extra_env["TRIAGE_RETRY_INTERVALS"] = args.fault_retry_intervals
+            injector = Faults(st.zd, args.fault_rate, args.seed)
+        kill_at, killed_at, dead_job = len(items) // 4, None, set()
         ids = st.add_tickets(items)
         differ = sum(a != b for a, b in zip(st.scored_texts(ids), texts))  # Jira renders wiki markup in posts
         for k in range(w):
@@ -457,6 +526,8 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
             done = len({t for t, what, _ in list(st.changes) if what == last})
             if done >= len(ids):
                 break
+            if faults and killed_at is None and done >= kill_at:
+                killed_at, dead_job = kill_worker(st, "worker1")
             st.check_alive()
             now = time.monotonic()
             if now >= next_log:
@@ -510,9 +581,49 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
            "cpu_ms_per_ticket": cpu_ms, "sandbox_calls": dict(calls), "sandbox_errors": dict(sandbox_errors),
            "queue_after": queue_left, "jobs": jobs,
            "scored_text_matches_model_run": not differ, "scored_texts_differing": differ}
+    if injector is not None:
+        late = [written[t] - killed_at for t in dead_job if t in written and killed_at and written[t] > killed_at]
+        out["faults"] = {
+            "rate": args.fault_rate, "retry_intervals": args.fault_retry_intervals, "injected": dict(injector.injected),
+            "longest_503_run_on_a_ticket": injector.longest_503_run, "killed_after_written": kill_at,
+            "dead_job_tickets": len(dead_job), "dead_job_written_after_kill": len(late),
+            "dead_job_last_write_back_after_kill_s": round(max(late), 1) if late else None,
+            "dlq": queue_left["failed (DLQ)"], "first_send_to_last_write_back_s": out["span_s"]}
+        f = out["faults"]
+        out["target_met"] = (exactly_once == len(ids) and not out["more_than_once"] and f["dlq"] == 0
+                             and out["span_s"] <= 240 and (f["dead_job_last_write_back_after_kill_s"] or 0) <= 120)
+        log(f"{st.name}: faults {f}")
     log(f"{st.name}: {len(written)}/{len(ids)} written back, {exactly_once} exactly once, "
         f"{out['tickets_per_s']} tickets/s, p50 {out['p50_s']} s, p95 {out['p95_s']} s")
     return out
+
+
+def report_faults(args: argparse.Namespace, model_dir: Path, meta: dict, run: dict) -> int:
+    f = run["faults"]
+    dups = round(args.dup_rate * args.tickets)
+    print(f"\n## Fault paths: {args.tickets} tickets + {dups} repeated deliveries, {run['workers']} workers (one "
+          f"SIGKILLed after {f['killed_after_written']} write-backs), {f['rate']:.0%} of ticket PUTs answered 429 "
+          f"(Retry-After 1) or 503; TRIAGE_RETRY_INTERVALS={f['retry_intervals']}; model {model_dir.name} "
+          f"({meta['version']}); {os.cpu_count()} CPUs ({cpu_name()})\n")
+    print("| written back | exactly once | more than once | DLQ | first send -> last write-back s | dead worker's job: "
+          "tickets, written after the kill, last one s after the kill | injected | longest 503 run | target |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {run['written_back']}/{run['tickets']} | {run['exactly_once']}/{run['tickets']} | "
+          f"{run['more_than_once']} | {f['dlq']} | {f['first_send_to_last_write_back_s']} | {f['dead_job_tickets']}, "
+          f"{f['dead_job_written_after_kill']}, {f['dead_job_last_write_back_after_kill_s']} | "
+          f"{', '.join(f'{k}: {v}' for k, v in sorted(f['injected'].items()))} | "
+          f"{f['longest_503_run_on_a_ticket']} | {'met' if run['target_met'] else 'MISSED'} (every ticket once, "
+          f"DLQ empty, <= 240 s; the dead worker's tickets <= 120 s after the kill) |")
+    print(f"\nsandbox calls {run['sandbox_calls']}, answers >= 300: {run['sandbox_errors']}, queue after "
+          f"{run['queue_after']}; receipt -> write-back p50 / p95 / max {run['p50_s']} / {run['p95_s']} / "
+          f"{run['max_s']} s")
+    out = Path(args.out).with_name("pipeline_bench_faults.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu_name(),
+                               "cpus": os.cpu_count(), "args": {k: v for k, v in vars(args).items() if k != "out"},
+                               "run": run}, indent=1))
+    log(f"wrote {out}")
+    return 0 if run["target_met"] else 1
 
 
 # -- main ----------------------------------------------------------------------------------------------
@@ -542,6 +653,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="phase 3: deliveries paced at this fraction of the burst's e2e tickets/s, for the "
                         "latency a ticket sees when the queue is not backed up (default 0.5; 0 skips it)")
     p.add_argument("--paced-tickets", type=int, help="tickets in phase 3 (default 400; 100 with --quick)")
+    p.add_argument("--faults", action="store_true",
+                   help="phase 4 only: 429s and 503s on a share of the writes, one worker SIGKILLed (Zendesk)")
+    p.add_argument("--fault-workers", type=int, default=2, help="workers in phase 4, one of them killed (default 2)")
+    p.add_argument("--fault-rate", type=float, default=0.2,
+                   help="share of ticket PUTs answered 429 (Retry-After 1) or 503, half each (default 0.2)")
+    p.add_argument("--fault-retry-intervals", default="2,5,10,20",
+                   help="TRIAGE_RETRY_INTERVALS of the phase 4 workers (default 2,5,10,20: five tries)")
     p.add_argument("--quick", action="store_true", help="smoke run: 200 tickets unless --tickets says otherwise")
     p.add_argument("--skip-ingress", action="store_true", help="skip phase 1 (ingress alone)")
     p.add_argument("--skip-e2e", action="store_true", help="skip phase 2 (end to end and the model runs)")
@@ -589,6 +707,9 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(args.out).parent / "pipeline_bench_logs"
     logs.mkdir(parents=True, exist_ok=True)
 
+    if args.faults:
+        return report_faults(args, model_dir, meta, run_e2e(args, model_dir, items, texts, args.fault_workers, logs,
+                                                           "zendesk", faults=True))
     ingress = [] if args.skip_ingress else [run_ingress(args, model_dir, items, logs, hd, n)
                                             for hd in args.helpdesks for n in args.serve_processes]
     e2e, paced = [], []

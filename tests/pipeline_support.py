@@ -123,6 +123,7 @@ from worker.settings import load_settings
 s = load_settings(dotenv=None)
 rt = runtime(s)
 TriageWorker.job_heartbeat_ttl_s, TriageWorker.beat_every_s, TriageWorker.sweep_every_s = {ttl}, {beat}, {sweep}
+{extra}
 TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer, context=rt.job_context).work(
     burst={burst}, with_scheduler={scheduler}, logging_level="INFO")
 """
@@ -131,12 +132,12 @@ TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer
 HEARTBEAT_TTL_S, BEAT_S, SWEEP_S = 2, 0.5, 1.0  # a test worker's: seconds, not TriageWorker's half minute
 
 
-def worker_process_cmd(burst: bool = True, scheduler: bool = False) -> list[str]:
+def worker_process_cmd(burst: bool = True, scheduler: bool = False, extra: str = "") -> list[str]:
     """A `TriageWorker` process on the test's settings (from worker_env) and the fixed scorer, with
-    a short job heartbeat (HEARTBEAT_TTL_S) and sweep (SWEEP_S)."""
+    a short job heartbeat (HEARTBEAT_TTL_S) and sweep (SWEEP_S); `extra`: Python run before it starts."""
     return [sys.executable, "-c", WORKER_SCRIPT.format(tests=str(Path(__file__).parent), burst=burst,
                                                        scheduler=scheduler, ttl=HEARTBEAT_TTL_S, beat=BEAT_S,
-                                                       sweep=SWEEP_S)]
+                                                       sweep=SWEEP_S, extra=extra)]
 
 
 def worker_env(s: Settings, zd: ZendeskSandbox) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import pytest
 from pipeline_support import FixedScorer
 from redis import Redis
 
@@ -72,3 +73,18 @@ def test_peek_reads_the_next_job_without_taking_it(redis: Redis) -> None:
     q.submit_many([event(1), event(2), event(3)])
     q.submit_many([event(4)])
     assert [e.ticket_id for e in q.peek(2)] == ["1", "2"] and q.queue.count == 2
+
+
+def test_a_text_the_model_cannot_score_fails_alone_in_its_batch() -> None:
+    class Picky(CountingScorer):
+        def score(self, texts: Sequence[str]) -> list[Scores]:
+            if any("#unencodable" in t for t in texts):
+                raise TypeError("TextEncodeInput must be Union[...]")
+            return super().score(texts)
+
+    scorer = Picky()
+    waits = ModelThread(scorer, batch_size=3).score_later([event(1), event(2, "bad #unencodable"), event(3, "thanks!")])
+    assert waits[0]().sentiment.label == "frustrated" and waits[2]().sentiment.label == "satisfied"
+    with pytest.raises(TypeError, match="TextEncodeInput"):
+        waits[1]()
+    assert [len(c) for c in scorer.calls] == [1, 1]  # the batch failed, then each text alone

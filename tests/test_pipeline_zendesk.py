@@ -21,6 +21,7 @@ from pipeline_support import (
     SECRET,
     SWEEP_S,
     TOKEN,
+    FixedScorer,
     drain,
     free_port,
     runtime,
@@ -194,17 +195,46 @@ def test_a_ticket_that_keeps_failing_does_not_hold_back_its_job_mates(stack, zd)
     assert [len(notes(zd, t)) for t in ids] == [1, 1, 1] and [puts(zd, t) for t in (ids[0], ids[2])] == [1, 1]
 
 
-def test_429_stops_the_job_and_its_retry_writes_the_rest_once(stack, zd):
+def test_a_429_sets_its_ticket_aside_and_the_job_writes_the_rest_first(stack, zd):
     rt, _ = stack
     ids = [angry(zd) for _ in range(3)]
     zd.fail_next(429, times=1, retry_after=1, method="PUT", path=rf"/tickets/{ids[1]}\.json$")
     rt.enqueuer.submit_many([rt.writers["zendesk"].fetch_event(t) for t in ids])
     drain(rt)
     assert [len(notes(zd, t)) for t in ids] == [1, 1, 1] and [puts(zd, t) for t in (ids[0], ids[2])] == [1, 1]
-    assert list_failed(rt.enqueuer.queue) == []
+    assert list_failed(rt.enqueuer.queue) == [] and rt.enqueuer.queue.scheduled_job_registry.count == 0  # one job
     order = [(r.path, r.status) for r in zd.requests if r.method == "PUT"]
     assert order == [(f"/api/v2/tickets/{ids[0]}.json", 200), (f"/api/v2/tickets/{ids[1]}.json", 429),
-                     (f"/api/v2/tickets/{ids[1]}.json", 200), (f"/api/v2/tickets/{ids[2]}.json", 200)]
+                     (f"/api/v2/tickets/{ids[2]}.json", 200), (f"/api/v2/tickets/{ids[1]}.json", 200)]
+
+
+def test_429s_never_spend_a_try(stack, zd):
+    """Issue 15 §3: six 429s on one ticket, where 4 tries are all it has (TRIAGE_RETRY_INTERVALS 1,1,1):
+    written once, its job-mates once, nothing in the DLQ; two in a row paused the account for all."""
+    rt, _ = stack
+    ids = [angry(zd) for _ in range(3)]
+    zd.fail_next(429, times=6, retry_after=1, method="PUT", path=rf"/tickets/{ids[1]}\.json$")
+    rt.enqueuer.submit_many([rt.writers["zendesk"].fetch_event(t) for t in ids])
+    drain(rt, until=30)
+    assert list_failed(rt.enqueuer.queue) == []
+    assert [len(notes(zd, t)) for t in ids] == [1, 1, 1] and [puts(zd, t) for t in ids] == [1, 7, 1]
+    statuses = [r.status for r in zd.requests if r.method == "PUT" and f"/tickets/{ids[1]}.json" in r.path]
+    assert statuses == [429] * 6 + [200]
+
+
+def test_a_ticket_that_fails_five_times_reaches_the_dlq_alone(stack, zd, redis):
+    """Five tries with the default four intervals (here of a second): the 503 ticket alone is filed,
+    with its error; its job-mates written once, their tries never counted."""
+    rt, _ = stack
+    rt.job_context.retry_intervals_s = (1, 1, 1, 1)
+    ids = [angry(zd) for _ in range(4)]
+    zd.fail_next(503, times=None, method="PUT", path=rf"/tickets/{ids[2]}\.json$")
+    rt.enqueuer.submit_many([rt.writers["zendesk"].fetch_event(t) for t in ids])
+    drain(rt, until=30)
+    [failed] = list_failed(rt.enqueuer.queue)
+    assert failed["description"] == f"triage zendesk {ids[2]}" and failed["error"].endswith("(5 tries)")
+    assert [puts(zd, t) for t in ids] == [1, 1, 5, 1] and [len(notes(zd, t)) for t in ids] == [1, 1, 0, 1]
+    assert rt.enqueuer.job_of(f"zendesk:{ids[2]}:" + rt.writers["zendesk"].fetch_event(ids[2]).revision) == failed["id"]
 
 
 def test_403_on_one_ticket_leaves_its_job_mates_written(stack, zd):
@@ -469,3 +499,101 @@ def test_a_worker_killed_mid_16_ticket_job_is_finished_by_the_other_within_the_b
     finally:
         survivor.terminate()
         survivor.wait(timeout=20)
+
+
+class CannotEncode(FixedScorer):
+    """As the tokenizer does with a text it cannot encode (issue 20 §1: a lone surrogate)."""
+
+    def score(self, texts):
+        if any("#unencodable" in t for t in texts):
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]")
+        return super().score(texts)
+
+
+@pytest.mark.parametrize("where", ["scoring", "write-back"])
+def test_any_exception_on_one_ticket_fails_it_alone(stack, zd, where):
+    """Issue 20 §1: what one ticket raises (here the model, or a connector's bug in the write-back)
+    fails that ticket alone: its job-mates are written once; it is tried again on its own and
+    reaches the DLQ by itself with the error's type and place (never the ticket's text)."""
+    rt, _ = stack
+    ids = [angry(zd) for _ in range(2)]
+    ids.insert(1, zd.add_ticket("Checkout down #unencodable", "Checkout is down, unacceptable",
+                                requester="a@b.example")["id"])
+    ids.append(angry(zd))
+    if where == "scoring":
+        rt.model_thread.scorer = CannotEncode()
+    else:
+        writer = rt.writers["zendesk"]
+        apply = writer.apply
+
+        def buggy(event, decision):
+            if event.ticket_id == str(ids[1]):
+                raise KeyError("custom_fields")
+            return apply(event, decision)
+
+        writer.apply = buggy
+    rt.enqueuer.submit_many([rt.writers["zendesk"].fetch_event(t) for t in ids])
+    assert rt.enqueuer.queue.count == 1
+    drain(rt, until=30)
+    assert [len(notes(zd, t)) for t in ids] == [1, 0, 1, 1] and [puts(zd, t) for t in (ids[0], *ids[2:])] == [1] * 3
+    [failed] = list_failed(rt.enqueuer.queue)
+    expected = "TypeError at" if where == "scoring" else "KeyError at"
+    assert failed["description"] == f"triage zendesk {ids[1]}" and expected in failed["error"]
+    assert failed["error"].endswith("(4 tries)") and "unacceptable" not in failed["error"]
+
+
+def test_a_worker_rides_out_a_redis_outage_and_scheduled_retries_run_after_it(zd, rules_file, tmp_path):
+    """Issue 20 §5: Redis goes away while the worker is mid-job and while a retry is scheduled. The
+    worker keeps running (it waits for Redis with backoff and says so), its RQ scheduler is started
+    again once Redis is back, the retry runs, the cut-short job runs again; each ticket written once."""
+    server = LocalRedis(appendonly=True).start()
+    log_path = tmp_path / "worker.log"
+    proc = None
+    try:
+        rt = runtime(settings(server.url, rules_file, zd))
+        first, hung, last = angry(zd), angry(zd), angry(zd)
+        zd.fail_next(503, times=1, method="PUT", path=rf"/tickets/{first}\.json$")
+        applied: list[int] = []
+
+        def hang(ticket, audit):
+            applied.append(ticket["id"])
+            if ticket["id"] == hung:
+                time.sleep(4)  # the worker waits for this answer while Redis goes away
+
+        zd.on_update = hang
+        env = {**worker_env(rt.settings, zd), "TRIAGE_RETRY_INTERVALS": "5,5,5"}
+        # maintenance every 2 s; the sweep's own enqueueing of overdue retries out of the way: the scheduler must
+        extra = "TriageWorker.maintenance_every_s, TriageWorker.overdue_s = 2, 600"
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(worker_process_cmd(burst=False, scheduler=True, extra=extra), env=env,
+                                    stdout=out, stderr=subprocess.STDOUT)
+        rt.enqueuer.submit(rt.writers["zendesk"].fetch_event(first))  # fails once: its retry is due in 5 s
+        deadline = time.monotonic() + 30
+        while not any(r.status == 503 for r in zd.requests) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rt.enqueuer.submit_many([rt.writers["zendesk"].fetch_event(t) for t in (hung, last)])
+        while hung not in applied and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hung in applied, "the worker never reached the second job"
+        server.stop()  # mid-job, and before the retry is due
+        time.sleep(7)
+        assert proc.poll() is None, log_path.read_text()
+        server.start()
+        back = time.monotonic()
+        while not all(notes(zd, t) for t in (first, hung, last)) and time.monotonic() < back + 30:
+            time.sleep(0.1)
+        took = time.monotonic() - back
+        assert all(notes(zd, t) for t in (first, hung, last)), log_path.read_text()[-3000:]
+        time.sleep(1)
+        assert [len(notes(zd, t)) for t in (first, hung, last)] == [1, 1, 1]
+        assert puts(zd, first) == 2 and puts(zd, last) == 1  # hung's PUT applied once, answered late
+        assert proc.poll() is None and took < 20
+        text = log_path.read_text()
+        assert "Redis went away during job" in text and "Redis is back" in text
+        assert "found an unhandled exception" not in text
+    finally:
+        zd.on_update = None
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=20)
+        server.close()

@@ -25,7 +25,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from model.data import SENTIMENT_LABELS, URGENCY_LABELS
-from worker.errors import TriageError
+from worker.errors import FeedbackError
 from worker.store import PREFIX
 
 STREAM = f"{PREFIX}:feedback"
@@ -35,10 +35,6 @@ VERDICTS = ("confirmed", "corrected", "applied")
 DEFAULT_WEIGHT = 2.0  # human-confirmed rows count this many times a public-data row in training
 CSV_COLUMNS = ("text", "sentiment", "urgency", "weight", "human_confirmed", "model_sentiment", "model_urgency",
                "model_version", "verdicts", "item", "source", "by", "at")
-
-
-class FeedbackError(TriageError):
-    """A verdict could not be stored or read (Redis down, bad label)."""
 
 
 @dataclass(frozen=True)

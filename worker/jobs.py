@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import heapq
 import json
 import logging
 import math
@@ -38,7 +39,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from typing import Any
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, get_current_job
 from rq.queue import Queue
@@ -60,7 +62,7 @@ from worker.events import EventError, TicketEvent
 from worker.ports import Attempt, Deferred, Scorer, SecondOpinion
 from worker.queueing import TRIES_META, Enqueuer, describe
 from worker.store import PREFIX, AccountPause
-from worker.triage import Status, TriageResult, TriageService
+from worker.triage import TriageResult, TriageService
 
 log = logging.getLogger("triage.worker")
 
@@ -102,15 +104,18 @@ def triage_job(*event_jsons: str) -> list[dict]:
     return _JobRun(handover, owner, tries).run(event_jsons)
 
 
-class _Deferred(Exception):
-    """A 429 pause longer than the job's budget: the ticket goes to a later job, uncharged."""
+class _BudgetSpent(Exception):
+    """The job's 429 budget is spent: the ticket goes to a later job, uncharged."""
 
     def __init__(self, wait_s: float):
         self.wait_s = wait_s
 
 
 class _JobRun:
-    """One run of one job: its tickets one after another, each failing on its own."""
+    """One run of one job: its tickets one after another, each failing on its own. A ticket met by
+    a 429 is set aside until its Retry-After has passed and taken up again after the others."""
+
+    limited_after = 2  # 429s in a row from one helpdesk (no success between): its account is limited
 
     def __init__(self, handover: _Handover, owner: str, tries: dict[str, int]):
         self.ctx = handover.context
@@ -118,7 +123,8 @@ class _JobRun:
         self.service = self.ctx.service
         self.owner = owner
         self.tries = tries  # event key -> failed tries before this run
-        self.waited = 0.0  # seconds this run spent in 429 pauses
+        self.waited = 0.0  # seconds this run spent waiting on 429s
+        self.streak: dict[str, int] = defaultdict(int)  # source -> 429s in a row
         self.retry: list[tuple[TicketEvent, str]] = []  # failed, to be tried again (or filed: last try)
         self.dead: list[tuple[TicketEvent, str]] = []  # failed where trying again cannot help
         self.deferred: dict[str, tuple[list[TicketEvent], float]] = {}  # source -> its tickets left, pause
@@ -139,13 +145,20 @@ class _JobRun:
         model = self.ctx.model_thread
         todo = [e for e, a in zip(events, attempts, strict=True) if a.taken]
         scores = dict(zip((e.key for e in todo), model.score_later(todo), strict=True))
+        work: deque[tuple[TicketEvent, Attempt | None]] = deque(zip(events, attempts, strict=True))
+        aside: list[tuple[float, int, TicketEvent]] = []  # (when it may be tried again, order, event): a heap
         outcomes: list[TriageResult] = []
         stopped: dict[str, str] = {}  # source -> the 401 that stopped its other tickets
         try:
-            for n, (event, attempt) in enumerate(zip(events, attempts, strict=True)):
-                if n == len(events) - 1:  # the model's last call for this job is queued: give it the next one's
+            while work or aside:
+                if not work:
+                    work.append(self._take_up(heapq.heappop(aside)))
+                if len(work) == 1 and not aside:  # the model's last call for this job is queued: the next job's
                     with contextlib.suppress(RedisError):  # an optimisation: never a reason to fail the job
                         model.score_ahead(self.ctx.enqueuer.peek(model.ahead))
+                event, attempt = work.popleft()
+                if attempt is None:  # set aside after a 429, its lease given back: take it again
+                    attempt = self.service.begin([event], self.owner)[0]
                 if event.source in stopped or event.source in self.deferred:
                     if attempt.taken:  # free for a duplicate delivery's job meanwhile
                         self.service.release(event, self.owner)
@@ -160,8 +173,10 @@ class _JobRun:
                     outcome = self._one(event, attempt, scores)
                 except Deferred:  # the LLM second opinion's follow-up job writes it back (the lease went back)
                     continue
-                except _Deferred as d:
+                except _BudgetSpent as d:
                     self.deferred[event.source] = ([event], d.wait_s)
+                except RateLimited as e:
+                    heapq.heappush(aside, (time.monotonic() + self._limited(event, e), len(aside) + len(work), event))
                 except (RedisError, BaseTimeoutException):
                     raise  # the job's business: Redis went away, or the job ran out of time
                 except VendorAuthError as e:
@@ -175,6 +190,7 @@ class _JobRun:
                     log.debug("ticket %s failed", event.key, exc_info=True)
                     self.retry.append((event, _error_text(e)))
                 else:
+                    self.streak[event.source] = 0
                     outcomes.append(outcome)
         except BaseException:
             model.cancel_queued()  # the job's next run scores its tickets again
@@ -185,28 +201,44 @@ class _JobRun:
         self._settle_failures()
         return [_result(o) for o in outcomes]
 
-    def _one(self, event: TicketEvent, attempt: Attempt, scores: dict[str, Callable[[], Scores]]) -> TriageResult:
-        """One ticket, through as many 429 pauses as the job's budget allows (none spends a try)."""
-        pause = self.ctx.pause
-        second = self.ctx.second_opinion  # may raise Deferred: the ticket waits for the LLM
-        while True:
-            wait = pause.remaining(event.source)
-            if wait > 0:
-                if self.waited + wait > self.ctx.rate_limit_budget_s:
-                    self.service.release(event, self.owner)
-                    raise _Deferred(wait)
+    def _limited(self, event: TicketEvent, e: RateLimited) -> float:
+        """A 429 (no try spent): this ticket waits Retry-After (capped); two in a row from one helpdesk
+        pause it for every worker (AccountPause). Returns the ticket's wait."""
+        self.streak[event.source] += 1
+        wait = min(max(e.retry_after, 0.0), self.ctx.pause.max_wait_s)
+        if self.streak[event.source] >= self.limited_after:
+            wait = self.ctx.pause.hold(event.source, wait)
+            log.info("%s is rate limited: all workers pause its write-backs for %.1f s", event.source, wait)
+        else:
+            log.info("%s answered 429 for ticket %s: it is tried again in %.1f s, after the job's others (no try "
+                     "spent)", event.source, event.ticket_id, wait)
+        return wait
+
+    def _take_up(self, entry: tuple[float, int, TicketEvent]) -> tuple[TicketEvent, Attempt | None]:
+        """A ticket set aside after a 429, once its wait is over (or deferred: the budget is spent)."""
+        ready, _, event = entry
+        wait = ready - time.monotonic()
+        if wait > 0 and event.source not in self.deferred:
+            if self.waited + wait > self.ctx.rate_limit_budget_s:
+                self.deferred[event.source] = ([], wait)
+            else:
                 time.sleep(wait)
                 self.waited += wait
-            try:
-                return self.service.complete(event, attempt, self.owner, lambda e: scores[e.key]() if second is None
-                                             else second.review(e, scores[e.key]()))
-            except RateLimited as e:
-                held = pause.hold(event.source, e.retry_after)
-                log.info("%s is rate limited: all workers pause its write-backs for %.1f s (ticket %s waits, "
-                         "no try spent)", event.source, held, event.ticket_id)
-                attempt = self.service.begin([event], self.owner)[0]  # complete() gave the lease back
-                if not attempt.taken:  # a duplicate delivery's job took it meanwhile, or wrote it
-                    return TriageResult(Status.DUPLICATE if attempt == Attempt.DONE else Status.BUSY, key=event.key)
+        return event, None
+
+    def _one(self, event: TicketEvent, attempt: Attempt, scores: dict[str, Callable[[], Scores]]) -> TriageResult:
+        """One ticket, after the helpdesk's account-wide pause if one is on (within the job's budget)."""
+        wait = self.ctx.pause.remaining(event.source)
+        if wait > 0:
+            if self.waited + wait > self.ctx.rate_limit_budget_s:
+                if attempt.taken:
+                    self.service.release(event, self.owner)
+                raise _BudgetSpent(wait)
+            time.sleep(wait)
+            self.waited += wait
+        second = self.ctx.second_opinion  # may raise Deferred: the ticket waits for the LLM
+        return self.service.complete(event, attempt, self.owner, lambda e: scores[e.key]() if second is None
+                                     else second.review(e, scores[e.key]()))
 
     def _settle_failures(self) -> None:
         """Failed tickets: tried again later (grouped by their next delay) or filed in the DLQ alone."""
@@ -225,9 +257,10 @@ class _JobRun:
         for delay, events in later.items():
             enqueuer.retry_later(events, tries, delay)
         for source, (events, wait) in self.deferred.items():
-            log.info("%s: %d ticket(s) wait out the rate limit in a later job (%.0f s), no try spent", source,
-                     len(events), wait)
-            enqueuer.retry_later(events, {e.key: self.tries.get(e.key, 0) for e in events}, max(1.0, wait))
+            if events:
+                log.info("%s: %d ticket(s) wait out its rate limit in a later job (%.0f s), no try spent", source,
+                         len(events), wait)
+                enqueuer.retry_later(events, {e.key: self.tries.get(e.key, 0) for e in events}, max(1.0, wait))
         by_error: dict[str, list[TicketEvent]] = defaultdict(list)
         for event, error in self.dead:
             by_error[error.removeprefix("not attempted: ")].append(event)
@@ -368,6 +401,7 @@ class TriageWorker(SimpleWorker):
     job_heartbeat_ttl_s = 30
     beat_every_s = 5.0
     sweep_every_s = 10.0
+    overdue_s = 15.0  # a scheduled job this late has no running scheduler: the sweep enqueues it
     maintenance_every_s = 30
     redis_wait_s = (0.5, 30.0)  # first and longest wait between two tries to reach Redis
     # RQ beats several times per job, each a Redis round trip of its own unless it rides in a
@@ -432,12 +466,22 @@ class TriageWorker(SimpleWorker):
         return time.monotonic() - self._beat_ok < self.job_heartbeat_ttl_s / 2
 
     def sweep(self) -> None:
-        """Run again the jobs of our queues whose worker died (RQ's StartedJobRegistry.cleanup), if
-        no other worker swept in the last sweep_every_s."""
+        """If no other worker swept in the last sweep_every_s: run again the jobs of our queues whose
+        worker died (RQ's StartedJobRegistry.cleanup), and enqueue the scheduled jobs (retries) overdue
+        by more than `overdue_s`: RQ's scheduler runs in one worker at a time, and when that worker
+        dies the others wait for its lock to expire."""
         names = ",".join(q.name for q in self.queues)
-        if self.connection.set(f"{PREFIX}:sweep:{names}", self.name, nx=True, ex=max(1, int(self.sweep_every_s))):
-            for queue in self.queues:
-                queue.started_job_registry.cleanup()
+        if not self.connection.set(f"{PREFIX}:sweep:{names}", self.name, nx=True, ex=max(1, int(self.sweep_every_s))):
+            return
+        for queue in self.queues:
+            queue.started_job_registry.cleanup()
+            registry = queue.scheduled_job_registry
+            for job_id in registry.get_jobs_to_schedule(int(time.time() - self.overdue_s)):
+                if registry.remove(job_id):  # ours to enqueue (a scheduler coming back meanwhile: leases hold)
+                    with contextlib.suppress(NoSuchJobError):
+                        queue.enqueue_job(Job.fetch(job_id, connection=self.connection, serializer=self.serializer))
+                        self.log.info("Worker %s: enqueued retry %s, overdue (no scheduler running)", self.name,
+                                      job_id)
 
     def prepare_execution(self, job: Job) -> Execution:
         execution = super().prepare_execution(job)

@@ -53,7 +53,10 @@ class Enqueuer:
     def __init__(self, queue: Queue, retry_intervals_s: tuple[int, ...], job_timeout_s: int):
         """`job_timeout_s` is per ticket: a job of N tickets may run N times as long."""
         self.queue = queue
-        self.retry = Retry(max=len(retry_intervals_s), interval=list(retry_intervals_s)) if retry_intervals_s else None
+        # RQ's retries of a job as a whole (its worker died, Redis went away under it): at once and at
+        # the head of the queue, not behind the backlog; its tickets' own failures are retried per
+        # ticket, after the intervals (retry_later)
+        self.retry = Retry(max=len(retry_intervals_s), enqueue_at_front=True) if retry_intervals_s else None
         self.job_timeout_s = job_timeout_s
         self._peek = queue.connection.register_script(_PEEK)
 

@@ -14,17 +14,13 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from worker.errors import TriageError
+from worker.errors import SignatureError
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 AUTHORIZATION_HEADER = "Authorization"
 IDENTIFIER_HEADER = "X-Atlassian-Webhook-Identifier"  # one per delivery, the same on its retries
 RETRY_HEADER = "X-Atlassian-Webhook-Retry"  # retry count, absent on the first attempt
 METHOD = "sha256"
-
-
-class SignatureError(TriageError):
-    """A webhook request failed authentication; the message says why (never the secret)."""
 
 
 def sign(secret: str | bytes, body: bytes) -> str:

@@ -15,13 +15,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.decision import Actions, Scores, TriageDecision
-from worker.errors import TriageError
+from worker.errors import ContextUnavailable
 from worker.events import TicketEvent
 from worker.store import PREFIX
-
-
-class ContextUnavailable(TriageError):
-    pass
 
 
 @dataclass(frozen=True)
