@@ -405,3 +405,50 @@ def test_hybrid_evaluation_against_the_model_alone(llm):
     llm.clear_scripts()
     capped = evaluate_hybrid(model, rows, a, replace(c, daily_calls=1))
     assert capped["calls"] == 1 and capped["fallbacks"]["budget"] >= 4
+
+
+RACER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from redis import Redis
+from test_escalation import Recorder, event, scores
+from connectors.llm.client import OpenAICompatible
+from worker.escalation import Escalation
+from worker.ports import Deferred
+from worker.settings import LLMSettings, Secret
+c = LLMSettings(base_url={url!r}, model="sandbox-model", api_key=Secret("k"), daily_calls=5, concurrency=4,
+                deadline_s=20)
+rec = Recorder()
+esc = Escalation(c, Redis.from_url({redis!r}), OpenAICompatible(c.base_url, "k", c.model), rec)
+go = float(sys.argv[1])
+while time.time() < go:
+    time.sleep(0.001)
+for i in range({start}, {start} + 12):
+    try:
+        esc.review(event(i, "racing text %d" % i), scores(abstained=True))
+    except Deferred:
+        pass
+deadline = time.time() + 20
+while sum(len(x) for x in rec.now_calls) < 12 and time.time() < deadline:
+    time.sleep(0.05)
+esc.close()
+print(sum(len(x) for x in rec.now_calls))
+"""
+
+
+def test_two_worker_processes_racing_for_the_last_calls(llm, redis, redis_server):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    llm.think_s = 0.05
+    tests = str(Path(__file__).parent)
+    go = str(time.time() + 2.5)  # both start together, after their imports
+    procs = [subprocess.Popen([sys.executable, "-c", RACER.format(tests=tests, url=llm.base_url,
+                                                                  redis=redis_server.url, start=start), go],
+                              stdout=subprocess.PIPE, text=True) for start in (0, 100)]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outs == ["12", "12"]  # every ticket got its follow-up
+    assert llm.calls == 5 and int(redis.hget(f"{KEY}:budget:{time.strftime('%Y-%m-%d', time.gmtime())}", "calls")) == 5
+    failed = [json.loads(v) for k in redis.keys(f"{KEY}:pending:*") if (v := redis.get(k))]
+    assert sum(r.get("failed") == "budget" for r in failed) == 24 - 5
