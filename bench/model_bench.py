@@ -14,6 +14,12 @@ Also measured: peak RSS of a scoring process and the cold start of `python -c` +
 Run it on an otherwise idle machine (it uses every core):
   python bench/model_bench.py                       # 512 texts, 3 rounds, all configurations
   python bench/model_bench.py --quick               # smoke run: 64 texts, 1 round
+
+Two artifacts, as the worker scores (TriageModel.score: tokenise, model, decision rules, top words and
+the language check; one text a call, 1 thread), round-robin in the same run, with --compare:
+  git archive <commit> model/artifacts/triage-v2 | tar -x -C runs/     # e.g. the commit before v3
+  python bench/model_bench.py --compare runs/model/artifacts/triage-v2 --model-dir model/artifacts/triage-v3
+It also times --model-dir with its language check switched off, to show what the check costs.
 Results: a Markdown table on stdout, JSON in bench/out/model_bench.json.
 """
 
@@ -217,6 +223,51 @@ class ProcGroup:
             p.join(timeout=10)
 
 
+# -- two artifacts through the product's scoring path ----------------------------------------------
+def compare(model_dirs: dict[str, str], texts: list[str], rounds: int, warmup: int) -> dict:
+    """texts/s of TriageModel.score, one text a call, 1 thread, per artifact, and the median of each
+    round's time ratio against "old"."""
+    from model.language import LanguageGate
+    from model.runtime import TriageModel
+
+    models = {name: TriageModel(folder, threads=1) for name, folder in model_dirs.items()}
+    gate_off = TriageModel(model_dirs["new"], threads=1)
+    gate_off.gate = LanguageGate()  # inactive: language reported, never withheld
+    models["new, language check off"] = gate_off
+    # Paired: every text goes through every model back to back (the order rotating), so a noisy
+    # neighbour's burst hits all of them alike; each round's ratio is taken within the round.
+    names = list(models)
+    for m in models.values():
+        for t in texts[:warmup]:
+            m.score([t])
+    runs: dict[str, list[float]] = {k: [] for k in models}
+    ratios: dict[str, list[float]] = {k: [] for k in models}
+    for rnd in range(rounds):
+        spent = dict.fromkeys(names, 0.0)
+        for i, text in enumerate(texts):
+            for k in range(len(names)):
+                name = names[(i + k) % len(names)]
+                t0 = time.perf_counter()
+                models[name].score([text])
+                spent[name] += time.perf_counter() - t0
+        for name in names:
+            runs[name].append(len(texts) / spent[name])
+            ratios[name].append(spent["old"] / spent[name])
+        log(f"compare round {rnd + 1}: " + ", ".join(f"{n} {runs[n][-1]:.1f}" for n in names) + " texts/s")
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    # the language check alone, outside the model: what detect() costs a text
+    gate = models["new"].gate
+    t = time.perf_counter()
+    for text in texts:
+        gate.detect(text)
+    detect_us = 1e6 * (time.perf_counter() - t) / len(texts)
+    return {"texts_per_s": {k: round(v, 1) for k, v in med.items()},
+            "ratio_vs_old": {k: round(statistics.median(v), 3) for k, v in ratios.items()},
+            "ratio_vs_old_per_round": {k: [round(x, 3) for x in v] for k, v in ratios.items()},
+            "versions": {k: m.version for k, m in models.items()}, "rounds": runs,
+            "language_check_us_per_text": round(detect_us, 1)}
+
+
 # -- extras ----------------------------------------------------------------------------------------
 def cold_start(model_dir: str, repeats: int) -> dict:
     walls, parts = [], []
@@ -244,9 +295,9 @@ def peak_rss(model_dir: str, texts: list[str], variant: str, imports: str) -> di
 # -- main ------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", default=str(REPO / "model" / "artifacts" / "triage-v2"),
+    p.add_argument("--model-dir", default=str(REPO / "model" / "artifacts" / "triage-v3"),
                    help="exported model folder (triage.json, tokenizer.json, model.fp32/int8.onnx); "
-                        "default model/artifacts/triage-v2")
+                        "default model/artifacts/triage-v3")
     p.add_argument("--fallback-model-dir", default=str(REPO / "runs" / "mini"),
                    help="used when --model-dir does not exist (default runs/mini)")
     p.add_argument("--checkpoint", default=str(REPO / "runs" / "v2" / "best.pt"),
@@ -268,6 +319,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-extras", action="store_true", help="skip the peak-RSS and cold-start measurements")
     p.add_argument("--out", default=str(REPO / "bench" / "out" / "model_bench.json"))
     p.add_argument("--quick", action="store_true", help="smoke run: 64 texts, 1 round, 1 cold start")
+    p.add_argument("--compare", metavar="OLD_MODEL_DIR",
+                   help="only compare this artifact with --model-dir through TriageModel.score (the worker's "
+                        "path, language check included), round-robin; prints the ratio")
     args = p.parse_args(argv)
     args.texts = args.texts or (64 if args.quick else 512)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -294,6 +348,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log(f"{len(texts)} texts, tokens mean {np.mean(lengths):.1f} (min {min(lengths)}, max {max(lengths)}), "
         f"model {model_dir} (version {meta['version']}, max_tokens {max_tokens})")
+    if args.compare:
+        result = compare({"old": args.compare, "new": str(model_dir)}, texts, args.rounds, args.warmup)
+        print(f"\n{len(texts)} texts of {args.min_tokens}-{args.max_tokens} tokens, TriageModel.score one text a "
+              f"call, 1 thread, each text through every model in turn; medians of {args.rounds} round(s)\n")
+        print("| model | version | texts/s | vs old |")
+        print("|---|---|---|---|")
+        for name, tps in result["texts_per_s"].items():
+            print(f"| {name} | {result['versions'][name]} | {tps:.1f} | {result['ratio_vs_old'][name]:.3f} |")
+        print(f"language check alone: {result['language_check_us_per_text']:.0f} us a text")
+        out = Path(args.out).with_name("model_bench_compare.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu_name(),
+                                   "old": args.compare, "new": str(model_dir), **result}, indent=1))
+        log(f"wrote {out}")
+        return 0
     calls = {b: make_calls(texts, lengths, b, not args.unsorted) for b in args.batches}
 
     from model.runtime import TriageModel

@@ -192,7 +192,7 @@ def phase(name: str, http: httpx.Client, sb: SlackSandbox, answers: Answers, tex
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_model = os.environ.get("TRIAGE_MODEL_DIR") or str(REPO / "model" / "artifacts" / "triage-v2")
+    default_model = os.environ.get("TRIAGE_MODEL_DIR") or str(REPO / "model" / "artifacts" / "triage-v3")
     p.add_argument("--model-dir", default=default_model, help=f"exported model folder (default {default_model})")
     p.add_argument("--commands", type=int, default=300, help="commands per phase (default 300)")
     p.add_argument("--concurrency", type=int, default=8, help="senders in the burst phase (default 8)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -18,10 +18,15 @@ class HeadResult:
     confidence: float  # calibrated probability of the best guess
     abstained: bool
     best_guess: str  # the label even when abstaining
+    reason: str = ""  # why it abstained: "confidence" (below the floor), "language" (not one the model reads), "empty"
 
     @classmethod
     def unsure(cls, head: str, labels: tuple[str, ...]) -> HeadResult:
-        return cls(UNSURE, {lab: 0.0 for lab in labels}, 0.0, True, UNSURE)
+        return cls(UNSURE, {lab: 0.0 for lab in labels}, 0.0, True, UNSURE, "empty")
+
+    def withheld(self, reason: str) -> HeadResult:
+        """The same scores, answered "unsure" for `reason`; the best guess is kept."""
+        return replace(self, label=UNSURE, abstained=True, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -79,4 +84,4 @@ class DecisionRule:
         abstained = conf < self.abstain_below and label != self.threshold_label
         return HeadResult(UNSURE if abstained else label,
                           {lab: round(float(p), 4) for lab, p in zip(self.labels, probs)},
-                          round(conf, 4), abstained, label)
+                          round(conf, 4), abstained, label, "confidence" if abstained else "")

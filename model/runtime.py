@@ -1,8 +1,12 @@
 """Serving the triage model: onnxruntime + tokenizers + numpy, nothing else.
 
-    model = TriageModel.load("model/artifacts/triage-v2")
+    model = TriageModel.load("model/artifacts/triage-v3")
     [p] = model.score(["My invoice is wrong and nobody answers!"])
-    p.sentiment.label, p.urgency.probabilities, p.model_version
+    p.sentiment.label, p.urgency.probabilities, p.model_version, p.language
+
+Every text's language is detected (model/language.py). A text in a language the artifact does not
+support (its triage.json `language` section) is still scored, but both heads abstain with
+`reason` "language" and keep their `best_guess`: the encoder reads English only.
 
 One `TriageModel` per process: the ONNX session is built once with the thread settings given.
 
@@ -26,11 +30,11 @@ import numpy as np
 
 from model.data import SENTIMENT_LABELS, URGENCY_LABELS
 from model.decision import DecisionRule, HeadResult
-from model.metrics import softmax
+from model.language import UNDETERMINED, LanguageGate
 from model.textprep import CHARS_PER_TOKEN_CAP, clean
 
 HEADS = {"sentiment": SENTIMENT_LABELS, "urgency": URGENCY_LABELS}
-DEFAULT_MODEL_DIR = Path(__file__).parent / "artifacts" / "triage-v2"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "artifacts" / "triage-v3"
 # Function words carry the sentence's context in every token's vector, so their shares can be large
 # without saying anything to an agent: they are left out of top_words (not out of the scores).
 # ("down", "not", "no", "now" stay: they do speak to urgency and sentiment.)
@@ -59,10 +63,10 @@ class Prediction:
     truncated: bool = False  # the model read only the start of the text
     chars_scored: int = 0  # how many characters of the cleaned text it read
     empty: bool = False  # nothing to score: both heads abstain
+    language: str = UNDETERMINED  # detected language (ISO 639-1), "und" when too short to tell
+    language_supported: bool = True  # False: both heads abstained with reason "language"
     # per head: the words whose tokens pushed the decided label most (exact logit shares)
     top_words: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    # per head, on request: how much the label's probability falls when each word is left out
-    explanation: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +89,7 @@ class TriageModel:
             self.version: str = self.meta["version"]
             self.max_tokens: int = int(self.meta["max_tokens"])
             self.rules = {h: DecisionRule.from_dict(self.meta["decision"][h]) for h in HEADS}
+            self.gate = LanguageGate.from_meta(self.meta.get("language"))
         except (ValueError, KeyError, TypeError) as e:
             raise ModelError(f"model metadata unreadable: {meta_path} ({e}); {REBUILD_HINT}") from None
         try:
@@ -111,7 +116,8 @@ class TriageModel:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, **kwargs) -> TriageModel:
-        return cls(model_dir or os.environ.get("TRIAGE_MODEL_DIR") or DEFAULT_MODEL_DIR, **kwargs)
+        """The model in `model_dir`, else the shipped one (TRIAGE_MODEL_DIR is read by worker.settings)."""
+        return cls(model_dir or DEFAULT_MODEL_DIR, **kwargs)
 
     # -- logits -----------------------------------------------------------------------------
     def _encode(self, texts: Sequence[str]) -> list:
@@ -150,9 +156,9 @@ class TriageModel:
         return self.logits_for_ids([e.ids for e in encs])
 
     # -- predictions ------------------------------------------------------------------------
-    def score(self, texts: Sequence[str | bytes], explain: bool = False, top_words: int = 5) -> list[Prediction]:
-        """Labels, calibrated probabilities, confidence and the words behind them, in order.
-        `explain` adds a slower occlusion explanation (one model run per word)."""
+    def score(self, texts: Sequence[str | bytes], top_words: int = 5) -> list[Prediction]:
+        """Labels, calibrated probabilities, confidence and the words behind them (`top_words`, the one
+        explanation: each word's share of the decided label's logit, as the internal note shows), in order."""
         cleaned = [clean(t, self.max_tokens) for t in texts]
         live = [i for i, t in enumerate(cleaned) if t]
         encs = self._encode([cleaned[i] for i in live])
@@ -164,6 +170,9 @@ class TriageModel:
             scored = max((end for _, end in enc.offsets), default=0) if enc.overflowing else len(cleaned[i])
             heads = {"sentiment": self.rules["sentiment"].decide(sent[row]),
                      "urgency": self.rules["urgency"].decide(urg[row])}
+            lang = self.gate.detect(cleaned[i])
+            if not lang.supported:  # scored, but not a language the encoder reads: say so, keep the guess
+                heads = {h: r.withheld("language") for h, r in heads.items()}
             words = {}
             if top_words > 0:
                 for h, tok in zip(heads, shares[row]):
@@ -171,35 +180,13 @@ class TriageModel:
             out[i] = Prediction(
                 sentiment=heads["sentiment"], urgency=heads["urgency"],
                 model_version=self.version, truncated=truncated, chars_scored=scored, top_words=words,
-                explanation=self.explain(cleaned[i]) if explain else {},
+                language=lang.code, language_supported=lang.supported,
             )
         return out
 
     def _empty(self) -> Prediction:
         return Prediction(HeadResult.unsure("sentiment", SENTIMENT_LABELS),
                           HeadResult.unsure("urgency", URGENCY_LABELS), self.version, empty=True)
-
-    def explain(self, text: str, max_words: int = 64, top: int = 5) -> dict[str, list[tuple[str, float]]]:
-        """Occlusion: drop each word in turn; a word's weight is how much the decided label's
-        calibrated probability falls without it. Model-agnostic, runs on the ONNX model."""
-        text = clean(text, self.max_tokens)
-        words = text.split(" ")[:max_words]
-        if not text or not words:
-            return {h: [] for h in HEADS}
-        variants = [text] + [" ".join(words[:k] + words[k + 1 :]) for k in range(len(words))]
-        sent, urg = self.logits(variants)
-        result = {}
-        for head, logits in (("sentiment", sent), ("urgency", urg)):
-            probs = softmax(logits, self.rules[head].temperature)
-            label = int(np.argmax(probs[0]))
-            drops = probs[0, label] - probs[1:, label]
-            best: dict[str, float] = {}
-            for w, d in zip(words, drops):
-                key = w.strip(".,!?;:\"'()[]").lower() or w
-                best[key] = max(best.get(key, -1.0), float(d))
-            ranked = sorted(best.items(), key=lambda kv: -kv[1])
-            result[head] = [(w, round(d, 4)) for w, d in ranked[:top] if d > 0]
-        return result
 
 
 def _word_shares(enc, text: str, tok: np.ndarray, label: int, top: int) -> list[tuple[str, float]]:

@@ -77,10 +77,10 @@ def test_long_text_says_what_was_cut(model):
     assert not short.truncated and short.chars_scored == len("The service is down")
 
 
-def test_occlusion_explanation_names_words_of_the_text(model):
+def test_top_words_are_words_of_the_text(model):
     text = "Your app deleted all my invoices and nobody answers my emails"
-    [p] = model.score([text], explain=True)
-    words = {w for ws in p.explanation.values() for w, _ in ws}
+    [p] = model.score([text])
+    words = {w for ws in p.top_words.values() for w, _ in ws}
     assert words and words <= {w.lower() for w in text.split()}
 
 

@@ -528,3 +528,50 @@ def test_reloader_sees_an_atomic_replace(tmp_path: Path) -> None:
     os.replace(new, path)
     clock.t += 1
     assert names(reloader.current()) == ["z"]
+
+
+# -- language (triage-v3's language gate) --------------------------------------------------------
+
+
+def lang_scores(language: str) -> Scores:
+    from dataclasses import replace
+
+    return replace(scores(), language=language)
+
+
+@pytest.mark.parametrize(("codes", "language", "expected"), [
+    (["de", "fr"], "de", True),
+    (["de", "fr"], "fr", True),
+    (["de", "fr"], "en", False),
+    ("DE", "de", True),
+    (["und"], "und", True),
+    (["de"], "", False),
+])
+def test_language_condition(codes: Any, language: str, expected: bool) -> None:
+    assert hit({"language": codes}, sc=lang_scores(language)) is expected
+
+
+def test_language_condition_rejects_what_is_not_a_code() -> None:
+    e = error(yaml.safe_dump({"rules": [{"name": "r", "when": {"language": ["German"]}, "then": {}}]}))
+    assert "not a language code" in str(e) and "ISO 639-1" in str(e) and e.line == 6  # the list item
+
+
+def test_default_tags_name_the_language() -> None:
+    rs = parse_rules("rules: []\n")
+    _, actions = rs.decide(event(), lang_scores("de"), NOW)
+    assert actions.add_tags == ("triage_sentiment_neutral", "triage_urgency_low", "triage_language_de")
+    _, actions = parse_rules("tag_prefix: 'My Team '\n").decide(event(), lang_scores("fr"), NOW)
+    assert "my_team_language_fr" in actions.add_tags
+    for unknown in ("", "und"):  # too short to tell, or not detected: no language tag
+        _, actions = rs.decide(event(), lang_scores(unknown), NOW)
+        assert not any("language" in t for t in actions.add_tags)
+    _, actions = parse_rules("default_tags: false\n").decide(event(), lang_scores("de"), NOW)
+    assert actions.add_tags == ()
+
+
+def test_german_tickets_go_to_the_german_queue() -> None:
+    rs = parse_rules("rules:\n  - name: german\n    when: {language: [de]}\n"
+                     "    then: {group: Support DE, add_tags: [lang_routed]}\n")
+    matched, actions = rs.decide(event(), lang_scores("de"), NOW)
+    assert matched == ("german",) and actions.group == "Support DE" and "lang_routed" in actions.add_tags
+    assert rs.decide(event(), lang_scores("en"), NOW)[0] == ()

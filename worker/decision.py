@@ -14,10 +14,12 @@ class HeadScore:
     probabilities: dict[str, float]
     confidence: float
     abstained: bool = False
+    reason: str = ""  # why it abstained: confidence | language | empty ("" when it did not)
+    best_guess: str = ""  # the model's label even when it abstained
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "probabilities": dict(self.probabilities), "confidence": self.confidence,
-                "abstained": self.abstained}
+                "abstained": self.abstained, "reason": self.reason, "best_guess": self.best_guess}
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Scores:
     top_words: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     decided_by: str = "model"  # model | llm: who decided the labels (worker/escalation.py)
     second_opinion: str = ""  # for the note: why the LLM decided, or why its answer was not used
+    language: str = ""  # ISO 639-1 code of the text's language ("und": too short to tell; "": not detected)
 
     @property
     def abstained(self) -> bool:
@@ -42,13 +45,19 @@ class Scores:
         return {"sentiment": self.sentiment.to_dict(), "urgency": self.urgency.to_dict(),
                 "model_version": self.model_version,
                 "top_words": {k: [(w, s) for w, s in v] for k, v in self.top_words.items()},
-                "decided_by": self.decided_by, "second_opinion": self.second_opinion}
+                "decided_by": self.decided_by, "second_opinion": self.second_opinion, "language": self.language}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scores:
         return cls(HeadScore(**d["sentiment"]), HeadScore(**d["urgency"]), d["model_version"],
                    {k: [(w, float(s)) for w, s in v] for k, v in (d.get("top_words") or {}).items()},
-                   decided_by=d.get("decided_by", "model"), second_opinion=d.get("second_opinion", ""))
+                   decided_by=d.get("decided_by", "model"), second_opinion=d.get("second_opinion", ""),
+                   language=d.get("language", ""))
+
+    @property
+    def unreadable_language(self) -> bool:
+        """The model abstained because it does not read the text's language."""
+        return self.sentiment.reason == "language" or self.urgency.reason == "language"
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,11 @@ class Actions:
     # Jira only (other helpdesks ignore them):
     request_type: str = ""  # JSM request type, by name or id
     jira_fields: tuple[tuple[str, str], ...] = ()  # (field id or name, value): e.g. a queue/team field
+
+    def sets(self, wanted: str, set_by_human: bool) -> bool:
+        """Whether a wanted priority or assignee is written: a human's choice wins unless the rule says
+        override_human. The one place this is decided (worker.triage.decide and the writebacks ask)."""
+        return bool(wanted) and (self.override_human or not set_by_human)
 
     def merge(self, other: Actions) -> Actions:
         """Later rules add tags and notifications; a later explicit value wins."""
@@ -99,12 +113,18 @@ class TriageDecision:
 
     def to_dict(self) -> dict[str, Any]:
         return {"event_key": self.event_key, "scores": self.scores.to_dict(), "decided_by": self.scores.decided_by,
+                "language": self.scores.language,
                 "matched_rules": list(self.matched_rules), "actions": asdict(self.actions)}
 
 
 def note_body(scores: Scores, matched_rules: tuple[str, ...], extra: str = "") -> str:
     """The internal note agents read: scores, the words behind them, the rules that fired."""
     lines = ["Triage (automatic)"]
+    if scores.unreadable_language:
+        guesses = ", ".join(f"{h} {getattr(scores, h).best_guess}" for h in ("sentiment", "urgency")
+                            if getattr(scores, h).best_guess)
+        lines.append(f"- not scored: the text is in a language the model does not read ({scores.language}); "
+                     f"its guesses are unreliable{': ' + guesses if guesses else ''}")
     for head in ("sentiment", "urgency"):
         h: HeadScore = getattr(scores, head)
         probs = ", ".join(f"{k} {v:.0%}" for k, v in sorted(h.probabilities.items(), key=lambda kv: -kv[1]))

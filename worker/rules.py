@@ -9,7 +9,8 @@ File format (see deploy/rules.example.yaml for a commented example)::
 
     version: 1                  # optional; must be 1
     tag_prefix: triage_         # prefix of the default tags (default "triage_")
-    default_tags: true          # add {prefix}sentiment_{label} and {prefix}urgency_{label}
+    default_tags: true          # add {prefix}sentiment_{label}, {prefix}urgency_{label} and, when the
+                                # language is known, {prefix}language_{code} (e.g. triage_language_de)
     business_hours:             # needed only by the `business_hours` condition
       timezone: Europe/Paris    # an IANA zone name
       days: [mon, tue, wed, thu, fri]   # default mon-fri; full names accepted too
@@ -24,6 +25,8 @@ File format (see deploy/rules.example.yaml for a commented example)::
           confidence_at_least: 0.6   # Scores.confidence (min of both heads) >= this
           confidence_below: 0.9      # Scores.confidence < this
           abstained: false      # Scores.abstained (either head abstained)
+          language: [de, fr]    # the text's language, ISO 639-1 codes (und: too short to tell);
+                                # the model abstains on languages it does not read: route them
           keywords: [outage, "data loss"]  # any of: whole words/phrases, case-insensitive,
                                            # searched in subject + text
           regex: "refund|charge ?back"     # Python regex (or a list: any of), case-insensitive,
@@ -88,7 +91,7 @@ RULE_KEYS = ("name", "when", "then")
 WHEN_KEYS = ("source", "sentiment", "urgency", "confidence_at_least", "confidence_below",
              "abstained", "keywords", "regex", "channel", "tags_present", "tags_absent",
              "organization", "requester_domain", "business_hours", "project", "issue_type",
-             "request_type", "reporter_domain")
+             "request_type", "reporter_domain", "language")
 THEN_KEYS = ("add_tags", "priority", "group", "assignee", "note", "note_text", "notify_slack",
              "override_human", "stop", "request_type", "jira_fields")
 JIRA_ONLY_WHEN = ("project", "issue_type", "request_type")
@@ -97,6 +100,7 @@ JIRA_ONLY_THEN = ("request_type", "jira_fields")
 JIRA_RESERVED_FIELDS = ("priority", "assignee", "labels", "comment", "description", "summary",
                         "reporter", "status", "issuetype", "project", "resolution")
 _JIRA_PROJECT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{1,254}")
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")  # ISO 639-1 (639-3 where there is no 2-letter code)
 
 _T = "tag:yaml.org,2002:"
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
@@ -109,6 +113,11 @@ def normalize_tag(tag: str) -> str:
 
 def _label(head: HeadScore) -> str:
     return "unsure" if head.abstained else head.label
+
+
+def _language(event: TicketEvent, scores: Scores) -> str:
+    """The detected language of the text, else the one the helpdesk gave the ticket."""
+    return (scores.language or getattr(event, "language", "") or "").lower()
 
 
 @dataclass(frozen=True)
@@ -189,8 +198,12 @@ class RuleSet:
         actions = Actions()
         if self.default_tags:
             p = self.tag_prefix
-            actions = Actions(add_tags=(normalize_tag(f"{p}sentiment_{_label(scores.sentiment)}"),
-                                        normalize_tag(f"{p}urgency_{_label(scores.urgency)}")))
+            tags = [normalize_tag(f"{p}sentiment_{_label(scores.sentiment)}"),
+                    normalize_tag(f"{p}urgency_{_label(scores.urgency)}")]
+            language = _language(event, scores)
+            if language and language != "und":
+                tags.append(normalize_tag(f"{p}language_{language}"))
+            actions = Actions(add_tags=tuple(tags))
         matched: list[str] = []
         for rule in self.rules:
             if all(cond(facts) for cond in rule.conditions):
@@ -453,6 +466,13 @@ class _Parser:
         if key == "abstained":
             abstained = self.boolean(node, what)
             return lambda f: f.scores.abstained == abstained
+        if key == "language":
+            codes = self.lowered(node, what)
+            for item in self.items(node, what):
+                if not _LANGUAGE_CODE.fullmatch(self.string(item, what).lower()):
+                    raise self.err(item, f"{what}: {item.value!r} is not a language code; use ISO 639-1 "
+                                         f"codes like en, de, fr (und: too short to tell)")
+            return lambda f: _language(f.event, f.scores) in codes
         if key == "keywords":
             alternatives = [r"\s+".join(map(re.escape, w.split()))
                             for w in self.strings(node, what)]

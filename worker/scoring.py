@@ -12,9 +12,9 @@ def to_scores(p: Prediction) -> Scores:
     heads = {}
     for name in ("sentiment", "urgency"):
         h = getattr(p, name)
-        heads[name] = HeadScore(h.label, dict(h.probabilities), h.confidence, h.abstained)
+        heads[name] = HeadScore(h.label, dict(h.probabilities), h.confidence, h.abstained, h.reason, h.best_guess)
     return Scores(heads["sentiment"], heads["urgency"], p.model_version,
-                  {k: [(w, s) for w, s in v] for k, v in p.top_words.items()})
+                  {k: [(w, s) for w, s in v] for k, v in p.top_words.items()}, language=p.language)
 
 
 class ModelScorer:
