@@ -85,8 +85,9 @@ def _event(where: str, n: int, obj: Any) -> TicketEvent:
     extra = {k: str(obj[k]) for k in JIRA_FIELDS if obj.get(k)}
     if extra and source not in ("jira", "sandbox"):
         raise TriageError(f"{where}: {', '.join(extra)} are Jira fields; set \"source\": \"jira\"")
+    fields = {k: v if k == "tags" else str(v) for k, v in values.items()}
     try:
-        return TicketEvent(source=source, ticket_id=str(obj.get("id") or n), revision="1", text=text,
-                           extra=extra, **{k: str(v) if k != "tags" else tuple(v) for k, v in values.items()})
-    except (EventError, TypeError) as e:
+        return TicketEvent.from_dict({**fields, "source": source, "ticket_id": str(obj.get("id") or n),
+                                      "revision": "1", "text": text, "extra": extra})
+    except EventError as e:
         raise TriageError(f"{where}: {e}") from None
