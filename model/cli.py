@@ -98,8 +98,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def _load(args: argparse.Namespace, variant: str = "int8"):
     from model.runtime import TriageModel
+    from worker.settings import model_dir_setting
 
-    return TriageModel.load(args.model_dir, threads=getattr(args, "threads", 2), variant=variant)
+    return TriageModel.load(args.model_dir or model_dir_setting() or None, threads=getattr(args, "threads", 2),
+                            variant=variant)
 
 
 def _read_tickets(path: str, text_col: str | None, id_col: str | None) -> Iterator[tuple[str | None, str]]:

@@ -21,7 +21,6 @@ this 2-core machine batch 1 in one process per core is also the fastest int8 lay
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -326,3 +326,37 @@ def test_docs_can_be_switched_off(redis, redis_server, zd, tmp_path) -> None:
                              headers={"X-API-Key": "k1"}).status_code == 200
     finally:
         server.should_exit = True
+
+
+# -- issue 15 §5: settings parse once and carry the result ------------------------------------------------
+
+
+def test_jira_priority_map_is_parsed_once(monkeypatch) -> None:
+    from connectors.jira import normalize
+    from worker import bootstrap
+    from worker.errors import ConfigError
+    from worker.settings import load_settings
+
+    calls: list[str] = []
+    parse = normalize.PriorityMap.parse.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(normalize.PriorityMap, "parse",
+                        classmethod(lambda cls, text, *a: calls.append(text) or parse(cls, text, *a)))
+    env = {"JIRA_URL": "https://acme.atlassian.net", "JIRA_EMAIL": "bot@acme.example", "JIRA_API_TOKEN": "t",
+           "JIRA_PRIORITY_MAP": "low=P4,normal=P3,high=P2,urgent=P1"}
+    s = load_settings(env, dotenv=None)
+    assert bootstrap.jira_priorities(s) is bootstrap.jira_priorities(s) is s.jira.priorities
+    assert s.jira.priorities.name_for("urgent") == "P1" and len(calls) == 1
+    with pytest.raises(ConfigError, match="JIRA_PRIORITY_MAP"):
+        load_settings({**env, "JIRA_PRIORITY_MAP": "urgent"}, dotenv=None)
+
+
+def test_the_model_folder_comes_from_settings(monkeypatch, tmp_path) -> None:
+    from model.runtime import DEFAULT_MODEL_DIR, TriageModel
+    from worker.errors import ConfigError
+    from worker.settings import model_dir_setting
+
+    monkeypatch.setenv("TRIAGE_MODEL_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="TRIAGE_MODEL_DIR"):
+        model_dir_setting()
+    assert model_dir_setting({"TRIAGE_MODEL_DIR": str(DEFAULT_MODEL_DIR)}) == str(DEFAULT_MODEL_DIR)
+    assert TriageModel.load().version  # the runtime reads no variable: the shipped model

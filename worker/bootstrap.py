@@ -97,9 +97,8 @@ def jira_api(settings: Settings):
 
 
 def jira_priorities(settings: Settings):
-    from connectors.jira.normalize import PriorityMap
-
-    return PriorityMap.parse(settings.jira.priority_map)
+    """JIRA_PRIORITY_MAP as settings parsed it (once, when they were loaded)."""
+    return settings.jira.priorities
 
 
 def jira_writer(settings: Settings) -> Writer:

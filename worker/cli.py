@@ -142,6 +142,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     from worker.events import TicketEvent
     from worker.rules_file import load_rules
     from worker.scoring import ModelScorer
+    from worker.settings import model_dir_setting
     from worker.triage import decide
 
     rules = load_rules(args.file)
@@ -157,7 +158,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
             events.append(TicketEvent.from_dict(data))
         except (ValueError, TriageError) as e:
             raise TriageError(f"{args.tickets}:{n}: {e}") from None
-    scorer = ModelScorer(TriageModel.load(args.model_dir))
+    scorer = ModelScorer(TriageModel.load(args.model_dir or model_dir_setting() or None))
     scores = scorer.score([ticket_text(e.subject, e.text) for e in events])
     now = datetime.now(UTC)
     for event, s in zip(events, scores):

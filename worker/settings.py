@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from worker.errors import ConfigError
 
@@ -79,6 +80,14 @@ class JiraSettings:
     priority_map: str = JIRA_PRIORITY_MAP  # rules' low/normal/high/urgent -> the site's priority names
     group_field: str = ""  # field (id or name) a rule's `group` is written to; empty: not written
     poll_overlap_s: int = 300  # the poller re-reads this far behind its watermark
+    # priority_map parsed, once, when these settings are made (connectors.jira.normalize.PriorityMap)
+    priorities: Any = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.priorities is None:  # validates; raises ConfigError naming JIRA_PRIORITY_MAP
+            from connectors.jira.normalize import PriorityMap
+
+            object.__setattr__(self, "priorities", PriorityMap.parse(self.priority_map))
 
     @property
     def enabled(self) -> bool:
@@ -182,6 +191,15 @@ def _switch(get: Callable[[str], str], name: str, default: bool) -> bool:
     if raw not in ("on", "off", "1", "0", "true", "false", "yes", "no"):
         raise ConfigError(f"{name}={raw!r}: use on or off")
     return raw in ("on", "1", "true", "yes")
+
+
+def model_dir_setting(env: Mapping[str, str] | None = None) -> str:
+    """TRIAGE_MODEL_DIR alone, checked as load_settings checks it: for the model commands, which need
+    no other setting. Empty: the shipped model."""
+    path = (os.environ if env is None else env).get("TRIAGE_MODEL_DIR", "").strip()
+    if path and not Path(path).exists():
+        raise ConfigError(f"TRIAGE_MODEL_DIR={path!r}: no such file or folder")
+    return path
 
 
 def load_settings(env: Mapping[str, str] | None = None, dotenv: str | None = ".env") -> Settings:
@@ -381,10 +399,7 @@ def _jira_settings(get: Callable[[str], str], env: Mapping[str, str]) -> JiraSet
     if bot and not _JIRA_ACCOUNT_ID.fullmatch(bot):
         raise ConfigError(f"JIRA_BOT_ACCOUNT_ID={bot!r} is not an Atlassian accountId (e.g. "
                           f"5b10ac8d82e05b22cc7d4ef5 or 557058:f58131cb-...; profile URL or GET /rest/api/3/myself)")
-    priority_map = get("JIRA_PRIORITY_MAP") or JIRA_PRIORITY_MAP
-    from connectors.jira.normalize import PriorityMap  # validates; raises ConfigError naming the variable
-
-    PriorityMap.parse(priority_map)
+    priority_map = get("JIRA_PRIORITY_MAP") or JIRA_PRIORITY_MAP  # parsed (and validated) by JiraSettings
     return JiraSettings(url, email, Secret(get("JIRA_API_TOKEN")), Secret(get("JIRA_WEBHOOK_SECRET")), bot,
                         priority_map, get("JIRA_GROUP_FIELD"), _int(env, "JIRA_POLL_OVERLAP", 300, low=0))
 
