@@ -57,6 +57,7 @@ class TicketEvent:
     priority_set_by_human: bool = False  # an agent chose the current priority
     assignee_set_by_human: bool = False
     extra: dict[str, str] = field(default_factory=dict)  # connector-specific (project key, ...)
+    language: str = ""  # ISO 639-1 code of the text's language: the model's detection, once scored
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
