@@ -123,3 +123,15 @@ def test_serve_says_which_connectors_are_on() -> None:
     assert lines[0] == "zendesk: on, acme.zendesk.com; webhooks at POST /webhooks/zendesk"
     assert lines[1].startswith("jira: off (set JIRA_URL") and lines[2].startswith("slack: off")
     assert lines[3] == "scoring API: off (set TRIAGE_API_KEYS)"
+
+
+def test_llm_labels_export(redis, redis_server, monkeypatch, tmp_path: Path, capsys) -> None:
+    from worker.escalation import LABELS_KEY
+
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    redis.rpush(LABELS_KEY, json.dumps({"text": "VPN down", "sentiment": "negative", "urgency": "high",
+                                        "weight": 0.5, "provenance": "llm"}))
+    out = tmp_path / "llm.csv"
+    assert main(["llm", "labels", "--out", str(out)]) == 0
+    assert out.read_text().splitlines()[1].startswith("VPN down,negative,high,0.5,llm")
+    assert "1 LLM labels" in capsys.readouterr().err

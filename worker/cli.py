@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from pathlib import Path
 
 from model import cli as model_cli
 from model.data import DataError
@@ -54,11 +54,40 @@ def _runtime():
     return build(settings)
 
 
+def connector_status(settings) -> list[str]:
+    """One line per inbound connector: on, or off and which variable turns it on."""
+    z, j, s = settings.zendesk, settings.jira, settings.slack
+    lines = []
+    if not z.enabled:
+        lines.append("zendesk: off (set ZENDESK_SUBDOMAIN, ZENDESK_EMAIL, ZENDESK_API_TOKEN)")
+    else:
+        lines.append(f"zendesk: on, {z.subdomain}.zendesk.com; webhooks at POST /webhooks/zendesk")
+    if not j.enabled:
+        lines.append("jira: off (set JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN)")
+    else:
+        lines.append(f"jira: on, {j.url}; webhooks and Automation at POST /webhooks/jira")
+    if not s.enabled:
+        lines.append("slack: off (set SLACK_BOT_TOKEN)")
+    elif s.signing_secret:
+        lines.append("slack: on; HTTP mode at POST /slack/events")
+    else:
+        lines.append("slack: on; HTTP mode off (no SLACK_SIGNING_SECRET): run `triage slack --socket`")
+    keys = len(settings.api_keys)
+    lines.append(f"scoring API: on, POST /v1/score ({keys} key{'s' if keys != 1 else ''})" if keys else
+                 "scoring API: off (set TRIAGE_API_KEYS)")
+    return lines
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from worker.bootstrap import http_app, prepare_ingress
     from worker.serve import serve, serve_processes
 
     rt = _runtime()
+    for line in connector_status(rt.settings):
+        print(f"triage serve: {line}", file=sys.stderr)
+    if not (rt.settings.zendesk.enabled or rt.settings.jira.enabled or rt.settings.slack.enabled):
+        print("triage serve: no helpdesk is configured, so every webhook will answer 404; "
+              "see deploy/env.example", file=sys.stderr)
     prepare_ingress(rt)  # a bad setting, model or credential stops here, once, before any process starts
     options = {"log_level": "warning", "access_log": args.access_log}
     if args.processes == 1:
@@ -139,25 +168,14 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
     from model.runtime import TriageModel
     from model.textprep import ticket_text
-    from worker.events import TicketEvent
     from worker.rules_file import load_rules
+    from worker.sample_tickets import read_sample_tickets
     from worker.scoring import ModelScorer
     from worker.settings import model_dir_setting
     from worker.triage import decide
 
     rules = load_rules(args.file)
-    events = []
-    for n, line in enumerate(Path(args.tickets).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            data.setdefault("source", "sandbox")
-            data.setdefault("ticket_id", str(n))
-            data.setdefault("revision", "1")
-            events.append(TicketEvent.from_dict(data))
-        except (ValueError, TriageError) as e:
-            raise TriageError(f"{args.tickets}:{n}: {e}") from None
+    events = read_sample_tickets(args.tickets)
     scorer = ModelScorer(TriageModel.load(args.model_dir or model_dir_setting() or None))
     scores = scorer.score([ticket_text(e.subject, e.text) for e in events])
     now = datetime.now(UTC)
@@ -263,6 +281,21 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_llm_labels(args: argparse.Namespace) -> int:
+    from worker.escalation import export_labels, llm_labels
+
+    rt = _runtime()
+    labels = llm_labels(rt.redis)
+    if args.out == "-":
+        n = export_labels(labels, sys.stdout)
+    else:
+        with open(args.out, "w", newline="", encoding="utf-8") as f:
+            n = export_labels(labels, f)
+    print(f"{n} LLM labels (provenance llm)" + (f" -> {args.out}\nnext: triage model train --extra-csv {args.out}"
+                                               if args.out != "-" else ""), file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -314,10 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=cmd_rules_check)
     p = rsub.add_parser("test", formatter_class=FMT, help="show scores, matching rules and actions for sample tickets",
-                        epilog="tickets file: one JSON object a line, e.g.\n"
-                               '  {"subject": "Site down", "text": "Nothing loads since 9am!", "tags": ["vip"]}')
+                        epilog="tickets file: JSON lines (one ticket a line) or a .json list, e.g.\n"
+                               '  {"source": "zendesk", "subject": "Site down", "text": "Nothing loads since 9am!", '
+                               '"tags": ["vip"]}\n'
+                               '  {"source": "jira", "project": "SUP", "issue_type": "Incident", "text": "VPN down"}\n'
+                               "fields: source, id, subject, text (or description/body), tags, priority, group,\n"
+                               "assignee, channel, organization, requester_email; Jira: project, issue_type,\n"
+                               "request_type. Samples: deploy/samples/{zendesk,jira,slack}.jsonl\n\n"
+                               "example:\n  triage rules test deploy/rules.example.yaml "
+                               "--tickets deploy/samples/zendesk.jsonl")
     p.add_argument("file")
-    p.add_argument("--tickets", required=True, help="JSON lines of tickets")
+    p.add_argument("--tickets", required=True, help="sample tickets: .jsonl or .json (see below)")
     p.add_argument("--model-dir")
     p.set_defaults(func=cmd_rules_test)
 
@@ -361,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, help="seconds between evaluations (default TRIAGE_MONITOR_INTERVAL, 60)")
     p.set_defaults(func=cmd_monitor)
 
+    llm = sub.add_parser("llm", help="the LLM second opinion: its answers as training labels (docs/llm.md)")
+    lsub = llm.add_subparsers(dest="llm_command", required=True)
+    p = lsub.add_parser("labels", formatter_class=FMT, help="write the LLM's answers as a training CSV",
+                        epilog="example:\n  triage llm labels --out llm_labels.csv\n"
+                               "  triage model train --extra-csv llm_labels.csv")
+    p.add_argument("--out", default="llm_labels.csv", help="CSV file, or - for stdout (default llm_labels.csv)")
+    p.set_defaults(func=cmd_llm_labels)
+
     dlq = sub.add_parser("dlq", help="the dead-letter queue: jobs that failed after their last retry")
     dsub = dlq.add_subparsers(dest="dlq_command", required=True)
     dsub.add_parser("list", help="list failed jobs").set_defaults(func=cmd_dlq)
@@ -372,14 +420,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from redis.exceptions import RedisError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (TriageError, ModelError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except RedisError as e:
+        print(f"error: Redis unreachable at {_redis_where()} ({type(e).__name__}: {e}); start redis-server "
+              "or point REDIS_URL at yours", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `triage score ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:  # a file named on the command line: missing, unreadable, a folder
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _redis_where() -> str:
+    """REDIS_URL without its password, for an error message."""
+    from urllib.parse import urlsplit
+
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        return "(REDIS_URL not set)"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 if __name__ == "__main__":
