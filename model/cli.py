@@ -95,6 +95,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          "hybrid figures against the model alone, escalation rate, calls, tokens (llm.md)")
     ev.set_defaults(func=_eval)
 
+    from model.registry import add_commands as registry_commands  # list, promote, rollback
+
+    registry_commands(msub, fmt)
+
 
 def _load(args: argparse.Namespace, variant: str = "int8"):
     from model.runtime import TriageModel

@@ -138,3 +138,25 @@ def test_cli_learn_prints_the_verdict_and_refuses_clearly(tmp_path: Path, capsys
     assert "no such file" in capsys.readouterr().err
     assert main(["learn", "--data", str(data), "--out", str(tmp_path / "n"), "--no-public"]) == 1
     assert "needs at least 30" in capsys.readouterr().err
+
+
+def test_cli_learn_adds_the_challenger_to_the_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from model.registry import Registry
+    from worker.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TRIAGE_MODELS_DIR", str(tmp_path / "models"))
+    data = history_file(tmp_path / "team.jsonl")
+    assert main(["learn", "--data", str(data), "--no-public", "--min-per-class", "10"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.splitlines()[-1])
+    reg = Registry()
+    assert summary["version"] == 1 and reg.state().aliases == {"champion": 0, "challenger": 1}
+    assert (reg.root / "v1" / "learn_report" / "report.md").is_file()
+    assert f"report: {reg.root / 'v1' / 'learn_report' / 'report.md'}" in captured.err
+    if summary["gate"]:
+        assert "next: triage model promote 1" in captured.err
+        assert main(["model", "promote"]) == 0 and reg.champion_dir() == reg.root / "v1"
+    else:
+        assert "--force" in captured.err

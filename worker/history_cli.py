@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "learn", formatter_class=FMT, help="a challenger model from the team's history, compared with the champion",
-        description="Start from the shipped (or --base) model, keep its encoder and sentiment head, and fit a new "
+        description="Start from the champion (the shipped model until one is promoted), keep its encoder and sentiment head, and fit a new "
                     "urgency head on the team's own tickets (plus Slack corrections and a replay sample of the "
                     "public data). Split by time: the newest 20%% of the team's tickets are held out, and both "
                     "models are scored on them. The challenger is kept whatever the verdict; the report says "
@@ -66,8 +67,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                "the gate: urgency macro-F1 on the newest tickets >= the champion's, no class recall down by more\n"
                "than 2 points, public sentiment macro-recall not down by more than 0.02")
     p.add_argument("--data", action="append", type=Path, help="history file(s) (default history/zendesk.jsonl)")
-    p.add_argument("--out", type=Path, help="folder of the new model (default models/candidate-DATE)")
-    p.add_argument("--base", type=Path, help="model to start from (default: the shipped model)")
+    p.add_argument("--out", type=Path, help="folder of the new model, outside the registry (default: the next "
+                                            "version in the models folder, $TRIAGE_MODELS_DIR or ./models, "
+                                            "as the challenger)")
+    p.add_argument("--base", type=Path, help="model to start from and compare with (default: the champion)")
     p.add_argument("--feedback-csv", action="append", type=Path, default=[],
                    help="Slack corrections from `triage feedback export` (repeatable)")
     p.add_argument("--replay", type=int, default=1000, help="public urgency rows mixed in (default 1000; 0: none)")
@@ -138,8 +141,10 @@ def _pull_sandbox(args: argparse.Namespace, out: Path, weights: dict, since: dat
     with ZendeskSandbox() as zd:
         os.environ.update(zd.env)
         members = team(args.sandbox)
-        if len(members) < args.sandbox:  # the synthetic set is smaller: its tickets again, as new tickets
-            members = (members * (args.sandbox // len(members) + 1))[: args.sandbox]
+        if len(members) < args.sandbox:  # the synthetic set is smaller: its tickets again, each a new text
+            base = members
+            members = [m if i < len(base) else replace(m, body=f"{m.body}\n\nReference {i}.")
+                       for i, m in enumerate((base * (args.sandbox // len(base) + 1))[: args.sandbox])]
         now = time.time()
         load_history(zd, members, now=now)
         client = Zenpy(subdomain="sandbox", email="bot@example.com", token="sandbox", disable_cache=True)
@@ -160,8 +165,12 @@ def cmd_learn(args: argparse.Namespace) -> int:
         print(f"note: no public data at {root}: no replay, no public sentiment check (--data-root DIR)",
               file=sys.stderr)
         root = None
-    out = args.out or Path(f"models/candidate-{datetime.now(UTC):%Y%m%d-%H%M%S}")
-    cfg = LearnConfig(data=data, out=out, base=args.base, feedback_csv=args.feedback_csv,
+    from model.registry import Registry
+
+    registry = Registry()
+    base = args.base or registry.champion_dir()
+    out = args.out or registry.root / f".incoming-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    cfg = LearnConfig(data=data, out=out, base=base, feedback_csv=args.feedback_csv,
                       replay=0 if root is None else args.replay, data_root=root,
                       min_per_class=args.min_per_class or MIN_PER_CLASS, weights=parse_weights(args.weight),
                       version=args.version, threads=args.threads, shuffle_labels=args.shuffle_labels,
@@ -169,9 +178,20 @@ def cmd_learn(args: argparse.Namespace) -> int:
     outcome = learn_and_compare(cfg)
     champ, chall = outcome.reports["champion"], outcome.reports["challenger"]
     verdict = "PASSED the gate" if outcome.gate.passed else "FAILED the gate: " + "; ".join(outcome.gate.reasons)
-    print(json.dumps({"challenger": outcome.result.version, "out": str(outcome.result.out),
+    report, where, number = outcome.report, outcome.result.out, None
+    if args.out is None:  # into the registry, as the challenger (kept and marked whatever the verdict)
+        gate = json.loads((outcome.result.out / "gate.json").read_text())
+        version = registry.add(outcome.result.out, gate=gate)
+        number, where = version.n, registry.path(version)
+        report = where / "learn_report" / "report.md"
+    print(json.dumps({"challenger": outcome.result.version, "version": number, "out": str(where),
                       "champion_macro_f1": round(champ["macro_f1"], 4),
                       "challenger_macro_f1": round(chall["macro_f1"], 4), "gate": outcome.gate.passed,
                       "seconds": round(outcome.result.seconds["total"], 1)}))
-    print(f"{outcome.result.version} {verdict}\nreport: {outcome.report}", file=sys.stderr)
+    print(f"{outcome.result.version} {verdict}\nreport: {report}", file=sys.stderr)
+    if number is not None:
+        hint = (f"triage model promote {number}" if outcome.gate.passed
+                else f"kept as version {number}, not promoted; to use it anyway: triage model promote {number} "
+                     "--force --reason \"why\"")
+        print(f"next: {hint}", file=sys.stderr)
     return 0
