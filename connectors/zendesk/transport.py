@@ -6,7 +6,6 @@ the status, never a response body (bodies can echo ticket text) nor a credential
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -111,14 +110,12 @@ class ZendeskHttp:
 
     @classmethod
     def from_zenpy(cls, client: Any) -> ZendeskHttp:
-        """Share a zenpy client's session, credentials, timeout and host (ZENPY_FORCE_* honoured)."""
+        """Share a zenpy client's session, credentials, timeout and host: the base URL is the one
+        zenpy builds its own requests on (zenpy honours its ZENPY_FORCE_* overrides; we read none)."""
         api = client.tickets
-
-        def base_url() -> str:
-            scheme = os.environ.get("ZENPY_FORCE_SCHEME", api.protocol)
-            return f"{scheme}://{api.base_url}"
-
-        pin_environment(api.session, base_url())
+        url = api._build_url(api.endpoint())
+        base_url = url[: url.index("/api/v2/")]
+        pin_environment(api.session, base_url)
         return cls(api.session, base_url, timeout=api.timeout)
 
     @classmethod
