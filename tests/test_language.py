@@ -106,3 +106,20 @@ def test_to_scores_carries_reason_and_best_guess(model):
     [p] = model.score([FRENCH])
     s = to_scores(p)
     assert s.language == "fr" and s.sentiment.reason == "language" and s.sentiment.best_guess == p.sentiment.best_guess
+
+
+def test_decide_replaces_a_stale_language_tag() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from worker.decision import HeadScore, Scores
+    from worker.events import TicketEvent
+    from worker.rules import parse_rules
+    from worker.triage import decide
+
+    head = HeadScore("low", {"low": 0.9}, 0.9)
+    scores = replace(Scores(head, head, "t"), language="de")
+    event = TicketEvent("zendesk", "1", "r2", text="x", tags=("triage_language_fr", "vip"))
+    d = decide(event, scores, parse_rules("rules: []\n"), datetime(2026, 1, 5, tzinfo=UTC))
+    assert "triage_language_de" in d.actions.add_tags and d.actions.remove_tags == ("triage_language_fr",)
+    assert d.to_dict()["language"] == "de"

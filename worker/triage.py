@@ -51,7 +51,7 @@ def decide(event: TicketEvent, scores: Scores, rules: RuleSet, now: datetime) ->
     matched, actions = rules.decide(event, scores, now)
     current = set(event.tags)
     prefix = rules.tag_prefix
-    ours = tuple(t for t in current if t.startswith((f"{prefix}sentiment_", f"{prefix}urgency_")))
+    ours = tuple(t for t in current if t.startswith((f"{prefix}sentiment_", f"{prefix}urgency_", f"{prefix}language_")))
     changes: dict = {
         "add_tags": tuple(t for t in actions.add_tags if t not in current),
         "remove_tags": tuple(t for t in ours if t not in actions.add_tags) if rules.default_tags else (),
@@ -59,7 +59,7 @@ def decide(event: TicketEvent, scores: Scores, rules: RuleSet, now: datetime) ->
     # A value an agent chose wins unless the rule says otherwise (the connector tells which).
     for name, by_human in (("priority", event.priority_set_by_human), ("assignee", event.assignee_set_by_human)):
         wanted = getattr(actions, name)
-        if wanted == getattr(event, name) or (wanted and by_human and not actions.override_human):
+        if wanted == getattr(event, name) or (wanted and not actions.sets(wanted, by_human)):
             changes[name] = ""
     if actions.group and actions.group == event.group:
         changes["group"] = ""
@@ -156,6 +156,8 @@ class TriageService:
         refresher = self.refreshers.get(event.source)
         if refresher is not None:  # decide on the ticket as it is now, not as the payload had it
             event = refresher.refresh(event)
+        if scores.language and not event.language:  # the event carries what the model detected
+            event = replace(event, language=scores.language)
         decision = decide(event, scores, self.rules(), self.clock())
         a = decision.actions
         if not _writes_something(a):
