@@ -135,3 +135,11 @@ def test_llm_labels_export(redis, redis_server, monkeypatch, tmp_path: Path, cap
     assert main(["llm", "labels", "--out", str(out)]) == 0
     assert out.read_text().splitlines()[1].startswith("VPN down,negative,high,0.5,llm")
     assert "1 LLM labels" in capsys.readouterr().err
+
+
+def test_demo_with_the_llm_sandbox_shows_escalated_tickets(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["demo", "--llm"]) == 0
+    out = capsys.readouterr().out
+    assert "decided by the LLM second opinion (sandbox-model; asked because the model cannot read" in out
+    assert "15 tickets triaged and written back" in out and "The LLM was asked" in out

@@ -299,7 +299,7 @@ def cmd_llm_labels(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
-    return run_demo(tickets=args.tickets)
+    return run_demo(tickets=args.tickets, llm=args.llm)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "tickets, the webhook ingress and a worker; sends each ticket's webhook "
                                    "and prints what was written back.")
     p.add_argument("--tickets", type=int, default=0, help="how many sample tickets (default: all)")
+    p.add_argument("--llm", action="store_true", help="also run the LLM second opinion against a local "
+                                                      "OpenAI-compatible sandbox (docs/llm.md)")
     p.set_defaults(func=cmd_demo)
 
     model_cli.add_commands(sub)

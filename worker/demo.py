@@ -16,11 +16,12 @@ import uvicorn
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from connectors.llm.sandbox import LlmSandbox
 from connectors.zendesk.sandbox import ZendeskSandbox
 from worker import bootstrap
 from worker.jobs import TriageWorker
 from worker.local_redis import LocalRedis, free_port
-from worker.settings import Secret, Settings, ZendeskSettings
+from worker.settings import LLMSettings, Secret, Settings, ZendeskSettings
 
 EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "deploy" / "rules.example.yaml"
 SECRET = "demo-webhook-secret"
@@ -36,21 +37,28 @@ def _serve(app, port: int) -> uvicorn.Server:
     raise RuntimeError("the demo ingress did not start")
 
 
-def run_demo(tickets: int = 0) -> int:
+def run_demo(tickets: int = 0, llm: bool = False) -> int:
     local = None if os.environ.get("REDIS_URL") else LocalRedis().start()
     redis_url = os.environ.get("REDIS_URL") or local.url  # type: ignore[union-attr]
     zd = ZendeskSandbox(email="triage-bot@example.com", token="demo-token").start()
     os.environ.update(zd.env)  # zenpy talks to the sandbox
+    llm_sandbox = LlmSandbox(api_key="demo-key").start() if llm else None
+    rt: bootstrap.Runtime | None = None
     try:
         ids = zd.load_samples()[: tickets or None]
         settings = Settings(
             redis_url=redis_url, rules_path=str(EXAMPLE_RULES) if EXAMPLE_RULES.is_file() else "",
             queue_name="triage-demo", retry_intervals_s=(1, 2),
             zendesk=ZendeskSettings("sandbox", "triage-bot@example.com", Secret("demo-token"), Secret(SECRET),
-                                    str(zd.bot_user_id)))
+                                    str(zd.bot_user_id)),
+            llm=LLMSettings(base_url=llm_sandbox.base_url, model=llm_sandbox.model, api_key=Secret("demo-key"),
+                            deadline_s=10) if llm_sandbox else LLMSettings())
         rt = bootstrap.build(settings)
         print(f"Redis {'(started here) ' if local else ''}{redis_url}; sandbox Zendesk at {zd.url} with "
               f"{len(ids)} tickets; rules: {settings.rules_path or 'default tags only'}")
+        if llm_sandbox:
+            print(f"LLM second opinion: a local OpenAI-compatible sandbox at {llm_sandbox.base_url} decides the "
+                  "tickets the model abstains on or cannot read")
         print("loading the model ...", flush=True)
         started = time.perf_counter()
         version = rt.scorer.version
@@ -68,10 +76,8 @@ def run_demo(tickets: int = 0) -> int:
             dup = http.post(hook, data=body, headers=headers, timeout=10).json()
             print(f"{len(ids)} signed webhooks accepted; a duplicate delivery answered {dup['status']!r}")
 
-            worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer,
-                                  context=rt.job_context)
             started = time.perf_counter()
-            worker.work(burst=True, logging_level="WARNING")
+            _drain(rt)
             elapsed = time.perf_counter() - started
             after = zd.tickets
             for ticket_id in ids:
@@ -83,11 +89,31 @@ def run_demo(tickets: int = 0) -> int:
             echo = http.post(hook, data=body, headers=headers, timeout=10).json()
             print(f"The webhook our own update fires: {echo['status']} ({echo.get('reason', '')}).")
         server.should_exit = True
+        if llm_sandbox:
+            print(f"The LLM was asked {llm_sandbox.calls} time(s); its answers are kept as training labels "
+                  "(triage llm labels).")
         return 0
     finally:
+        if rt is not None and rt.second_opinion is not None:
+            rt.second_opinion.close()
+        if llm_sandbox:
+            llm_sandbox.stop()
         zd.stop()
         if local:
             local.close()
+
+
+def _drain(rt: bootstrap.Runtime, until_s: float = 60.0) -> None:
+    """One worker in burst mode until nothing is queued, scheduled or running (an LLM follow-up job
+    arrives after its answer)."""
+    queue = rt.enqueuer.queue
+    deadline = time.monotonic() + until_s
+    while time.monotonic() < deadline:
+        TriageWorker([queue], connection=rt.redis, serializer=JSONSerializer, context=rt.job_context).work(
+            burst=True, with_scheduler=True, logging_level="WARNING")
+        if not (queue.count or queue.scheduled_job_registry.count or queue.started_job_registry.count):
+            return
+        time.sleep(0.2)
 
 
 def _print_ticket(rt: bootstrap.Runtime, zd: ZendeskSandbox, before: dict, after: dict) -> None:
@@ -119,5 +145,8 @@ def _print_ticket(rt: bootstrap.Runtime, zd: ZendeskSandbox, before: dict, after
     notes = [c for c in zd.comments(after["id"]) if not c["public"] and c["author_id"] == zd.bot_user_id]
     if notes:
         wrote.append("internal note")
+    for line in (notes[-1]["body"].splitlines() if notes else []):
+        if "LLM second opinion" in line:
+            print(f"  {line.lstrip('- ')}")
     print(f"  wrote: {' · '.join(wrote) or 'nothing (already as decided)'}")
 
