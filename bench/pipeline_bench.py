@@ -663,8 +663,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: 200 tickets unless --tickets says otherwise")
     p.add_argument("--skip-ingress", action="store_true", help="skip phase 1 (ingress alone)")
     p.add_argument("--skip-e2e", action="store_true", help="skip phase 2 (end to end and the model runs)")
-    p.add_argument("--model-dir", default=str(REPO / "model" / "artifacts" / "triage-v2"),
-                   help="exported model folder (default model/artifacts/triage-v2, the shipped model)")
+    p.add_argument("--model-dir", default=str(REPO / "model" / "artifacts" / "triage-v3"),
+                   help="exported model folder (default model/artifacts/triage-v3, the shipped model)")
     p.add_argument("--fallback-model-dir", default=str(REPO / "runs" / "mini"),
                    help="used when --model-dir has no model (default runs/mini)")
     p.add_argument("--seed", type=int, default=13, help="text sample and delivery order seed (default 13)")
