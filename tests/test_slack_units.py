@@ -237,3 +237,11 @@ def test_manifest_matches_the_app():
     urls = [features["slash_commands"][0]["url"], settings["event_subscriptions"]["request_url"],
             settings["interactivity"]["request_url"]]
     assert all(u.endswith(PATH) for u in urls) and settings["interactivity"]["is_enabled"]
+
+
+def test_triage_text_is_cleaned_before_it_is_hashed_or_scored() -> None:
+    from connectors.slack.text import parse_command, text_item
+
+    req = parse_command("down\ud800 again\x00")
+    assert req.kind == "text" and req.text == "down\ufffd again"
+    text_item(req.text)  # encodes: a lone surrogate would raise here

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.events import TicketEvent
+from worker.events import TicketEvent, clean_text
 
 MAX_TEXT_CHARS = 4000  # /triage <text> longer than this is refused; the model reads ~4000 chars at most
 # Message subtypes that are a person's new message; every other subtype (edits, deletions, joins,
@@ -104,7 +104,7 @@ class Request:
 def parse_command(raw: str, max_chars: int = MAX_TEXT_CHARS) -> Request:
     """`/triage help` | `/triage 4201` | `/triage #4201` | `/triage <Zendesk ticket URL>` | `/triage SUP-12` |
     `/triage <Jira issue URL>` | `/triage <text>`. `host`: the Zendesk subdomain or Jira host in a URL."""
-    text = (raw or "").strip()
+    text = clean_text(raw or "").strip()  # as a ticket event's text: what the model and hashes can take
     if not text or text.lower() in ("help", "-h", "--help", "?"):
         return Request("help")
     candidate = (text[1:-1].split("|", 1)[0] if text.startswith("<") and text.endswith(">") else text).strip()
