@@ -404,19 +404,6 @@ def _jira_settings(get: Callable[[str], str], env: Mapping[str, str]) -> JiraSet
                         priority_map, get("JIRA_GROUP_FIELD"), _int(env, "JIRA_POLL_OVERLAP", 300, low=0))
 
 
-def _llm_number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value:g} must be between {low:g} and {high:g}")
-    return value
-
-
 def _llm_settings(get: Callable[[str], str], env: Mapping[str, str]) -> LLMSettings:
     url = get("TRIAGE_LLM_BASE_URL").rstrip("/")
     others = sorted(n for n in env if n.startswith("TRIAGE_LLM_") and n != "TRIAGE_LLM_BASE_URL" and get(n))
@@ -449,15 +436,15 @@ def _llm_settings(get: Callable[[str], str], env: Mapping[str, str]) -> LLMSetti
     threshold = get("TRIAGE_LLM_HIGH_THRESHOLD")
     s = LLMSettings(
         base_url=url, model=model, api_key=Secret(get("TRIAGE_LLM_API_KEY")), response_format=fmt,
-        timeout_s=_llm_number(env, "TRIAGE_LLM_TIMEOUT", 10.0, 0.1, 600.0),
-        deadline_s=_llm_number(env, "TRIAGE_LLM_DEADLINE", 30.0, 0.5, 3600.0),
+        timeout_s=_float(env, "TRIAGE_LLM_TIMEOUT", 10.0, 0.1, 600.0),
+        deadline_s=_float(env, "TRIAGE_LLM_DEADLINE", 30.0, 0.5, 3600.0),
         concurrency=_int(env, "TRIAGE_LLM_CONCURRENCY", 4, low=1),
         daily_calls=_int(env, "TRIAGE_LLM_DAILY_CALLS", 1000, low=0),
         daily_tokens=_int(env, "TRIAGE_LLM_DAILY_TOKENS", 0, low=0),
         escalate=escalate,
-        urgency_band=_llm_number(env, "TRIAGE_LLM_URGENCY_BAND", 0.1, 0.0, 0.5),
-        high_threshold=_llm_number(env, "TRIAGE_LLM_HIGH_THRESHOLD", 0.5, 0.0, 1.0) if threshold else None,
-        audit_rate=_llm_number(env, "TRIAGE_LLM_AUDIT_RATE", 0.0, 0.0, 1.0),
+        urgency_band=_float(env, "TRIAGE_LLM_URGENCY_BAND", 0.1, 0.0, 0.5),
+        high_threshold=_float(env, "TRIAGE_LLM_HIGH_THRESHOLD", 0.5, 0.0, 1.0) if threshold else None,
+        audit_rate=_float(env, "TRIAGE_LLM_AUDIT_RATE", 0.0, 0.0, 1.0),
         redact=redact in ("1", "true", "yes"),
         cache_ttl_s=_int(env, "TRIAGE_LLM_CACHE_TTL", 7 * 24 * 3600, low=60),
         max_tokens=_int(env, "TRIAGE_LLM_MAX_TOKENS", 200, low=50),
