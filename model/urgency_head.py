@@ -1,7 +1,7 @@
 """A new urgency head on the shipped encoder: features from the int8 graph, a refit linear head, and
 the head written back into a copy of the graph (sentiment and the encoder untouched).
 
-Needs the `train` extra (onnx, scikit-learn). The steps, as `triage model refit-urgency` runs them:
+Needs the `train` extra (onnx, scikit-learn). The steps, as `python -m model.urgency_head` runs them:
 
 1. `pooled_features`: the mean-pooled encoder output of the int8 graph (the tensor both heads read),
    one text per call as the product scores, for every urgency row of the configured data sets.
