@@ -257,3 +257,11 @@ def test_settings_validate_and_name_the_variable(tmp_path):
     assert s.zendesk.enabled and s.zendesk.api_token.reveal() == "tok123"
     assert "tok123" not in repr(s) and "s3cr3t-hook" not in repr(s)
     assert repr(Secret("x")) == "Secret('***')"
+
+
+def test_a_humans_choice_wins_in_one_place():
+    keep, override = Actions(priority="urgent"), Actions(priority="urgent", override_human=True)
+    assert keep.sets("urgent", set_by_human=False) and not keep.sets("urgent", set_by_human=True)
+    assert override.sets("urgent", set_by_human=True) and not keep.sets("", set_by_human=False)
+    human = event(priority="low", priority_set_by_human=True)
+    assert decide(human, scores(), RULES, NOW).actions.priority == ""  # the agent's low stays

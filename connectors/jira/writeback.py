@@ -108,7 +108,7 @@ class JiraWriter:
         for t in a.add_tags:
             if not t or any(ch.isspace() for ch in t):
                 raise VendorRejected(f"label {t!r} is not a valid Jira label (no spaces)")
-        if a.priority and (a.override_human or not current.priority_set_by_human):
+        if a.sets(a.priority, current.priority_set_by_human):
             if a.priority not in PRIORITIES:
                 raise VendorRejected(f"priority {a.priority!r} is not one of {', '.join(PRIORITIES)}")
             name = self.priorities.name_for(a.priority)
@@ -140,7 +140,7 @@ class JiraWriter:
                 problems.append(f"Request type skipped: {e} (fix the rules file).")
         if ops or fields:
             self._edit(key, issue, fields, {"labels": ops} if ops else {}, problems)
-        if a.assignee and (a.override_human or not current.assignee_set_by_human):
+        if a.sets(a.assignee, current.assignee_set_by_human):
             account = self._account_id(a.assignee)
             if account != current.assignee:
                 self.api.request("PUT", f"/rest/api/3/issue/{key}/assignee", body={"accountId": account},

@@ -144,7 +144,7 @@ class ZendeskWriter:
         wanted = [t for t in tags if t.lower() not in drop]
         wanted += [t for t in actions.add_tags if t.lower() not in {x.lower() for x in wanted}]
         changes: dict[str, Any] = {}
-        if actions.priority and (actions.override_human or not event.priority_set_by_human):
+        if actions.sets(actions.priority, event.priority_set_by_human):
             if actions.priority not in PRIORITIES:
                 raise VendorRejected(f"priority {actions.priority!r} is not one of {', '.join(PRIORITIES)}")
             if current.priority != actions.priority:
@@ -160,7 +160,7 @@ class ZendeskWriter:
             else:
                 if current.group_id != group_id:
                     changes["group_id"] = group_id
-        if actions.assignee and (actions.override_human or not event.assignee_set_by_human):
+        if actions.sets(actions.assignee, event.assignee_set_by_human):
             if actions.assignee.isdigit():
                 if current.assignee_id != int(actions.assignee):
                     changes["assignee_id"] = int(actions.assignee)
