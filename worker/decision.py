@@ -82,11 +82,6 @@ class Actions:
         override_human. The one place this is decided (worker.triage.decide and the writebacks ask)."""
         return bool(wanted) and (self.override_human or not set_by_human)
 
-    def sets(self, wanted: str, set_by_human: bool) -> bool:
-        """Whether a wanted priority or assignee is written: a human's choice wins unless the rule says
-        override_human. The one place this is decided (worker.triage.decide and the writebacks ask)."""
-        return bool(wanted) and (self.override_human or not set_by_human)
-
     def merge(self, other: Actions) -> Actions:
         """Later rules add tags and notifications; a later explicit value wins."""
         return replace(
