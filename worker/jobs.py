@@ -18,10 +18,12 @@ once when trying again cannot help (403, 404, 422, no write-back configured), it
 dead-letter queue on its own, with its error (Enqueuer.dead_letter, `triage dlq`). A 401 files
 the job's other tickets of that helpdesk with it, untried: the credential is wrong for all.
 
-A 429 is not a failure: the worker pauses that helpdesk for every worker (AccountPause, Retry-After
-capped) and tries the ticket again when the pause ends, spending no try. A job that would wait
-longer than its budget (half a ticket's TRIAGE_JOB_TIMEOUT in all) hands the tickets left of that
-helpdesk to a job scheduled for when the pause ends, uncharged.
+A 429 is not a failure and spends no try: the ticket is set aside for what Retry-After says
+(capped) while the job writes its other tickets, then tried again. Two 429s in a row from one
+helpdesk mean its account is limited: that helpdesk is paused for every worker (AccountPause, shared
+through Redis), so N workers do not hammer it. A job that would wait longer than its budget (half a
+ticket's TRIAGE_JOB_TIMEOUT in all) hands the tickets left of that helpdesk to a job scheduled for
+when the pause ends, uncharged.
 
 The worker (TriageWorker) heartbeats the job it runs from a background thread, with a short TTL,
 and sweeps the queue's started registry often, so a job whose worker died runs again (RQ's

@@ -12,16 +12,12 @@ import re
 import time
 from collections.abc import Mapping
 
-from worker.errors import TriageError
+from worker.errors import SignatureError
 
 SIGNATURE_HEADER = "X-Slack-Signature"
 TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
 WINDOW_S = 300  # Slack's own recommendation: five minutes
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only
-
-
-class SignatureError(TriageError):
-    """A Slack request failed verification; the message says why (missing, malformed, stale, mismatch)."""
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -14,15 +14,11 @@ import re
 import time
 from datetime import UTC, datetime
 
-from worker.errors import TriageError
+from worker.errors import SignatureError
 
 SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Zendesk-Webhook-Signature-Timestamp"
 _UNIX = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")  # unix seconds, ASCII digits only
-
-
-class SignatureError(TriageError):
-    """A webhook request failed verification; the message says why (missing, malformed, stale, mismatch)."""
 
 
 def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
