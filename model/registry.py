@@ -291,14 +291,33 @@ def _cmd_list(args: Any) -> int:
     return 0
 
 
+def _publish(reg: Registry) -> str:
+    """Tell every worker (through Redis, when REDIS_URL is set) which version to score with."""
+    url = os.environ.get("REDIS_URL", "").strip()
+    where = f"workers with TRIAGE_MODEL_DIR={reg.root} switch within seconds, no restart"
+    if not url:
+        return where + " (REDIS_URL not set: they read registry.json)"
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from worker.champion import publish
+
+    try:
+        publish(Redis.from_url(url), reg)
+    except RedisError as e:
+        return f"{where}; Redis unreachable ({type(e).__name__}): workers read registry.json meanwhile"
+    return where
+
+
 def _cmd_promote(args: Any) -> int:
-    v = Registry().promote(args.version, force=args.force, reason=args.reason, who=args.by)
-    print(f"version {v.n} ({v.name}) is the champion; workers pick it up at their next ticket "
-          "(TRIAGE_MODEL_DIR=registry)")
+    reg = Registry()
+    v = reg.promote(args.version, force=args.force, reason=args.reason, who=args.by)
+    print(f"version {v.n} ({v.name}) is the champion; {_publish(reg)}")
     return 0
 
 
 def _cmd_rollback(args: Any) -> int:
-    v = Registry().rollback(reason=args.reason, who=args.by)
-    print(f"rolled back: version {v.n} ({v.name}) is the champion again")
+    reg = Registry()
+    v = reg.rollback(reason=args.reason, who=args.by)
+    print(f"rolled back: version {v.n} ({v.name}) is the champion again; {_publish(reg)}")
     return 0

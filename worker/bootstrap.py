@@ -64,8 +64,12 @@ class Rules:
 
 def load_scorer(settings: Settings) -> Scorer:
     from model.runtime import TriageModel
+    from worker.champion import champion_scorer
     from worker.scoring import ModelScorer
 
+    follow = champion_scorer(settings)  # TRIAGE_MODEL_DIR is a models folder: follow its champion
+    if follow is not None:
+        return follow
     return ModelScorer(TriageModel.load(settings.model_dir or None, threads=settings.model_threads,
                                         batch_size=settings.batch_size))
 

@@ -26,10 +26,10 @@ def _date(text: str) -> datetime:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     hist = sub.add_parser(
         "history", formatter_class=FMT, help="import a team's solved tickets as training data",
-        description="Read solved tickets through the helpdesk's API into one dataset file (JSON lines): the "
-                    "customer's text, the priority an agent set (and whether it corrected the bot's, from the "
-                    "audits), the satisfaction rating, group, type, tags. Each label says where it came from "
-                    "(its provenance) and weighs accordingly. Nothing leaves this machine.",
+        description="Read solved tickets through the helpdesk's API into one dataset file (JSON lines): the\n"
+                    "customer's text, the priority an agent set (and whether it corrected the bot's, from the\n"
+                    "audits), the satisfaction rating, group, type, tags. Each label says where it came from (its\n"
+                    "provenance) and weighs accordingly. Nothing leaves this machine.",
         epilog="examples:\n  triage history pull zendesk --since 2026-01-01 --out history/zendesk.jsonl\n"
                "  triage history pull zendesk --sandbox 3000     # a sandbox team, no account needed\n"
                "  triage learn --data history/zendesk.jsonl")
@@ -57,11 +57,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "learn", formatter_class=FMT, help="a challenger model from the team's history, compared with the champion",
-        description="Start from the champion (the shipped model until one is promoted), keep its encoder and sentiment head, and fit a new "
-                    "urgency head on the team's own tickets (plus Slack corrections and a replay sample of the "
-                    "public data). Split by time: the newest 20%% of the team's tickets are held out, and both "
-                    "models are scored on them. The challenger is kept whatever the verdict; the report says "
-                    "whether it passed the promotion gate. CPU only; needs the train extra.",
+        description="Start from the champion (the shipped model until one is promoted), keep its encoder and\n"
+                    "sentiment head, and fit a new urgency head on the team's own tickets, plus Slack corrections\n"
+                    "and a replay sample of the public data. Split by time: the newest 20% of the team's tickets\n"
+                    "are held out and both models are scored on them. The challenger is kept whatever the verdict;\n"
+                    "the report says whether it passed the promotion gate. CPU only; needs the train extra.",
         epilog="examples:\n  triage history pull zendesk --sandbox 3000 && triage learn\n"
                "  triage learn --data history/zendesk.jsonl --feedback-csv feedback.csv --out models/candidate\n\n"
                "the gate: urgency macro-F1 on the newest tickets >= the champion's, no class recall down by more\n"
