@@ -159,3 +159,17 @@ def test_signing_out_ends_the_session(console):
     assert r.status_code == 303
     client.cookies.clear()
     assert client.get("/admin/", follow_redirects=False).status_code == 303
+
+
+def test_redis_down_is_a_503_that_says_so(tmp_path):
+    from worker.admin.auth import COOKIE, Auth
+    from worker.local_redis import free_port
+
+    rt = runtime(f"redis://127.0.0.1:{free_port()}/0", tmp_path / "rules.yaml")
+    client = TestClient(http_app(rt))
+    r = client.post("/admin/login", data={"token": TOKEN})
+    assert r.status_code == 503 and "Redis unreachable" in r.text and "Traceback" not in r.text
+    client.cookies.set(COOKIE, Auth(TOKEN, rt.redis).new_cookie(), path="/admin")
+    for path in ("/admin/", "/admin/feed", "/admin/dlq"):
+        r = client.get(path)
+        assert r.status_code == 503 and "check REDIS_URL" in r.text, path

@@ -132,3 +132,26 @@ def test_without_signing_in_every_page_lands_on_the_sign_in(browser, site):
         assert page.locator("#token").count() == 1
     r = page.request.post(f"{url}/admin/dlq/{job_id}/requeue")
     assert r.status == 401
+
+
+def test_the_console_works_without_javascript(browser, site):
+    rt, url, job_id = site
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{url}/admin/login")
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    page.goto(f"{url}/admin/feed")
+    page.select_option("select[name=source]", "jira")
+    page.click("button:has-text('Filter')")  # a plain GET form
+    assert "source=jira" in page.url
+    assert page.locator("table.feed tbody tr").count() == 8
+    page.goto(f"{url}/admin/rules")
+    page.fill("#text", "rules:\n  - name: x\n    then: {priority: sky-high}\n")
+    page.click("button:has-text('Check')")  # a plain POST: the whole page comes back with the error
+    assert "line 3" in page.locator(".error").first.inner_text()
+    page.goto(f"{url}/admin/dlq/{job_id}")
+    page.click("button:has-text('Requeue this job')")
+    assert f"Requeued {job_id}" in page.locator(".ok").inner_text()
+    assert FailedJobRegistry(queue=rt.enqueuer.queue).count == 0
+    context.close()

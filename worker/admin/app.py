@@ -6,6 +6,7 @@ X-CSRF-Token header htmx sends). Pages render whole without JavaScript; an htmx 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from redis.exceptions import RedisError
 
 from worker.admin import views
 from worker.admin.auth import COOKIE, SESSION_S, Auth, Session
@@ -51,9 +54,26 @@ def _https(request: Request) -> bool:
     return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "") == "https"
 
 
+class _AdminRoute(APIRoute):
+    """A console route whose Redis outage is a plain 503 that says so, not a server error."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RedisError as e:
+                log.warning("admin console: Redis unreachable (%s)", type(e).__name__)
+                return _secure_headers(PlainTextResponse(f"Redis unreachable ({type(e).__name__}): the console reads "
+                                                         "everything from it; check REDIS_URL and Redis\n",
+                                                         status_code=503))
+        return answer
+
+
 def admin_router(rt: Any) -> APIRouter:
     """/admin for a Runtime. With no TRIAGE_ADMIN_TOKEN every /admin path says how to turn it on."""
-    router = APIRouter(prefix="/admin", include_in_schema=False)
+    router = APIRouter(prefix="/admin", include_in_schema=False, route_class=_AdminRoute)
     token = rt.settings.observability.admin_token.reveal()
     if not token:
         @router.api_route("/{rest:path}", methods=["GET", "POST"])
