@@ -49,7 +49,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-scrub", action="store_true",
                    help="keep e-mail addresses, phone and card numbers (scrubbed by default)")
     p.add_argument("--weight", action="append", default=[], metavar="PROVENANCE=W", help="a provenance's weight")
-    p.add_argument("--per-page", type=int, default=1000, help="tickets per export page (default 1000)")
+    p.add_argument("--per-page", type=int, default=1000,
+                   help="tickets per export page (default 1000; Jira answers at most 100)")
+    p.add_argument("--jql", default="", help='jira: which issues (default "statusCategory = Done AND created >= '
+                                            'SINCE"); no ORDER BY')
     p.add_argument("--sandbox", type=int, metavar="N",
                    help="pull from a local sandbox Zendesk seeded with a team of N solved tickets (built from "
                         "../shared/data/synthetic_tickets_nc when present): the demo, no account needed")
@@ -88,13 +91,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_history_pull(args: argparse.Namespace) -> int:
     from worker.history import parse_weights, read_rows, summary
 
-    if args.system == "jira":
-        raise TriageError("history pull jira is not built yet: export the issues with a JQL search, or use "
-                          "`triage history pull zendesk`")
+    if args.system == "jira" and args.sandbox:
+        raise TriageError("--sandbox is for zendesk: the Jira sandbox serves no team history yet")
     weights = parse_weights(args.weight)
     since = args.since or datetime.now(UTC) - timedelta(days=365)
     out = Path(args.out or f"history/{args.system}.jsonl")
-    pull = _pull_sandbox if args.sandbox else _pull_zendesk
+    pull = _pull_jira if args.system == "jira" else _pull_sandbox if args.sandbox else _pull_zendesk
     result = pull(args, out, weights, since)
     info = summary(read_rows(out))
     urgency = info.get("urgency", {})
@@ -125,6 +127,23 @@ def _pull_zendesk(args: argparse.Namespace, out: Path, weights: dict, since: dat
     history = ZendeskHistory(client, bot, per_page=args.per_page, scrub_text=not args.no_scrub, weights=weights)
     return pull(history, out, since=since, state_path=args.state, restart=args.restart,
                 progress=sys.stderr.isatty())
+
+
+def _pull_jira(args: argparse.Namespace, out: Path, weights: dict, since: datetime):
+    from connectors.jira.history import DEFAULT_JQL, JiraHistory, pull
+    from connectors.jira.poller import check_jql
+    from worker.bootstrap import jira_api
+    from worker.settings import load_settings
+
+    settings = load_settings()
+    if not settings.jira.enabled:
+        raise TriageError("set the JIRA_* variables to pull Jira history (see deploy/env.example)")
+    jql = check_jql(args.jql) if args.jql else f'{DEFAULT_JQL} AND created >= "{since:%Y-%m-%d}"'
+    api = jira_api(settings)
+    bot = settings.jira.bot_account_id or str(api.call("GET myself", lambda c: c.myself())["accountId"])
+    history = JiraHistory(api, bot, jql, per_page=min(args.per_page, 100), scrub_text=not args.no_scrub,
+                          weights=weights)
+    return pull(history, out, state_path=args.state, restart=args.restart, progress=sys.stderr.isatty())
 
 
 def _pull_sandbox(args: argparse.Namespace, out: Path, weights: dict, since: datetime):

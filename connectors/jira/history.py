@@ -1,0 +1,161 @@
+"""Pull a team's resolved Jira issues as training data (`triage history pull jira --jql ...`).
+
+Through the `jira` client: GET /rest/api/3/search/jql with expand=changelog, nextPageToken pages. From
+the changelog: who set the priority, and whether the bot set it and an agent changed it afterwards (a
+correction). From the issue: summary and description, request type (or issue type), labels, created.
+
+Resumable as the Zendesk pull is (connectors/zendesk/history.py): rows appended per page with fsync,
+then the page token saved in the state file; rows already in the file are skipped. A 429 waits
+Retry-After; a 5xx backs off and retries, then stops with the state saved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from connectors.jira.normalize import parse_time, request_type_name, text_of
+from connectors.zendesk.history import PullResult
+from worker.errors import RateLimited, VendorUnavailable
+from worker.history import URGENCY_OF_PRIORITY, DatasetWriter, HistoryRow, labelled, load_state, save_state, scrub
+
+T = TypeVar("T")
+DEFAULT_JQL = "statusCategory = Done"
+
+
+def priority_labels(histories: Sequence[Mapping[str, Any]], bot_account_id: str,
+                    current: str) -> tuple[str, str, str]:
+    """(final priority, agent-set | agent-corrected-bot | bot-unchanged, the bot's value) from the
+    changelog (oldest first); an issue whose priority nobody changed keeps its creation value, agent-set."""
+    setter, bot_value = "", ""
+    for history in sorted(histories, key=lambda h: (str(h.get("created", "")), str(h.get("id", "")))):
+        by_bot = str((history.get("author") or {}).get("accountId")) == bot_account_id
+        for item in history.get("items") or []:
+            if str(item.get("field", "")).lower() != "priority":
+                continue
+            if by_bot:
+                bot_value = bot_value or str(item.get("toString") or "")
+                setter = "bot"
+            else:
+                setter = "agent"
+    if not current:
+        return "", "", bot_value
+    if setter == "bot":
+        return current, "bot-unchanged", bot_value
+    if bot_value and bot_value.lower() != current.lower():
+        return current, "agent-corrected-bot", bot_value
+    return current, "agent-set", bot_value
+
+
+class JiraHistory:
+    def __init__(self, api: Any, bot_account_id: str, jql: str = DEFAULT_JQL, *, per_page: int = 100,
+                 scrub_text: bool = True, weights: Mapping[str, float] | None = None, max_retries: int = 5,
+                 max_wait_s: float = 600.0, sleep: Callable[[float], None] = time.sleep):
+        self.api = api
+        self.bot_account_id = str(bot_account_id)
+        self.jql = jql
+        self.per_page = per_page
+        self.scrub_text = scrub_text
+        self.weights = dict(weights or {})
+        self.max_retries = max_retries
+        self.max_wait_s = max_wait_s
+        self.sleep = sleep
+        self.rate_limited = 0
+        self.waited_s = 0.0
+
+    def _call(self, op: str, fn: Callable[[], T]) -> T:
+        failures = 0
+        while True:
+            try:
+                return fn()
+            except RateLimited as e:
+                self.rate_limited += 1
+                wait = min(max(e.retry_after, 0.0), self.max_wait_s)
+                self.waited_s += wait
+                self.sleep(wait)
+            except VendorUnavailable:
+                failures += 1
+                if failures > self.max_retries:
+                    raise
+                self.sleep(min(2.0 ** failures, 60.0))
+
+    def page(self, token: str | None) -> tuple[list[dict[str, Any]], str | None, bool]:
+        jql = f"({self.jql}) ORDER BY created ASC, key ASC"
+        data = self._call("GET search/jql", lambda: self.api.call("GET search/jql", lambda c: c.enhanced_search_issues(
+            jql, nextPageToken=token, maxResults=self.per_page, fields=["*all"], expand="changelog",
+            json_result=True)))
+        last = bool(data.get("isLast", True))
+        return list(data.get("issues") or []), (None if last else data.get("nextPageToken")), last
+
+    def row(self, issue: Mapping[str, Any]) -> tuple[HistoryRow | None, str]:
+        fields = issue.get("fields") or {}
+        subject = str(fields.get("summary") or "")
+        text = text_of(fields.get("description"))
+        if not (subject or text).strip():
+            return None, "no text"
+        current = str((fields.get("priority") or {}).get("name") or "")
+        histories = (issue.get("changelog") or {}).get("histories") or []
+        final, provenance, bot_value = priority_labels(histories, self.bot_account_id, current)
+        labels: dict[str, dict[str, Any]] = {}
+        urgency = URGENCY_OF_PRIORITY.get(final.lower()) if final else None
+        if urgency and provenance:
+            labels["urgency"] = labelled("urgency", urgency, provenance, self.weights)
+        if self.scrub_text:
+            subject, text = scrub(subject), scrub(text)
+        created = parse_time(fields.get("created"))
+        return HistoryRow(
+            id=f"jira:{issue.get('key')}", source="jira",
+            created_at=created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else "",
+            subject=subject, text=text, labels=labels, priority=final, bot_priority=bot_value,
+            group=request_type_name(fields), type=str((fields.get("issuetype") or {}).get("name") or ""),
+            tags=[str(t) for t in fields.get("labels") or []]), ""
+
+
+def pull(history: JiraHistory, out: str | Path, *, state_path: str | Path | None = None, restart: bool = False,
+         progress: bool = True) -> PullResult:
+    """Pull every issue the JQL matches into `out`, resuming from the state file (same JQL only)."""
+    out = Path(out)
+    state_file = Path(state_path) if state_path else out.with_name(out.name + ".state.json")
+    state = {} if restart else load_state(state_file)
+    if state and (state.get("out") != str(out) or state.get("jql") != history.jql or state.get("done")):
+        state = {}  # another pull's, or a finished one: read the JQL's issues again (written ones are skipped)
+    result = PullResult(resumed=bool(state.get("token")))
+    writer = DatasetWriter(out)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="history jira", unit="issue", dynamic_ncols=True)
+    began = time.monotonic()
+    token = state.get("token")
+    try:
+        while True:
+            issues, after, last = history.page(token)
+            rows = []
+            for issue in issues:
+                row, why = history.row(issue)
+                if row is None:
+                    result.skipped[why] = result.skipped.get(why, 0) + 1
+                else:
+                    rows.append(row)
+            result.written += writer.write(rows)
+            result.pages += 1
+            if bar is not None:
+                bar.update(len(issues))
+            token = after
+            save_state(state_file, {"vendor": "jira", "out": str(out), "jql": history.jql, "token": token,
+                                    "rows": writer.count, "done": last,
+                                    "updated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            if last:
+                break
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+    result.total = writer.count
+    result.rate_limited, result.waited_s = history.rate_limited, history.waited_s
+    result.seconds = time.monotonic() - began
+    return result
