@@ -11,8 +11,10 @@ message, never a timeout.
     buttons Apply / Wrong sentiment / Wrong urgency / Correct?  -> write-back, feedback modal
     modal submission                               -> worker.feedback (durable), message updated
 
-The same App serves HTTP (POST /slack/events on `triage serve`, signatures checked by Bolt with
-its 5-minute replay window) and Socket Mode (`triage slack --socket`).
+The same App serves HTTP (POST /slack/events on `triage serve`: connectors/slack/inbound.py checks
+each signature, with a 5-minute replay window, before anything parses the body; Bolt checks it
+again) and Socket Mode (`triage slack --socket`). Ticket lookups and Apply are for helpdesk agents
+only (connectors/slack/access.py); a text or a message anyone may triage.
 """
 
 from __future__ import annotations
