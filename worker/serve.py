@@ -35,18 +35,22 @@ def bounded_protocol(max_head_bytes: int = MAX_HEAD_BYTES) -> type:
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _head_bytes = 0
-        _in_body = False
+        _in_head = False  # a request's head has begun and is not complete
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head, self._head_bytes = True, 0
 
         def on_headers_complete(self) -> None:
-            self._in_body = True
+            self._in_head = False
             super().on_headers_complete()
 
-        def on_message_complete(self) -> None:
-            self._in_body, self._head_bytes = False, 0
-            super().on_message_complete()
-
         def data_received(self, data: bytes) -> None:
-            if not self._in_body:
+            continuing = self._in_head
+            super().data_received(data)
+            # counted: chunks that were all head (the one a head starts in may end a previous request;
+            # not counting it lets a head grow by at most one read past the limit)
+            if continuing and self._in_head and not self.transport.is_closing():
                 self._head_bytes += len(data)
                 if self._head_bytes > max_head_bytes:
                     self.logger.warning("request head over %d bytes: 431, connection closed", max_head_bytes)
@@ -55,8 +59,6 @@ def bounded_protocol(max_head_bytes: int = MAX_HEAD_BYTES) -> type:
                                          b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
                                          + f"content-length: {len(msg)}\r\n\r\n{msg}".encode())
                     self.transport.close()
-                    return
-            super().data_received(data)
 
     return BoundedHttpToolsProtocol
 
