@@ -173,3 +173,22 @@ def test_jira_needs_a_user_who_can_browse_the_issue(redis, redis_server, zd, sb,
                 assert any(c.path == "/rest/api/3/user/viewissue/search" for c in jira.requests)
         finally:
             server.should_exit = True
+
+
+def test_a_restricted_zendesk_agent_looks_up_no_tickets_but_their_corrections_count(stack, sb, zd) -> None:
+    """The bot reads tickets as itself: an agent who may see only their groups' tickets would see
+    others through it, so they get the refusal; they are still an agent for training data."""
+    rt, slack = stack
+    zd.add_user("Gail Groups", "gail@example.com", role="agent", ticket_restriction="groups")
+    sb.add_user("U0GROUPS01", "gail@example.com", name="gail")
+    tid = zd_ticket(zd)
+    _, url, _ = slack.command(str(tid), user="U0GROUPS01")
+    answer = slack.answer(url)
+    assert "who can see every ticket" in answer["text"] and "Checkout" not in block_text(answer)
+    _, url, _ = slack.command("The checkout is down again, this is unacceptable", user="U0GROUPS01")
+    wrong = action_value(slack.answer(url), ui.ACTION_WRONG["sentiment"])
+    slack.interact(sb.block_action(ui.ACTION_WRONG["sentiment"], wrong, response_url=url, user="U0GROUPS01"))
+    [view] = sb.wait_for(lambda: sb.views)
+    slack.interact(sb.view_submission(view["id"], {"head_sentiment": "neutral"}, user="U0GROUPS01"))
+    [fb] = list(FeedbackStore(rt.redis).all())
+    assert fb.agent is True and export_rows([fb])

@@ -128,10 +128,12 @@ def test_agent_search_through_the_real_client_matches_the_spec(zd: ZendeskSandbo
             mp.setenv(k, v)
         http = ZendeskHttp.from_zenpy(Zenpy(subdomain="sandbox", email="bot@example.com", token="tok",
                                             disable_cache=True))
-        assert is_agent(http, "ANN@example.com")
+        assert is_agent(http, "ANN@example.com") and is_agent(http, "ann@example.com", every_ticket=True)
+        zd.add_user("Gail Groups", "gail@example.com", role="agent", ticket_restriction="groups")
+        assert is_agent(http, "gail@example.com") and not is_agent(http, "gail@example.com", every_ticket=True)
         assert [is_agent(http, e) for e in ("sam@example.com", "eve@example.com", "nobody@example.com", "")] == \
             [False, False, False, False]
     records = [r for r in zd.requests if "users/search" in r.path]
-    assert len(records) == 4 and records[0].query["query"] == ["email:ann@example.com"]
+    assert len(records) == 7 and records[0].query["query"] == ["email:ann@example.com"]
     problems, _ = spec_problems(spec_fixture, records)
     assert not problems, problems

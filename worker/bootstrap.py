@@ -233,7 +233,7 @@ class Runtime:
             fetchers["zendesk"] = self.writers["zendesk"].fetch_event  # type: ignore[attr-defined]
             hosts["zendesk"] = self.settings.zendesk.subdomain
             zendesk_http = self.writers["zendesk"].http  # type: ignore[attr-defined]
-            directories["zendesk"] = lambda email, _ticket: is_agent(zendesk_http, email)
+            directories["zendesk"] = lambda email, scope: is_agent(zendesk_http, email, every_ticket=bool(scope))
         if self.settings.jira.enabled:
             from urllib.parse import urlsplit
 

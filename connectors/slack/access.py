@@ -4,7 +4,8 @@ Anyone in the workspace may triage a text (`/triage "some text"`) or a message t
 shortcut). Looking up a helpdesk ticket and Apply (which writes to it) need an agent of that
 helpdesk: a Slack user on the allow-list (SLACK_ALLOWED_USERS, or a member of one of
 SLACK_ALLOWED_USERGROUPS), or one whose Slack e-mail (users.info, scope users:read.email) is an
-active Zendesk agent, or a Jira user who can browse that issue. Corrections count as training data
+active Zendesk agent who can see every ticket (no group/organization restriction: the bot reads
+tickets as itself), or a Jira user who can browse that issue. Corrections count as training data
 only when they come from such a person. Answers are cached for a few minutes (refusals for less),
 so a burst of buttons costs the helpdesk one lookup.
 """
@@ -23,7 +24,7 @@ HELPDESK_NAMES = {"zendesk": "Zendesk", "jira": "Jira"}
 ALLOWED_TTL_S = 300.0
 REFUSED_TTL_S = 30.0  # short: an admin who just added the agent should not wait long
 
-# helpdesk -> (e-mail, ticket id or "" for "any ticket") -> may that person see it?
+# helpdesk -> (e-mail, scope) -> may that person see it? scope: a ticket id, "*" every ticket, "" any agent
 Directory = Callable[[str, str], bool]
 
 
@@ -49,10 +50,10 @@ class Access:
                     f"for you to check that with. Ask your admin to add you to SLACK_ALLOWED_USERS. "
                     f"`/triage <text>` works for everyone.")
         directory = self.directories.get(source)
-        per_ticket = ticket_id if source == "jira" else ""  # Jira answers per issue; Zendesk per agent
-        if directory is None or not self._cached(("dir", source, email, per_ticket),
-                                                 lambda: directory(email, per_ticket)):
-            what = f"a Jira user who can see {ticket_id}" if source == "jira" else f"an active {name} agent"
+        scope = ticket_id if source == "jira" else "*"  # Jira answers per issue; Zendesk: sees every ticket
+        if directory is None or not self._cached(("dir", source, email, scope), lambda: directory(email, scope)):
+            what = f"a Jira user who can see {ticket_id}" if source == "jira" else \
+                f"an active {name} agent who can see every ticket"
             return (f"Only {name} agents may look up or apply tickets from Slack: your Slack e-mail {email} "
                     f"is not {what}. `/triage <text>` works for everyone.")
         return None

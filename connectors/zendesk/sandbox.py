@@ -127,7 +127,8 @@ class ZendeskSandbox(RecordingSandbox):
     # -- seeding ------------------------------------------------------------------------------------
 
     def add_user(self, name: str, email: str, *, role: str = "end-user", organization: str = "",
-                 suspended: bool = False) -> Json:
+                 suspended: bool = False, ticket_restriction: str | None = None) -> Json:
+        """A user; an agent's `ticket_restriction` ("groups", "assigned", ...) limits the tickets they see."""
         with self._lock:
             for user in self._users.values():
                 if user["email"] == email.lower():
@@ -136,6 +137,7 @@ class ZendeskSandbox(RecordingSandbox):
             user_id = self._next("user")
             user = {"id": user_id, "url": f"{self._api_url}/api/v2/users/{user_id}.json",
                     "name": name, "email": email.lower(), "role": role, "active": True, "suspended": suspended,
+                    "ticket_restriction": ticket_restriction,
                     "verified": True, "locale": "en-US", "time_zone": "UTC",
                     "organization_id": self._organization_id(organization) if organization else None,
                     "tags": [], "created_at": now, "updated_at": now}

@@ -157,11 +157,14 @@ class ZendeskHttp:
 AGENT_ROLES = ("agent", "admin")
 
 
-def is_agent(http: ZendeskHttp, email: str) -> bool:
-    """Is `email` an active, unsuspended Zendesk agent or admin? (GET users/search, query email:...)"""
+def is_agent(http: ZendeskHttp, email: str, every_ticket: bool = False) -> bool:
+    """Is `email` an active, unsuspended Zendesk agent or admin? (GET users/search, query email:...)
+    `every_ticket`: and one whose role lets them see every ticket (no ticket_restriction: not only
+    their groups', organization's or assigned tickets), since the bot reads tickets as itself."""
     wanted = email.strip().lower()
     if not wanted:
         return False
     data = http.get("users/search.json", {"query": f"email:{wanted}"}, op="GET users/search (agent check)")
     return any(isinstance(u, dict) and str(u.get("email") or "").lower() == wanted and u.get("role") in AGENT_ROLES
-               and u.get("active", True) and not u.get("suspended", False) for u in data.get("users") or [])
+               and u.get("active", True) and not u.get("suspended", False)
+               and not (every_ticket and u.get("ticket_restriction")) for u in data.get("users") or [])
