@@ -63,7 +63,8 @@ def main() -> int:
         def run(batch: list) -> float:
             for start in range(0, len(batch), group):
                 rt.enqueuer.submit_many(batch[start:start + group])
-            worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer)
+            worker = TriageWorker([rt.enqueuer.queue], connection=rt.redis, serializer=JSONSerializer,
+                                  context=rt.job_context)
             begin = time.thread_time()
             worker.work(burst=True, logging_level="WARNING")
             return time.thread_time() - begin

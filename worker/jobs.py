@@ -230,11 +230,10 @@ class _JobRun:
 
     def _one(self, event: TicketEvent, attempt: Attempt, scores: dict[str, Callable[[], Scores]]) -> TriageResult:
         """One ticket, after the helpdesk's account-wide pause if one is on (within the job's budget)."""
-        wait = self.ctx.pause.remaining(event.source)
+        wait = self.ctx.pause.remaining(event.source) if attempt.taken else 0.0  # DONE/BUSY: nothing to write
         if wait > 0:
             if self.waited + wait > self.ctx.rate_limit_budget_s:
-                if attempt.taken:
-                    self.service.release(event, self.owner)
+                self.service.release(event, self.owner)
                 raise _BudgetSpent(wait)
             time.sleep(wait)
             self.waited += wait
