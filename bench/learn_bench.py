@@ -9,6 +9,10 @@
 4. A deliberately bad challenger (labels shuffled): the gate must refuse it.
 
     nice -n 10 python bench/learn_bench.py [--limit N] [--replay 1000] [--out bench/out/learn]
+    nice -n 10 python bench/learn_bench.py --needs OUT/team.jsonl --champion-f1 F   # steps 5-6 alone
+
+5. How many labelled tickets a class needs: heads fitted on k per class, scored on the newest 20%.
+6. Routing: group and type predicted from the same features, against the majority class.
 
 Writes a JSON summary to stdout (and OUT/summary.json); the reports land in OUT/.
 """
@@ -91,6 +95,58 @@ def tfidf(train_rows: list[tuple[str, int, float]], eval_rows: list[Row]) -> np.
     return np.asarray(clf.predict(vec.transform([r.text for r in eval_rows])))
 
 
+def curve_and_routing(data: Path, champion_f1: float, seeds: int = 5) -> dict:
+    """How many labelled tickets per class `learn` needs: heads fitted on k tickets of each class of the
+    older part (pooled features, the same fit as learn; argmax, no threshold), macro-F1 on the newest
+    20%; and a routing measurement (group and type from the same features) against the majority class."""
+    from model.learn import FeatureCache, team_examples, time_split
+    from model.metrics import summary as msummary
+    from model.runtime import DEFAULT_MODEL_DIR
+    from model.urgency_head import fit_head
+    from worker.history import read_rows
+
+    older, newest = time_split(team_examples([data]), 0.2)
+    cache = FeatureCache(Path(DEFAULT_MODEL_DIR), None, progress=False)
+    x_old, x_new = cache.features([e.text for e in older]), cache.features([e.text for e in newest])
+    y_old, y_new = np.array([e.y for e in older]), np.array([e.y for e in newest])
+    w_old = np.array([e.weight for e in older])
+    curve = {}
+    for k in (15, 30, 60, 120, 250, 500):
+        scores = []
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            idx = np.concatenate([rng.choice(np.flatnonzero(y_old == c), min(k, int((y_old == c).sum())), replace=False)
+                                  for c in range(3)])
+            w, b = fit_head(x_old[idx], y_old[idx], w_old[idx], c=0.3, class_weighting="balanced")
+            scores.append(macro_f1(y_new, (x_new @ w.T + b).argmax(1)))
+        curve[k] = {"macro_f1_mean": round(float(np.mean(scores)), 4), "min": round(float(np.min(scores)), 4),
+                    "beats_champion": f"{sum(s > champion_f1 for s in scores)}/{seeds}"}
+    rows = {r.id: r for r in read_rows(data)}
+    routing = {}
+    for field in ("group", "type"):
+        lab_old = [getattr(rows[e.id], field) for e in older]
+        lab_new = [getattr(rows[e.id], field) for e in newest]
+        names = sorted({v for v in lab_old if v})
+        counts = {n: lab_old.count(n) for n in names}
+        kept = [n for n in names if counts[n] >= 30]  # groups with too few tickets are left out
+        keep_old = np.array([v in kept for v in lab_old])
+        keep_new = np.array([v in kept for v in lab_new])
+        yo = np.array([kept.index(v) for v in np.array(lab_old)[keep_old]])
+        yn = np.array([kept.index(v) for v in np.array(lab_new)[keep_new]])
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=0.3, max_iter=2000, class_weight="balanced").fit(x_old[keep_old], yo)
+        pred = clf.predict(x_new[keep_new])
+        majority = np.full_like(yn, np.bincount(yo).argmax())
+        labels = tuple(kept)
+        routing[field] = {"classes": len(kept), "left_out": [n for n in names if n not in kept],
+                          "accuracy": round(float((pred == yn).mean()), 4),
+                          "majority_accuracy": round(float((majority == yn).mean()), 4),
+                          "macro_f1": round(float(msummary(yn, pred, labels)["macro_f1"]), 4),
+                          "majority_macro_f1": round(float(msummary(yn, majority, labels)["macro_f1"]), 4)}
+    return {"per_class_curve": curve, "routing": routing}
+
+
 def main() -> int:
     from model.learn import LearnConfig, learn_and_compare, team_examples, time_split
     from model.runtime import DEFAULT_MODEL_DIR
@@ -100,7 +156,13 @@ def main() -> int:
     ap.add_argument("--replay", type=int, default=1000)
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "learn")
+    ap.add_argument("--needs", type=Path, metavar="TEAM.jsonl",
+                    help="only the per-class curve and the routing measurement, on a pulled file")
+    ap.add_argument("--champion-f1", type=float, default=0.0, help="with --needs: the champion's macro-F1")
     args = ap.parse_args()
+    if args.needs:
+        print(json.dumps(curve_and_routing(args.needs, args.champion_f1), indent=2))
+        return 0
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = args.out / stamp
     out.mkdir(parents=True, exist_ok=True)
@@ -131,6 +193,7 @@ def main() -> int:
                                         shuffle_labels=True, progress=False))
     summary["shuffled"] = {"macro_f1": round(bad.reports["challenger"]["macro_f1"], 4), "gate": bad.gate.passed,
                            "reasons": bad.gate.reasons}
+    summary["needs"] = curve_and_routing(data, summary["macro_f1"]["champion"])
     summary["out"] = str(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))

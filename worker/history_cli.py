@@ -79,7 +79,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replay", type=int, default=1000, help="public urgency rows mixed in (default 1000; 0: none)")
     p.add_argument("--data-root", type=Path, help="public data folder (default $TRIAGE_DATA_ROOT or ../shared/data)")
     p.add_argument("--no-public", action="store_true", help="no public replay and no public sentiment check")
-    p.add_argument("--min-per-class", type=int, help="labelled training tickets each class needs (default 30)")
+    p.add_argument("--min-per-class", type=int,
+                   help="labelled training tickets each class needs (default 60, measured: docs/learning.md)")
     p.add_argument("--weight", action="append", default=[], metavar="PROVENANCE=W", help="a provenance's weight")
     p.add_argument("--version", default="", help="version name (default BASE+team-DATE)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
