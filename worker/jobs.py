@@ -395,9 +395,9 @@ class TriageWorker(SimpleWorker):
     says so in the log, and its maintenance (every `maintenance_every_s`, even while idle) starts
     RQ's scheduler again where it died, so scheduled retries run once Redis is back.
 
-    Depends on RQ internals in three places (pinned in pyproject.toml, tested in tests/test_worker.py):
-    `_state` (set_state), the scheduler's `_process` (run_maintenance_tasks) and the
-    `dequeue_timeout` property."""
+    Depends on RQ internals (rq pinned to 3.0.x in pyproject.toml): `_state` (set_state), the
+    scheduler's `_process` (run_maintenance_tasks) and the `dequeue_timeout` property, tested in
+    tests/test_worker.py; and the job hash's zlib `data` field (Enqueuer.peek, tests/test_jobs.py)."""
 
     job_heartbeat_ttl_s = 30
     beat_every_s = 5.0
