@@ -143,3 +143,23 @@ def test_demo_with_the_llm_sandbox_shows_escalated_tickets(monkeypatch, capsys) 
     out = capsys.readouterr().out
     assert "decided by the LLM second opinion (sandbox-model; asked because the model cannot read" in out
     assert "15 tickets triaged and written back" in out and "The LLM was asked" in out
+
+
+def test_dlq_list_and_requeue_name_entries_and_tickets(redis, redis_server, monkeypatch, capsys) -> None:
+    from rq import Queue
+    from rq.registry import FailedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    queue = Queue("triage", connection=redis, serializer=JSONSerializer)
+    job = queue.enqueue("worker.jobs.triage_job", "{}", description="zendesk 4201")
+    queue.remove(job)
+    FailedJobRegistry(queue=queue).add(job, ttl=3600, exc_string="VendorError: HTTP 503 five times")
+    assert main(["dlq", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"{job.id}" in out and "1 ticket(s): zendesk 4201" in out
+    assert "1 entry (1 ticket(s)) in the dead-letter queue" in out
+    assert main(["dlq", "requeue", job.id]) == 0
+    assert "requeued 1 entry" in capsys.readouterr().out and queue.count == 1
+    assert main(["dlq", "requeue", "nope"]) == 1
+    assert "no job 'nope'" in _one_clear_line(capsys)

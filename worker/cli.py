@@ -220,11 +220,13 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     if args.dlq_command == "list":
         rows = list_failed(rt.enqueuer.queue)
         for r in rows:
-            print(f"{r['id']}  {r['ended_at']}  {r['description']}  {r['error']}")
-        print(f"{len(rows)} job(s) in the dead-letter queue")
+            print(f"{r['id']}  {r['ended_at']}  {r['tickets']} ticket(s): {r['description']}  {r['error']}")
+        tickets = sum(int(r["tickets"] or 0) for r in rows)
+        print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'} ({tickets} ticket(s)) in the dead-letter queue"
+              + ("; put them back with `triage dlq requeue ID ...` or `--all`" if rows else ""))
     else:
         done = requeue(rt.enqueuer.queue, args.ids, args.all)
-        print(f"requeued {len(done)} job(s)")
+        print(f"requeued {len(done)} entr{'y' if len(done) == 1 else 'ies'}, their tries counted afresh")
     return 0
 
 
