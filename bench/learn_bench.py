@@ -13,6 +13,7 @@
 
 5. How many labelled tickets a class needs: heads fitted on k per class, scored on the newest 20%.
 6. Routing: group and type predicted from the same features, against the majority class.
+7. `--shadow`: the worker scorer's texts/s without and with a challenger to shadow.
 
 Writes a JSON summary to stdout (and OUT/summary.json); the reports land in OUT/.
 """
@@ -147,6 +148,45 @@ def curve_and_routing(data: Path, champion_f1: float, seeds: int = 5) -> dict:
     return {"per_class_curve": curve, "routing": routing}
 
 
+def shadow_cost(texts: list[str], rounds: int = 3) -> dict:
+    """Texts/s of the worker's scorer following a models folder, without and with a challenger to shadow
+    (same run, alternating, median of `rounds`), one text per call as the worker scores."""
+    import shutil
+    import tempfile
+
+    from redis import Redis
+
+    from model.registry import Registry
+    from model.runtime import DEFAULT_MODEL_DIR
+    from worker.champion import ChampionScorer, publish
+    from worker.local_redis import LocalRedis
+
+    tmp = Path(tempfile.mkdtemp())
+    server = LocalRedis().start()
+    try:
+        redis = Redis.from_url(server.url)
+        reg = Registry(tmp / "models")
+        shutil.copytree(DEFAULT_MODEL_DIR, tmp / "copy")
+        alone = ChampionScorer(reg.root, redis, shadow=False)  # the shipped model, version 0
+        reg.add(tmp / "copy", gate={"passed": True})
+        publish(redis, reg)
+        shadowed = ChampionScorer(reg.root, redis)
+        shadowed.wait_loaded()
+        rates: dict[str, list[float]] = {"alone": [], "shadow": []}
+        for _ in range(rounds):
+            for name, scorer in (("alone", alone), ("shadow", shadowed)):
+                t0 = time.perf_counter()
+                for text in texts:
+                    scorer.score([text])
+                rates[name].append(len(texts) / (time.perf_counter() - t0))
+        med = {k: round(float(np.median(v)), 1) for k, v in rates.items()}
+        return {"texts": len(texts), "rounds": rounds, "texts_per_s": med,
+                "ratio": round(med["shadow"] / med["alone"], 3)}
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     from model.learn import LearnConfig, learn_and_compare, team_examples, time_split
     from model.runtime import DEFAULT_MODEL_DIR
@@ -159,7 +199,14 @@ def main() -> int:
     ap.add_argument("--needs", type=Path, metavar="TEAM.jsonl",
                     help="only the per-class curve and the routing measurement, on a pulled file")
     ap.add_argument("--champion-f1", type=float, default=0.0, help="with --needs: the champion's macro-F1")
+    ap.add_argument("--shadow", action="store_true", help="only the cost of shadow scoring (texts/s)")
     args = ap.parse_args()
+    if args.shadow:
+        from connectors.zendesk.sandbox_history import team
+        from model.textprep import ticket_text
+
+        print(json.dumps(shadow_cost([ticket_text(t.subject, t.body) for t in team(300)]), indent=2))
+        return 0
     if args.needs:
         print(json.dumps(curve_and_routing(args.needs, args.champion_f1), indent=2))
         return 0

@@ -264,6 +264,16 @@ def add_commands(msub: Any, fmt: Any) -> None:
     p.add_argument("--reason", default="", help="why (kept in the audit log; required with --force)")
     p.add_argument("--by", default="", help="who (default $TRIAGE_ADMIN or the login name)")
     p.set_defaults(func=_cmd_promote)
+    p = msub.add_parser("compare", formatter_class=fmt, help="shadow mode: champion against challenger on live tickets",
+                        description="While a challenger is set, workers following the models folder also score "
+                                    "each ticket with it (never writing its answers back) and record both answers "
+                                    "in Redis (no ticket text). This reports how often they agree and, on tickets "
+                                    "agents have since handled (a history pulled after the fact), how often each "
+                                    "was right.",
+                        epilog="example:\n  triage history pull zendesk --since 2026-12-01 --out recent.jsonl\n"
+                               "  triage model compare --history recent.jsonl")
+    p.add_argument("--history", action="append", default=[], help="history file(s) with the agents' labels")
+    p.set_defaults(func=_cmd_compare)
     p = msub.add_parser("rollback", help="put back the previous champion")
     p.add_argument("--reason", default="", help="why (kept in the audit log)")
     p.add_argument("--by", default="", help="who (default $TRIAGE_ADMIN or the login name)")
@@ -313,6 +323,20 @@ def _cmd_promote(args: Any) -> int:
     reg = Registry()
     v = reg.promote(args.version, force=args.force, reason=args.reason, who=args.by)
     print(f"version {v.n} ({v.name}) is the champion; {_publish(reg)}")
+    return 0
+
+
+def _cmd_compare(args: Any) -> int:
+    from redis import Redis
+
+    from worker.history import read_rows
+    from worker.shadow import ShadowLog, compare
+
+    url = os.environ.get("REDIS_URL", "").strip()
+    if not url:
+        raise RegistryError("set REDIS_URL: the shadow answers are in the workers' Redis")
+    rows = [r for path in args.history for r in read_rows(path)]
+    print(json.dumps(compare(ShadowLog(Redis.from_url(url)).entries(), rows), indent=2))
     return 0
 
 

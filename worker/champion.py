@@ -1,4 +1,4 @@
-"""Workers follow the registry's champion without a restart (as rules reload).
+"""Workers follow the registry's champion without a restart (as rules reload), and shadow its challenger.
 
 When TRIAGE_MODEL_DIR names a models folder (one holding registry.json: model/registry.py), the worker
 scores with a `ChampionScorer`: every `interval_s` it asks which version is the champion, and when that
@@ -9,6 +9,11 @@ text to the version in its note, by one fully loaded model: never a half-loaded 
 Which version is the champion: the Redis key triage:model:champion (written by `triage model
 promote` / `rollback`), so all workers, on any machine, follow the same pointer; without that key,
 the models folder's registry.json. Workers switch within `interval_s` of each other.
+
+Shadow mode: while the registry has a challenger, each text is also scored by it, after the champion,
+and never written back: only the champion's scores leave the scorer. Both answers go to the Redis stream
+triage:shadow (worker/shadow.py), keyed by a hash of the scrubbed text (no ticket text), for
+`triage model compare` to score both against what agents later set.
 """
 
 from __future__ import annotations
@@ -25,25 +30,89 @@ from worker.decision import Scores
 
 log = logging.getLogger(__name__)
 CHAMPION_KEY = "triage:model:champion"
+CHALLENGER_KEY = "triage:model:challenger"
+KEYS = {"champion": CHAMPION_KEY, "challenger": CHALLENGER_KEY}
 
 
 def publish(redis: Any, registry: Any) -> dict[str, Any]:
-    """Write the registry's champion to Redis, for every worker to follow; returns what was written."""
-    v = registry.version("champion")
-    pointer = {"n": v.n, "name": v.name, "path": str(Path(registry.path(v)).resolve())}
-    redis.set(CHAMPION_KEY, json.dumps(pointer))
-    return pointer
+    """Write the registry's champion (and challenger, or its absence) to Redis for every worker to follow."""
+    state = registry.state()
+    out: dict[str, Any] = {}
+    for alias, key in KEYS.items():
+        if alias not in state.aliases:
+            redis.set(key, json.dumps({"none": True}))
+            continue
+        v = registry.version(alias, state)
+        out[alias] = {"n": v.n, "name": v.name, "path": str(Path(registry.path(v)).resolve())}
+        redis.set(key, json.dumps(out[alias]))
+    return out
 
 
 def is_models_folder(path: str | Path) -> bool:
     return bool(str(path)) and (Path(path) / "registry.json").is_file()
 
 
+class _Follower:
+    """One alias's model: which folder it names now, and the scorer loaded from it."""
+
+    def __init__(self, owner: ChampionScorer, alias: str):
+        self.owner = owner
+        self.alias = alias
+        self.path: Path | None = None
+        self.scorer: Any = None
+        self.loading: threading.Thread | None = None
+        self.swaps = 0
+
+    def wanted(self) -> Path | None:
+        owner = self.owner
+        if owner.redis is not None:
+            try:
+                raw = owner.redis.get(KEYS[self.alias])
+            except Exception as e:  # Redis down: follow the folder meanwhile
+                log.warning("%s pointer unreadable in Redis (%s); reading %s", self.alias, type(e).__name__,
+                            owner.registry.file)
+                raw = None
+            if raw:
+                pointer = json.loads(raw)
+                return None if pointer.get("none") else Path(pointer["path"])
+        state = owner.registry.state()
+        if self.alias not in state.aliases:
+            return None
+        return owner.registry.path(owner.registry.version(self.alias, state)).resolve()
+
+    def check(self) -> None:
+        if self.loading is not None:
+            return
+        wanted = self.wanted()
+        if wanted == self.path:
+            return
+        if wanted is None:  # no challenger any more: stop shadowing
+            self.path, self.scorer = None, None
+            return
+        self.loading = threading.Thread(target=self._swap_to, args=(wanted,), name=f"{self.alias}-load", daemon=True)
+        self.loading.start()
+
+    def _swap_to(self, path: Path) -> None:
+        try:
+            scorer = self.owner._load(path)
+        except Exception as e:  # a broken folder must not stop scoring: keep the old model
+            log.error("%s at %s did not load (%s); keeping %s", self.alias, path, e,
+                      getattr(self.scorer, "version", "none"))
+        else:
+            old = getattr(self.scorer, "version", "none")
+            self.scorer, self.path = scorer, path  # the swap: one assignment each, scorer first
+            self.swaps += 1
+            log.info("%s now %s (was %s)", self.alias, scorer.version, old)
+        finally:
+            self.loading = None
+
+
 class ChampionScorer:
-    """A Scorer (score, version) over whichever model is the champion now."""
+    """A Scorer (score, version) over whichever model is the champion now; shadows the challenger."""
 
     def __init__(self, models_dir: str | Path, redis: Any = None, *, interval_s: float = 5.0,
-                 load: Callable[[Path], Any] | None = None, clock: Callable[[], float] = time.monotonic):
+                 load: Callable[[Path], Any] | None = None, clock: Callable[[], float] = time.monotonic,
+                 shadow: bool = True, recorder: Any = None):
         from model.registry import Registry
 
         self.registry = Registry(models_dir)
@@ -52,71 +121,60 @@ class ChampionScorer:
         self._load = load or load_model_scorer
         self._clock = clock
         self._lock = threading.Lock()
-        self._loading: threading.Thread | None = None
         self._checked = clock()
-        self.swaps = 0
-        path = self._wanted()
-        self._path = path
-        self._scorer = self._load(path)  # the first model loads before the worker takes jobs
+        self.champion = _Follower(self, "champion")
+        self.challenger = _Follower(self, "challenger") if shadow else None
+        path = self.champion.wanted()
+        if path is None:
+            raise RuntimeError(f"{self.registry.file} names no champion")
+        self.champion.path, self.champion.scorer = path, self._load(path)  # loads before the worker takes jobs
+        if recorder is None and redis is not None and shadow:
+            from worker.shadow import ShadowLog
+
+            recorder = ShadowLog(redis)
+        self.recorder = recorder
+        if self.challenger is not None:
+            self.challenger.check()
 
     @property
     def version(self) -> str:
-        return str(self._scorer.version)
+        return str(self.champion.scorer.version)
+
+    @property
+    def swaps(self) -> int:
+        return self.champion.swaps
 
     def score(self, texts: Sequence[str]) -> list[Scores]:
-        self._maybe_swap()
-        scorer = self._scorer  # one model for the whole call
-        return list(scorer.score(texts))
-
-    def _wanted(self) -> Path:
-        if self.redis is not None:
+        self._maybe_check()
+        scores = list(self.champion.scorer.score(texts))  # one model for the whole call
+        shadow = self.challenger.scorer if self.challenger is not None else None
+        if shadow is not None and self.recorder is not None:
             try:
-                raw = self.redis.get(CHAMPION_KEY)
-            except Exception as e:  # Redis down: keep following the folder, say so once per check
-                log.warning("champion pointer unreadable in Redis (%s); reading %s", type(e).__name__,
-                            self.registry.file)
-                raw = None
-            if raw:
-                return Path(json.loads(raw)["path"])
-        return self.registry.champion_dir().resolve()
+                self.recorder.record(texts, scores, list(shadow.score(texts)))
+            except Exception as e:  # shadowing is an experiment: it never fails a ticket
+                log.warning("shadow scoring failed (%s); the champion's scores stand", type(e).__name__)
+        return scores
 
-    def _maybe_swap(self) -> None:
+    def _maybe_check(self) -> None:
         now = self._clock()
         if now - self._checked < self.interval_s:
             return
         self._checked = now
         with self._lock:
-            if self._loading is not None:
-                return
-            try:
-                wanted = self._wanted()
-            except Exception as e:  # a registry mid-edit or unreadable: keep the model we have
-                log.warning("champion unknown (%s); scoring with %s", e, self.version)
-                return
-            if wanted == self._path:
-                return
-            self._loading = threading.Thread(target=self._swap_to, args=(wanted,), name="champion-load", daemon=True)
-            self._loading.start()
-
-    def _swap_to(self, path: Path) -> None:
-        try:
-            scorer = self._load(path)
-        except Exception as e:  # a broken folder must not stop scoring: keep the old model, retry later
-            log.error("champion at %s did not load (%s); still scoring with %s", path, e, self.version)
-        else:
-            old = self.version
-            self._scorer, self._path = scorer, path  # the swap: one assignment
-            self.swaps += 1
-            log.info("champion now %s (was %s)", scorer.version, old)
-        finally:
-            with self._lock:
-                self._loading = None
+            for follower in (self.champion, self.challenger):
+                if follower is None:
+                    continue
+                try:
+                    follower.check()
+                except Exception as e:  # a registry mid-edit or unreadable: keep the models we have
+                    log.warning("%s unknown (%s); scoring with %s", follower.alias, e, self.version)
 
     def wait_loaded(self, timeout: float = 60.0) -> None:
-        """Tests and shutdown: wait for a swap under way."""
-        thread = self._loading
-        if thread is not None:
-            thread.join(timeout)
+        """Tests and shutdown: wait for swaps under way."""
+        for follower in (self.champion, self.challenger):
+            thread = follower.loading if follower is not None else None
+            if thread is not None:
+                thread.join(timeout)
 
 
 def load_model_scorer(path: Path, threads: int = 1, batch_size: int = 1) -> Any:
