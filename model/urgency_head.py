@@ -247,15 +247,16 @@ def support_figures(labels: list[str], rows: list[dict]) -> dict:
 
 
 def choose_threshold(base_rule, logits: np.ndarray, rows: list[dict], min_recall: float,
-                     min_precision: float) -> tuple[float, dict]:
+                     min_precision: float, max_threshold: float = 0.95) -> tuple[float, dict]:
     """On the `select` rows: the threshold on P(high) with the best macro-F1 among those whose
     obvious-case recall reaches `min_recall` at precision >= `min_precision`; else the one with the
-    best obvious recall at that precision."""
+    best obvious recall at that precision. Thresholds above `max_threshold` are not tried (at most
+    0.5, the threshold only ever adds high: it never turns a most-likely high into something else)."""
     from dataclasses import replace
 
     best: tuple = (-1.0, -1.0, 0.5, {})
     fallback: tuple = (-1.0, 0.5, {})
-    for t in np.round(np.arange(0.05, 0.96, 0.01), 2):
+    for t in np.round(np.arange(0.05, max_threshold + 0.005, 0.01), 2):
         fig = support_figures(product_labels(replace(base_rule, threshold=float(t)), logits), rows)
         ok_p = fig["obvious_high_precision"] >= min_precision
         if ok_p and fig["obvious_high_recall"] >= min_recall and fig["macro_f1"] > best[0]:
@@ -263,8 +264,8 @@ def choose_threshold(base_rule, logits: np.ndarray, rows: list[dict], min_recall
         if ok_p and fig["obvious_high_recall"] > fallback[0]:
             fallback = (fig["obvious_high_recall"], float(t), fig)
     if best[0] >= 0:
-        how = (f"best macro-F1 on the select half of the support set among thresholds reaching obvious-case "
-               f"high recall >= {min_recall} at precision >= {min_precision}")
+        how = (f"best macro-F1 on the select half of the support set among thresholds <= {max_threshold} reaching "
+               f"obvious-case high recall >= {min_recall} at precision >= {min_precision}")
         return best[2], {"chosen_by": how, "select": best[3]}
     how = f"best obvious-case high recall at precision >= {min_precision} on the select half of the support set"
     if fallback[0] < 0:  # no threshold reaches that precision: the plain 0.5
@@ -334,8 +335,9 @@ def refit(config_path: str | Path, data_root: str | Path, out_dir: str | Path, c
     temperature = metrics.fit_temperature(sel_logits, y_sel)
     old = DecisionRule.from_dict(meta["decision"]["urgency"])
     rule = DecisionRule(URGENCY_LABELS, temperature, (), "high", 0.5, old.abstain_below)
-    threshold, notes = choose_threshold(rule, sel_logits, select, float(cfg["min_obvious_recall"]),
-                                        float(cfg["min_obvious_precision"]))
+    limits = (float(cfg["min_obvious_recall"]), float(cfg["min_obvious_precision"]),
+              float(cfg.get("max_threshold", 0.95)))
+    threshold, notes = choose_threshold(rule, sel_logits, select, *limits)
     rule = replace(rule, threshold=threshold)
     notes["report"] = support_figures(product_labels(rule, rep_logits), report)
     notes["temperature"] = "NLL on the select half of the support set (int8 logits)"
@@ -361,7 +363,7 @@ def refit(config_path: str | Path, data_root: str | Path, out_dir: str | Path, c
         else:
             meta["data_hashes"][spec["repo"]] = file_sha256(REPO / spec["repo"])
     if ablations:
-        head["ablations"] = ablate(sources, feats, weights, c, cw, seed, base, support, rule)
+        head["ablations"] = ablate(sources, feats, weights, c, cw, seed, base, support, rule, limits)
     meta["urgency_head"] = head
     (out / "triage.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps(notes, indent=2))
@@ -369,7 +371,7 @@ def refit(config_path: str | Path, data_root: str | Path, out_dir: str | Path, c
 
 
 def ablate(sources: dict, feats: dict, weights: dict, c: float, cw: str, seed: int, base: Path,
-           support: list[dict], rule) -> dict:
+           support: list[dict], rule, limits: tuple[float, float, float]) -> dict:
     """Per-source ablations on the fp32 head (before int8): each source alone, each left out, and the
     shipped mix; the threshold re-chosen on `select` each time, figures on `report`."""
     from dataclasses import replace
@@ -386,7 +388,7 @@ def ablate(sources: dict, feats: dict, weights: dict, c: float, cw: str, seed: i
     for name, ws in trials.items():
         w_raw, b_raw = fit_sources(sources, feats, ws, c, cw, seed)
         lg = xs @ w_raw.T + b_raw
-        t, notes = choose_threshold(rule, lg[sel], [support[i] for i in sel], 0.85, 0.9)
+        t, notes = choose_threshold(rule, lg[sel], [support[i] for i in sel], *limits)
         fig = support_figures(product_labels(replace(rule, threshold=t), lg[rep]), [support[i] for i in rep])
         out[name] = {"threshold": t, "select": {k: notes["select"][k] for k in
                                                 ("obvious_high_precision", "obvious_high_recall", "macro_f1")},

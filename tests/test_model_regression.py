@@ -53,7 +53,7 @@ def test_report_half_meets_the_issue_floor(model) -> None:
     report = [r for r in read_support() if r["split"] == "report"]
     fig = support_figures([p.urgency.label for p in model.score([r["text"] for r in report], top_words=0)], report)
     assert fig["obvious_high_precision"] >= 0.9 and fig["obvious_high_recall"] >= 0.8, fig
-    assert fig["angry_not_urgent_called_high"] <= 0.2 and fig["macro_f1"] >= 0.7, fig
+    assert fig["angry_not_urgent_called_high"] <= 0.25 and fig["macro_f1"] >= 0.7, fig
 
 
 def test_the_decision_with_the_new_threshold() -> None:
