@@ -146,7 +146,10 @@ class SlackSandbox(LocalServer):
                 "id": user_id, "team_id": self.team_id, "name": handle, "deleted": deleted, "real_name": handle,
                 "is_bot": is_bot, "is_app_user": False, "is_admin": False, "is_owner": False,
                 "is_restricted": False, "is_ultra_restricted": False, "updated": int(self._clock()),
-                "profile": {"real_name": handle, "display_name": handle, "email": email, "team": self.team_id}}
+                "profile": {"real_name": handle, "real_name_normalized": handle, "display_name": handle,
+                            "display_name_normalized": handle, "avatar_hash": "g0123456789a", "title": "",
+                            "phone": "", "skype": "", "status_text": "", "status_emoji": "", "fields": None,
+                            "email": email, "team": self.team_id}}
             return copy.deepcopy(self._users[user_id])
 
     def add_usergroup(self, group_id: str, members: list[str]) -> None:
