@@ -47,8 +47,8 @@ class Access:
         email = self.email(user_id)
         if not email:
             return (f"Only {name} agents may look up or apply tickets from Slack, and Slack shares no e-mail "
-                    f"for you to check that with. Ask your admin to add you to SLACK_ALLOWED_USERS. "
-                    f"`/triage <text>` works for everyone.")
+                    f"for you to check that with (the app needs the users:read.email scope). Ask your admin "
+                    f"for it, or to add you to SLACK_ALLOWED_USERS. `/triage <text>` works for everyone.")
         directory = self.directories.get(source)
         scope = ticket_id if source == "jira" else "*"  # Jira answers per issue; Zendesk: sees every ticket
         if directory is None or not self._cached(("dir", source, email, scope), lambda: directory(email, scope)):
