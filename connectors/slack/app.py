@@ -327,13 +327,14 @@ class _Handlers:
             if found is None:
                 return
             ctx_id, t = found
-            self._is_agent((body.get("user") or {}).get("id", ""))  # asked now, so the modal's answer is quick
+            agent = self._is_agent((body.get("user") or {}).get("id", ""))  # now: the modal's ack has 3 s
             action_id = action.get("action_id", "")
             asked = [h for h in HEADS if action_id == ui.ACTION_WRONG[h]] or list(HEADS)
             via = "alert" if action_id == ui.ACTION_CORRECT else t.kind
             try:
                 self.b.api.open_view(body.get("trigger_id", ""),
-                                     ui.feedback_modal(t, ctx_id, asked=asked, response_url=url, via=via))
+                                     ui.feedback_modal(t, ctx_id, asked=asked, response_url=url, via=via,
+                                                       agent=agent))
             except VendorRejected as e:
                 if "trigger" not in str(e):
                     raise
@@ -363,7 +364,7 @@ class _Handlers:
                                             by=user.get("id", ""), by_name=user.get("username", "") or
                                             user.get("name", ""), via=str(meta.get("via", "")), source=t.source,
                                             model_version=scores.model_version, confidence=_confidences(scores),
-                                            agent=self._is_agent(user.get("id", ""))),
+                                            agent=meta.get("agent") is True),
                                    now=self.b.clock())
         except FeedbackError as e:
             log.error("feedback on %s not saved: %s", t.item, e)
@@ -385,7 +386,7 @@ class _Handlers:
             if t is None:
                 return
             user_id = (body.get("user") or {}).get("id", "")
-            note = ui.feedback_note(user_id, human, _labels(t.score), counted=self._is_agent(user_id))
+            note = ui.feedback_note(user_id, human, _labels(t.score), counted=meta.get("agent") is True)
             if meta.get("via") == "alert":
                 text, blocks = ui.alert_message(t, ctx_id, note=note)
                 self.b.api.respond(url, {"replace_original": True, "text": text, "blocks": blocks})

@@ -199,7 +199,8 @@ def error_message(text: str) -> dict[str, Any]:
             "blocks": [_section(f":warning: {escape(text)}")]}
 
 
-def feedback_modal(t: Triaged, ctx_id: str, *, asked: Sequence[str], response_url: str, via: str) -> Block:
+def feedback_modal(t: Triaged, ctx_id: str, *, asked: Sequence[str], response_url: str, via: str,
+                   agent: bool = False) -> Block:
     """The 'pick the right label' modal. `asked`: the heads the person said are wrong (required,
     not preselected); for 'Correct?' both heads, preselected with the model's labels."""
     s = t.score
@@ -219,7 +220,9 @@ def feedback_modal(t: Triaged, ctx_id: str, *, asked: Sequence[str], response_ur
         blocks.append({"type": "input", "block_id": f"head_{head}", "optional": not required,
                        "label": _plain(f"Right {head}" if required else f"Right {head} (optional)"),
                        "element": element})
-    meta = json.dumps({"ctx": ctx_id, "url": response_url, "via": via, "asked": list(asked)})
+    # private_metadata comes back with the submission as we set it (Slack keeps it; the person cannot
+    # change it): `agent` carries the access check made when the form was opened
+    meta = json.dumps({"ctx": ctx_id, "url": response_url, "via": via, "asked": list(asked), "agent": agent})
     return {"type": "modal", "callback_id": FEEDBACK_VIEW, "title": _plain("Triage feedback"),
             "submit": _plain("Save"), "close": _plain("Cancel"), "private_metadata": meta, "blocks": blocks}
 
