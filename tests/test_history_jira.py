@@ -109,3 +109,21 @@ def test_cli_pulls_jira_with_the_configured_credentials(jira: JiraSandbox, tmp_p
     assert "12 rows" in err and len(read_rows(tmp_path / "j.jsonl")) == 12
     assert main(["history", "pull", "jira", "--jql", "project = SUP ORDER BY key"]) == 1
     assert "ORDER BY" in capsys.readouterr().err
+
+
+def test_the_jira_sandbox_serves_a_team_history_with_corrections(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.cli import main
+
+    out = tmp_path / "jira.jsonl"
+    assert main(["history", "pull", "jira", "--sandbox", "80", "--out", str(out)]) == 0
+    assert "80 rows" in capsys.readouterr().err
+    rows = read_rows(out)
+    provenance = {r.label("urgency")[1] for r in rows}
+    assert provenance == {"agent-set", "agent-corrected-bot", "bot-unchanged"}
+    assert all(r.group for r in rows)  # request types from the team's queues
+    created = [r.created_at for r in rows]
+    assert created == sorted(created) and created[0] < created[-1]
+    for r in rows:
+        if r.label("urgency")[1] == "agent-corrected-bot":
+            assert r.bot_priority and r.bot_priority != r.priority

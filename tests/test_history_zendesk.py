@@ -190,7 +190,5 @@ def test_cli_pulls_a_sandbox_team_and_says_what_next(tmp_path: Path, capsys: pyt
     assert f"next: triage learn --data {out}" in captured.err
     assert json.loads(captured.out.splitlines()[-1])["urgency"]["labels"]
     assert 50 <= len(read_rows(out)) <= 60
-    assert main(["history", "pull", "jira", "--sandbox", "5"]) == 1
-    assert "--sandbox is for zendesk" in capsys.readouterr().err
     assert main(["history", "pull", "zendesk", "--sandbox", "5", "--weight", "agent-set=x"]) == 1
     assert "not a number" in capsys.readouterr().err

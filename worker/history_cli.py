@@ -54,8 +54,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jql", default="", help='jira: which issues (default "statusCategory = Done AND created >= '
                                             'SINCE"); no ORDER BY')
     p.add_argument("--sandbox", type=int, metavar="N",
-                   help="pull from a local sandbox Zendesk seeded with a team of N solved tickets (built from "
-                        "../shared/data/synthetic_tickets_nc when present): the demo, no account needed")
+                   help="pull from a local sandbox Zendesk (or Jira) seeded with a team of N solved tickets "
+                        "(built from ../shared/data/synthetic_tickets_nc when present): the demo, no account needed")
     p.set_defaults(func=cmd_history_pull)
 
     p = sub.add_parser(
@@ -92,12 +92,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_history_pull(args: argparse.Namespace) -> int:
     from worker.history import parse_weights, read_rows, summary
 
-    if args.system == "jira" and args.sandbox:
-        raise TriageError("--sandbox is for zendesk: the Jira sandbox serves no team history yet")
     weights = parse_weights(args.weight)
     since = args.since or datetime.now(UTC) - timedelta(days=365)
     out = Path(args.out or f"history/{args.system}.jsonl")
-    pull = _pull_jira if args.system == "jira" else _pull_sandbox if args.sandbox else _pull_zendesk
+    pulls = {("zendesk", False): _pull_zendesk, ("zendesk", True): _pull_sandbox,
+             ("jira", False): _pull_jira, ("jira", True): _pull_jira_sandbox}
+    pull = pulls[(args.system, bool(args.sandbox))]
     result = pull(args, out, weights, since)
     info = summary(read_rows(out))
     urgency = info.get("urgency", {})
@@ -147,6 +147,34 @@ def _pull_jira(args: argparse.Namespace, out: Path, weights: dict, since: dateti
     return pull(history, out, state_path=args.state, restart=args.restart, progress=sys.stderr.isatty())
 
 
+def _sandbox_team(args: argparse.Namespace, out: Path) -> list:
+    from connectors.zendesk.sandbox_history import team
+
+    for stale in (out, Path(args.state or out.with_name(out.name + ".state.json"))):
+        stale.unlink(missing_ok=True)  # a sandbox is new each run: so is its dataset
+    members = team(args.sandbox)
+    if len(members) < args.sandbox:  # the synthetic set is smaller: its tickets again, each a new text
+        base = members
+        members = [m if i < len(base) else replace(m, body=f"{m.body}\n\nReference {i}.")
+                   for i, m in enumerate((base * (args.sandbox // len(base) + 1))[: args.sandbox])]
+    return members
+
+
+def _pull_jira_sandbox(args: argparse.Namespace, out: Path, weights: dict, since: datetime):
+    from connectors.jira.history import JiraHistory, pull
+    from connectors.jira.sandbox import JiraSandbox
+    from connectors.jira.sandbox_history import PROJECT, load_history
+    from connectors.jira.transport import JiraApi
+
+    members = _sandbox_team(args, out)
+    with JiraSandbox() as jira:
+        load_history(jira, members, now=time.time())
+        history = JiraHistory(JiraApi.connect(jira.url, jira.email, jira.token), jira.bot_account_id,
+                              f"project = {PROJECT}", per_page=min(args.per_page, 100),
+                              scrub_text=not args.no_scrub, weights=weights)
+        return pull(history, out, state_path=args.state, restart=args.restart, progress=sys.stderr.isatty())
+
+
 def _pull_sandbox(args: argparse.Namespace, out: Path, weights: dict, since: datetime):
     import os
 
@@ -154,17 +182,11 @@ def _pull_sandbox(args: argparse.Namespace, out: Path, weights: dict, since: dat
 
     from connectors.zendesk.history import ZendeskHistory, pull
     from connectors.zendesk.sandbox import ZendeskSandbox
-    from connectors.zendesk.sandbox_history import load_history, team
+    from connectors.zendesk.sandbox_history import load_history
 
-    for stale in (out, Path(args.state or out.with_name(out.name + ".state.json"))):
-        stale.unlink(missing_ok=True)  # a sandbox is new each run: so is its dataset
+    members = _sandbox_team(args, out)
     with ZendeskSandbox() as zd:
         os.environ.update(zd.env)
-        members = team(args.sandbox)
-        if len(members) < args.sandbox:  # the synthetic set is smaller: its tickets again, each a new text
-            base = members
-            members = [m if i < len(base) else replace(m, body=f"{m.body}\n\nReference {i}.")
-                       for i, m in enumerate((base * (args.sandbox // len(base) + 1))[: args.sandbox])]
         now = time.time()
         load_history(zd, members, now=now)
         client = Zenpy(subdomain="sandbox", email="bot@example.com", token="sandbox", disable_cache=True)
