@@ -279,12 +279,12 @@ def fit_sources(sources: dict, feats: dict, weights: dict[str, float], c: float,
     """The head in raw feature space: standardised for the fit, folded back into W and b."""
     xs, ys, ws = [], [], []
     for name, (train, _val, _w) in sources.items():
-        w = weights.get(name, 0.0)
-        if w <= 0 or not train:
+        share = weights.get(name, 0.0)
+        if share <= 0 or not train:
             continue
         xs.append(feats[name])
         ys.append(np.array([r.urgency for r in train]))
-        ws.append(np.full(len(train), w * 1000.0 / len(train)))
+        ws.append(np.full(len(train), share * 1000.0 / len(train)))
     x, y, w = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
     mu, sd = x.mean(0), x.std(0) + 1e-6
     weights_std, bias_std = fit_head((x - mu) / sd, y, w, c=c, seed=seed, class_weighting=class_weighting)
