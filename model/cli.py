@@ -59,8 +59,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     export = msub.add_parser("export", help="checkpoint -> ONNX fp32 + int8, calibrated, with metadata")
     export.add_argument("--checkpoint", default="runs/latest/best.pt")
-    export.add_argument("--out", default=str(REPO / "model" / "artifacts" / "triage-v2"))
-    export.add_argument("--version", default="triage-v2")
+    export.add_argument("--out", default="runs/export", help="artifact folder to write (default runs/export)")
+    export.add_argument("--version", default="triage-custom", help="version name written into triage.json")
     export.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
     rule = export.add_mutually_exclusive_group()
     rule.add_argument("--cost-ratio", type=float, default=3.0,

@@ -163,3 +163,9 @@ def test_dlq_list_and_requeue_name_entries_and_tickets(redis, redis_server, monk
     assert "requeued 1 entry" in capsys.readouterr().out and queue.count == 1
     assert main(["dlq", "requeue", "nope"]) == 1
     assert "no job 'nope'" in _one_clear_line(capsys)
+
+
+def test_the_example_rules_route_a_german_sample(capsys) -> None:
+    assert main(["rules", "test", RULES, "--tickets", str(REPO / "deploy/samples/zendesk.jsonl")]) == 0
+    german = capsys.readouterr().out.split("ticket 106:")[1]
+    assert "german-and-french" in german and "triage_language_de" in german and "unsure" in german
