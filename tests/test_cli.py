@@ -169,3 +169,21 @@ def test_the_example_rules_route_a_german_sample(capsys) -> None:
     assert main(["rules", "test", RULES, "--tickets", str(REPO / "deploy/samples/zendesk.jsonl")]) == 0
     german = capsys.readouterr().out.split("ticket 106:")[1]
     assert "german-and-french" in german and "triage_language_de" in german and "unsure" in german
+
+
+def test_slack_check_names_a_missing_scope_and_what_it_is_for(redis_server, monkeypatch, capsys) -> None:
+    from slack_support import sandbox
+
+    sb = sandbox()
+    try:
+        monkeypatch.setenv("REDIS_URL", redis_server.url)
+        monkeypatch.setenv("SLACK_BOT_TOKEN", sb.token)
+        monkeypatch.setenv("SLACK_API_URL", sb.api_url)
+        assert main(["slack", "--check"]) == 0
+        assert "scopes: all 9 the manifest asks for" in capsys.readouterr().out
+        sb.scopes.discard("users:read.email")
+        assert main(["slack", "--check"]) == 1
+        err = capsys.readouterr().err
+        assert "missing scope users:read.email (ticket lookups and Apply check" in err and "reinstall" in err
+    finally:
+        sb.stop()

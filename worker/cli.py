@@ -243,7 +243,7 @@ def cmd_slack(args: argparse.Namespace) -> int:
         print("HTTP mode: " + ("POST /slack/events on `triage serve`" if s.signing_secret else
                                "off (no SLACK_SIGNING_SECRET)"))
         print("Socket Mode: " + ("`triage slack --socket`" if s.app_token else "off (no SLACK_APP_TOKEN)"))
-        return 0
+        return _check_slack_scopes(me.get("scopes") or [])
     if not args.socket:
         raise TriageError("choose: `triage slack --socket` (Socket Mode) or `triage slack --check`; HTTP mode "
                           "runs inside `triage serve` (POST /slack/events)")
@@ -255,6 +255,31 @@ def cmd_slack(args: argparse.Namespace) -> int:
     rt.scorer  # load the model before the first /triage  # noqa: B018
     run_socket_mode(rt.slack_app(socket_mode=True), s.app_token.reveal())
     return 0
+
+
+def _check_slack_scopes(scopes: list[str]) -> int:
+    """The manifest's bot scopes the token lacks, and what each is for; 1 when one is missing."""
+    from pathlib import Path
+
+    import yaml
+
+    manifest = Path(__file__).resolve().parent.parent / "deploy" / "slack-manifest.yaml"
+    wanted = yaml.safe_load(manifest.read_text())["oauth_config"]["scopes"]["bot"]
+    missing = [w for w in wanted if w not in scopes]
+    if not scopes:
+        print("scopes: Slack did not say (no X-OAuth-Scopes header); compare with deploy/slack-manifest.yaml")
+        return 0
+    if not missing:
+        print(f"scopes: all {len(wanted)} the manifest asks for")
+        return 0
+    why = {"users:read.email": "ticket lookups and Apply check that the user is a helpdesk agent by e-mail",
+           "usergroups:read": "SLACK_ALLOWED_USERGROUPS", "commands": "/triage",
+           "reactions:write": "channel watch reactions", "chat:write": "every answer"}
+    for scope in missing:
+        print(f"missing scope {scope}" + (f" ({why[scope]})" if scope in why else ""), file=sys.stderr)
+    print("add them under OAuth & Permissions > Bot Token Scopes (or paste deploy/slack-manifest.yaml), then "
+          "reinstall the app", file=sys.stderr)
+    return 1
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:

@@ -174,8 +174,13 @@ class SlackApi:
         self.response_timeout_s = response_timeout_s
 
     def auth_test(self) -> dict[str, Any]:
+        """auth.test's answer, plus `scopes`: the token's scopes from the X-OAuth-Scopes header."""
         with slack_errors("auth.test"):
-            return dict(self.client.auth_test().data)  # type: ignore[arg-type]
+            response = self.client.auth_test()
+        headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+        raw = headers.get("x-oauth-scopes", "")
+        raw = raw[0] if isinstance(raw, list) else raw
+        return {**dict(response.data), "scopes": sorted(s.strip() for s in str(raw).split(",") if s.strip())}  # type: ignore[arg-type]
 
     def post_message(self, channel: str, text: str, blocks: list[dict] | None = None, *,
                      thread_ts: str | None = None, metadata: dict | None = None) -> dict[str, Any]:

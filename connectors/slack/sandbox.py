@@ -464,6 +464,7 @@ class SlackSandbox(LocalServer):
         return {"users": list(self._usergroups[group])}
 
     def _m_auth_test(self, args: Json, extra: dict) -> Json:
+        extra["X-OAuth-Scopes"] = ",".join(sorted(self.scopes))  # Slack names a token's scopes on every answer
         return {"url": f"https://{self.team_domain}.slack.com/", "team": "Sandbox", "user": "triage",
                 "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id,
                 "is_enterprise_install": False}
