@@ -72,6 +72,10 @@ def head_report(probs: np.ndarray, y: np.ndarray, rule: DecisionRule, head: str)
     m = metrics.summary(y, pred, labels)
     m["ece"] = metrics.expected_calibration_error(probs, y)
     conf = probs[np.arange(len(pred)), pred]
+    answered = (conf >= rule.abstain_below) | ((pred == rule.labels.index(rule.threshold_label))
+                                               if rule.threshold_label else False)
+    m["answered"] = {"floor": rule.abstain_below, "share": float(answered.mean()) if len(pred) else 0.0,
+                     "accuracy": float((pred == y)[answered].mean()) if answered.any() else 0.0}
     order = np.argsort(-conf, kind="stable")
     correct = (pred == y)[order].astype(float)
     n = np.arange(1, len(order) + 1)
@@ -172,7 +176,9 @@ def write_report(out_dir: Path, reports: dict[str, dict[str, Any]], result: Gate
         lines += ["", f"## {name} {rep['model_version']}: team urgency", "",
                   f"macro-F1 {rep['macro_f1']:.4f}, accuracy {rep['accuracy']:.4f}, ECE {rep['ece']:.4f}; "
                   f"high urgency precision {rep['high']['precision']:.3f}, recall {rep['high']['recall']:.3f} "
-                  f"at P(high) >= {rep['high']['threshold']}", ""]
+                  f"at P(high) >= {rep['high']['threshold']}; answered (not unsure) {rep['answered']['share']:.0%} "
+                  f"of tickets at its confidence floor {rep['answered']['floor']:g}, "
+                  f"accuracy {rep['answered']['accuracy']:.3f} on those", ""]
         lines += _table(rep, URGENCY_LABELS) + [""] + _confusion(rep, URGENCY_LABELS)
     for key in ("public_champion", "public_challenger"):
         if key in reports:

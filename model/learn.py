@@ -14,7 +14,8 @@ public, so the head does not forget what the public sets taught it). Labels weig
 
 Split by time: the newest `eval_share` of the team's tickets is held out for the challenger-vs-champion
 report; the newest `val_share` of the rest picks the regularisation, fits the temperature and the
-high-urgency threshold; the head is then refitted on all the training part.
+decision rule (log-prior shifts and the high-urgency threshold, keeping every class's recall near the
+champion's); the head is then refitted on all the training part.
 
 Refuses (LearnRefused) when the training part has fewer than `min_per_class` labelled tickets of a
 class, or when one class holds more than `max_share` of them.
@@ -240,24 +241,44 @@ def _logits(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(x @ w.T + b)
 
 
-def high_threshold(probs: np.ndarray, y: np.ndarray) -> float:
-    """The P(high) threshold (1.0: none, plain argmax) with the best macro-F1 on validation: the gate's
-    measure. (model/export.py's cost-based choice, tuned on the public mix, calls nearly every team
-    ticket high when the head is unsure, as a team's priorities often leave it.)"""
+def decision(probs: np.ndarray, y: np.ndarray, floor: Sequence[float] | None = None) -> tuple[tuple[float, ...], float]:
+    """The decision rule's log-prior shifts of medium and low and its P(high) threshold (1.0: none) with
+    the best macro-F1 on validation (the gate's measure), among those that keep every class's recall
+    within the gate's 2 points of the champion's recall there (`floor`); when none does, the best
+    macro-F1 (the gate will say). (model/export.py's cost-based threshold, tuned on the public mix,
+    calls nearly every team ticket high when the head is unsure, as a team's priorities often leave it.)"""
     from model.decision import DecisionRule
+    from model.gate import RECALL_DROP
 
-    def score(t: float) -> float:
-        rule = DecisionRule(URGENCY_LABELS, threshold_label="high" if t < 1.0 else "", threshold=t)
-        return metrics.summary(y, rule.decide_indices(probs), URGENCY_LABELS)["macro_f1"]
+    def key(bias: tuple[float, ...], t: float) -> tuple[bool, float, float, float]:
+        rule = DecisionRule(URGENCY_LABELS, bias=bias, threshold_label="high" if t < 1.0 else "", threshold=t)
+        m = metrics.summary(y, rule.decide_indices(probs), URGENCY_LABELS)
+        recalls = [m["per_class"][lab]["recall"] for lab in URGENCY_LABELS]
+        kept = floor is None or all(r >= f - RECALL_DROP for r, f, lab in zip(recalls, floor, URGENCY_LABELS)
+                                    if m["per_class"][lab]["support"])
+        return kept, round(m["macro_f1"], 4), -sum(abs(b) for b in bias), t
 
-    candidates = [1.0] + sorted({round(float(q), 3) for q in np.quantile(probs[:, 0], np.linspace(0.3, 0.95, 27))})
-    return max(candidates, key=lambda t: (round(score(t), 4), t))
+    thresholds = [1.0] + sorted({round(float(q), 3) for q in np.quantile(probs[:, 0], np.linspace(0.05, 0.95, 19))})
+    shifts = [round(float(v), 2) for v in np.linspace(-1.0, 1.0, 9)]
+    options = [((0.0, m, lo), t) for m in shifts for lo in shifts for t in thresholds]
+    return max(options, key=lambda o: key(*o))
+
+
+def champion_recalls(model_dir: Path, texts: Sequence[str], y: np.ndarray, threads: int = 1) -> list[float]:
+    """The champion's recall of each urgency class on the validation slice, as it decides."""
+    from model.gate import evaluate
+    from model.runtime import TriageModel
+
+    rows = [Row(t, -1, int(label)) for t, label in zip(texts, y)]
+    report = evaluate(TriageModel(model_dir, threads=threads), rows, "urgency")
+    return [report["per_class"][lab]["recall"] for lab in URGENCY_LABELS]
 
 
 def fit(train_x: np.ndarray, train: Sequence[Example], val_x: np.ndarray, val: Sequence[Example],
-        seed: int) -> tuple[np.ndarray, np.ndarray, float, float, float, dict]:
-    """Pick C on the validation slice, fit the temperature and the high threshold there, refit on all.
-    Returns (W, b, C, temperature, threshold, notes)."""
+        seed: int, floor: Sequence[float] | None = None
+        ) -> tuple[np.ndarray, np.ndarray, float, float, tuple[tuple[float, ...], float], dict]:
+    """Pick C on the validation slice, fit the temperature and the decision rule there, refit on all.
+    Returns (W, b, C, temperature, (bias, high threshold), notes)."""
     from model.urgency_head import fit_head
 
     y_tr = np.array([e.y for e in train])
@@ -272,15 +293,16 @@ def fit(train_x: np.ndarray, train: Sequence[Example], val_x: np.ndarray, val: S
     w, b = fit_head(train_x, y_tr, w_tr, c=c, seed=seed, class_weighting="balanced")
     val_logits = _logits(val_x, w, b)
     temperature = metrics.fit_temperature(val_logits, y_val)
-    threshold = high_threshold(metrics.softmax(val_logits, temperature), y_val)
+    rule = decision(metrics.softmax(val_logits, temperature), y_val, floor)
     all_x = np.concatenate([train_x, val_x])
     all_y = np.concatenate([y_tr, y_val])
     all_w = np.concatenate([w_tr, [e.weight for e in val]])
     w, b = fit_head(all_x, all_y, all_w, c=c, seed=seed, class_weighting="balanced")
     notes = {"C": c, "validation_macro_f1_by_C": {str(k): round(v, 4) for k, v in scores.items()},
              "temperature": "NLL on the validation slice (newest part of the training tickets)",
-             "threshold": "best macro-F1 on the validation slice (1.0: none, argmax)"}
-    return w, b, c, temperature, threshold, notes
+             "bias_and_threshold": "best macro-F1 on the validation slice keeping every class's recall within "
+                                   "2 points of the champion's there (threshold 1.0: none)"}
+    return w, b, c, temperature, rule, notes
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -327,12 +349,14 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
     seconds["features"] = time.monotonic() - t0
     t0 = time.monotonic()
     stage("learn: fitting the urgency head")
-    w, b, c, temperature, threshold, notes = fit(x[: len(train)], train, x[len(train):], val_part, cfg.seed)
+    floor = champion_recalls(base, [e.text for e in val_part], np.array([e.y for e in val_part]), cfg.threads)
+    w, b, c, temperature, rule, notes = fit(x[: len(train)], train, x[len(train):], val_part, cfg.seed, floor)
+    notes["champion_validation_recall"] = {lab: round(r, 4) for lab, r in zip(URGENCY_LABELS, floor)}
     seconds["fit"] = time.monotonic() - t0
 
     t0 = time.monotonic()
     version = cfg.version or f"{base_meta['version']}+team-{datetime.now(UTC):%Y%m%d%H%M}"
-    out = export_challenger(base, cfg.out, w, b, temperature, threshold, version, write_head, {
+    out = export_challenger(base, cfg.out, w, b, temperature, rule, version, write_head, {
         "base": str(base), "base_version": base_meta["version"], "data": [str(p) for p in cfg.data],
         "feedback_csv": [str(p) for p in cfg.feedback_csv], "replay_public_rows": len(replay),
         "team_train_counts": counts, "train_rows": len(train), "validation_rows": len(val_part),
@@ -347,7 +371,8 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
                        {"team": counts, "replay": len(replay), "feedback": len(extra)}, c, seconds)
 
 
-def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, temperature: float, threshold: float,
+def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, temperature: float,
+                      decided: tuple[tuple[float, ...], float],
                       version: str, write_head: Callable[..., None], learned: dict) -> Path:
     """A copy of the base artifact with the new urgency head and its decision rule."""
     out = Path(out)
@@ -359,8 +384,9 @@ def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, tempe
     write_head(base, out / "model.int8.onnx", w, b)
     meta = json.loads((base / "triage.json").read_text())
     rule = dict(meta["decision"]["urgency"])
-    rule.update(temperature=float(temperature), bias=[], threshold_label="high" if threshold < 1.0 else "",
-                threshold=round(float(threshold), 4),
+    bias, threshold = decided
+    rule.update(temperature=float(temperature), bias=[float(v) for v in bias],
+                threshold_label="high" if threshold < 1.0 else "", threshold=round(float(threshold), 4),
                 notes={**learned["notes"], "validation": "the newest part of the team's training tickets"})
     meta["decision"]["urgency"] = rule
     meta.update(version=version, created=learned["created"], learned=learned)
