@@ -46,7 +46,7 @@ from model.textprep import ticket_text
 from worker.errors import TriageError
 from worker.history import PROVENANCE_WEIGHTS, read_rows
 
-MIN_PER_CLASS = 60  # labelled training tickets a class needs: measured, docs/learning.md
+MIN_PER_CLASS = 120  # labelled training tickets a class needs: measured, docs/learning.md
 MAX_SHARE = 0.9
 C_GRID = (0.03, 0.1, 0.3, 1.0)
 
@@ -177,8 +177,8 @@ def check_enough(train: Sequence[Example], min_per_class: int, max_share: float)
     if short:
         raise LearnRefused(
             f"too little to learn from: the training part (the older {total} labelled tickets) needs at least "
-            f"{min_per_class} of each urgency class (below 60, a head often does worse than the shipped "
-            f"model: docs/learning.md), and has {have}. Pull a longer history "
+            f"{min_per_class} of each urgency class (with fewer, a new head seldom beats the shipped model: "
+            f"docs/learning.md), and has {have}. Pull a longer history "
             f"(`triage history pull --since` an earlier date) or add Slack corrections (--feedback-csv)")
     top = max(counts, key=lambda k: counts[k])
     if total and counts[top] / total > max_share:

@@ -79,7 +79,7 @@ def test_the_report_compares_both_models_on_the_newest_tickets(outcome) -> None:
 
 
 def test_too_few_labels_are_refused_with_what_is_needed(tmp_path: Path) -> None:
-    with pytest.raises(LearnRefused, match=r"needs at least 60 of each urgency class .*and has high \d+"):
+    with pytest.raises(LearnRefused, match=r"needs at least 120 of each urgency class .*and has high \d+"):
         learn_and_compare(LearnConfig(data=[history_file(tmp_path / "t.jsonl", n=40)], out=tmp_path / "o",
                                       replay=0, data_root=None, progress=False))
     assert not (tmp_path / "o").exists()
@@ -137,7 +137,7 @@ def test_cli_learn_prints_the_verdict_and_refuses_clearly(tmp_path: Path, capsys
     assert main(["learn", "--data", str(tmp_path / "missing.jsonl"), "--no-public"]) == 1
     assert "no such file" in capsys.readouterr().err
     assert main(["learn", "--data", str(data), "--out", str(tmp_path / "n"), "--no-public"]) == 1
-    assert "needs at least 60" in capsys.readouterr().err
+    assert "needs at least 120" in capsys.readouterr().err
 
 
 def test_cli_learn_adds_the_challenger_to_the_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str],

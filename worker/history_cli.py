@@ -80,7 +80,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", type=Path, help="public data folder (default $TRIAGE_DATA_ROOT or ../shared/data)")
     p.add_argument("--no-public", action="store_true", help="no public replay and no public sentiment check")
     p.add_argument("--min-per-class", type=int,
-                   help="labelled training tickets each class needs (default 60, measured: docs/learning.md)")
+                   help="labelled training tickets each class needs (default 120, measured: docs/learning.md)")
     p.add_argument("--weight", action="append", default=[], metavar="PROVENANCE=W", help="a provenance's weight")
     p.add_argument("--version", default="", help="version name (default BASE+team-DATE)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
