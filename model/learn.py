@@ -103,8 +103,9 @@ class LearnResult:
 
 
 def team_examples(paths: Sequence[Path], weights: dict[str, float] | None = None) -> list[Example]:
-    """The team's urgency labels, oldest first (weight 0 left out)."""
-    table = {**PROVENANCE_WEIGHTS, **(weights or {})}
+    """The team's urgency labels, oldest first (weight 0 left out). Each weighs what the pull gave it,
+    unless `weights` names its provenance."""
+    table = dict(weights or {})
     out = []
     for path in paths:
         for row in read_rows(path):

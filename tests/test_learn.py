@@ -160,3 +160,14 @@ def test_cli_learn_adds_the_challenger_to_the_registry(tmp_path: Path, capsys: p
         assert main(["model", "promote"]) == 0 and reg.champion_dir() == reg.root / "v1"
     else:
         assert "--force" in captured.err
+
+
+def test_weights_come_from_the_pull_unless_learn_overrides_them(tmp_path: Path) -> None:
+    from model.learn import team_examples
+
+    data = history_file(tmp_path / "t.jsonl", n=8)
+    rows = data.read_text().replace('"weight": 2.0', '"weight": 1.25')
+    data.write_text(rows)
+    got = {e.provenance: e.weight for e in team_examples([data])}
+    assert got == {"agent-corrected-bot": 3.0, "agent-set": 1.25}
+    assert {e.weight for e in team_examples([data], {"agent-set": 0.0})} == {3.0}  # 0: left out
