@@ -40,6 +40,9 @@ def test_two_workers_swap_on_promote_and_rollback_without_restart(tmp_path: Path
         w.score(TEXT)
         w.wait_loaded()
     assert [w.version for w in workers] == [shipped, shipped] and [w.swaps for w in workers] == [2, 2]
+    from worker import metrics
+
+    assert metrics._model_version == shipped  # the version metric followed the swaps
 
 
 def test_a_model_scores_only_once_fully_loaded(tmp_path: Path, redis: Redis) -> None:
@@ -91,4 +94,6 @@ def test_without_the_redis_pointer_workers_read_the_folder_and_checks_are_spaced
 def test_champion_scorer_only_for_a_models_folder(tmp_path: Path) -> None:
     assert champion_scorer(Settings(model_dir="")) is None
     reg = registry_with_challenger(tmp_path)
-    assert champion_scorer(Settings(model_dir=str(reg.root))) is not None
+    follower = champion_scorer(Settings(model_dir=str(reg.root)))
+    assert follower is not None
+    follower.wait_loaded()  # its challenger loads in the background: let it finish before the test ends

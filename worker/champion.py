@@ -103,6 +103,8 @@ class _Follower:
             self.scorer, self.path = scorer, path  # the swap: one assignment each, scorer first
             self.swaps += 1
             log.info("%s now %s (was %s)", self.alias, scorer.version, old)
+            if self.alias == "champion":
+                _tell_metrics(str(scorer.version))
         finally:
             self.loading = None
 
@@ -175,6 +177,15 @@ class ChampionScorer:
             thread = follower.loading if follower is not None else None
             if thread is not None:
                 thread.join(timeout)
+
+
+def _tell_metrics(version: str) -> None:
+    """The model version metric (worker/metrics.py, when there) follows the swap."""
+    try:
+        from worker.metrics import set_model_version
+    except ImportError:
+        return
+    set_model_version(version)
 
 
 def load_model_scorer(path: Path, threads: int = 1, batch_size: int = 1) -> Any:
