@@ -14,6 +14,7 @@
 5. How many labelled tickets a class needs: heads fitted on k per class, scored on the newest 20%.
 6. Routing: group and type predicted from the same features, against the majority class.
 7. `--shadow`: the worker scorer's texts/s without and with a challenger to shadow.
+8. `--prior-sweep TEAM.jsonl`: a head pulled toward the champion's (L2 to its weights), by strength.
 
 Writes a JSON summary to stdout (and OUT/summary.json); the reports land in OUT/.
 """
@@ -187,6 +188,72 @@ def shadow_cost(texts: list[str], rounds: int = 3) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def champion_head(model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(W, b) of the urgency head in a graph written by model/urgency_head.py's write_head (fp32)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from model.urgency_head import FP32_HEAD
+
+    graph = onnx.load(str(model_dir / "model.int8.onnx")).graph
+    inits = {i.name: i for i in graph.initializer}
+    add = next(n for n in graph.node if n.op_type == "Add" and "urgency_logits" in n.output)
+    bias = numpy_helper.to_array(inits[next(i for i in add.input if i in inits)]).astype(np.float64)
+    return numpy_helper.to_array(inits[FP32_HEAD]).astype(np.float64).T, bias
+
+
+def prior_sweep(data: Path) -> dict:
+    """A head pulled toward the champion's (L2 on W - W0, class-balanced weighted cross-entropy, L-BFGS):
+    team and support-like macro-F1 for each strength (argmax, features from the cache)."""
+    from scipy.optimize import minimize
+
+    from model.gate import support_rows
+    from model.learn import FeatureCache, team_examples, time_split
+    from model.runtime import DEFAULT_MODEL_DIR
+
+    base = Path(DEFAULT_MODEL_DIR)
+    w0, b0 = champion_head(base)
+    older, newest = time_split(team_examples([data]), 0.2)
+    cache = FeatureCache(base, None, progress=False)
+    support = support_rows()
+    def feats(texts: list[str]) -> np.ndarray:
+        return cache.features(texts).astype(float)
+
+    x, xn, xs = feats([e.text for e in older]), feats([e.text for e in newest]), feats([r.text for r in support])
+    y, yn, ys = np.array([e.y for e in older]), np.array([e.y for e in newest]), np.array([r.urgency for r in support])
+    w = np.array([e.weight for e in older])
+    counts = np.bincount(y, weights=w, minlength=3)
+    sw = w * (counts.sum() / (3 * counts))[y]
+    sw /= sw.sum()
+    onehot = np.eye(3)[y]
+    hidden = x.shape[1]
+
+    def fit(lam: float) -> tuple[np.ndarray, np.ndarray]:
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            wt, b = theta[: 3 * hidden].reshape(3, hidden), theta[3 * hidden:]
+            z = x @ wt.T + b
+            z -= z.max(1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(1, keepdims=True)
+            value = -(sw * np.log(p[np.arange(len(y)), y] + 1e-12)).sum() + lam / 2 * ((wt - w0) ** 2).sum()
+            g = (p - onehot) * sw[:, None]
+            return value, np.concatenate([(g.T @ x + lam * (wt - w0)).ravel(), g.sum(0)])
+
+        r = minimize(loss, np.concatenate([w0.ravel(), b0]), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+        return r.x[: 3 * hidden].reshape(3, hidden), r.x[3 * hidden:]
+
+    def figures(wt: np.ndarray, b: np.ndarray) -> dict:
+        ps = (xs @ wt.T + b).argmax(1)
+        return {"team_macro_f1": round(macro_f1(yn, (xn @ wt.T + b).argmax(1)), 4),
+                "support_macro_f1": round(macro_f1(ys, ps), 4),
+                "support_high_recall": round(float((ps[ys == 0] == 0).mean()), 3)}
+
+    out = {"champion": figures(w0, b0)}
+    for lam in (30, 10, 3, 1, 0.3, 0.1, 0.03, 0.01, 0.001):
+        out[str(lam)] = figures(*fit(lam))
+    return out
+
+
 def main() -> int:
     from model.learn import LearnConfig, learn_and_compare, team_examples, time_split
     from model.runtime import DEFAULT_MODEL_DIR
@@ -200,7 +267,12 @@ def main() -> int:
                     help="only the per-class curve and the routing measurement, on a pulled file")
     ap.add_argument("--champion-f1", type=float, default=0.0, help="with --needs: the champion's macro-F1")
     ap.add_argument("--shadow", action="store_true", help="only the cost of shadow scoring (texts/s)")
+    ap.add_argument("--prior-sweep", type=Path, metavar="TEAM.jsonl",
+                    help="only: a head pulled toward the champion's, team against support-like macro-F1")
     args = ap.parse_args()
+    if args.prior_sweep:
+        print(json.dumps(prior_sweep(args.prior_sweep), indent=2))
+        return 0
     if args.shadow:
         from connectors.zendesk.sandbox_history import team
         from model.textprep import ticket_text

@@ -9,7 +9,12 @@ The gate (all must hold):
 - urgency macro-F1 on the team's newest tickets >= the champion's;
 - no urgency class's recall more than 2 points below the champion's;
 - public sentiment macro-recall not more than 0.02 below the champion's (skipped, and said so,
-  when the public data is absent).
+  when the public data is absent);
+- on the support-like urgency validation set (model/validation/urgency_support.csv: hand-written
+  tickets whose urgency no support lead would dispute), macro-F1 not more than 0.02 below the
+  champion's and high-urgency recall not more than 2 points below: a team's head must not unlearn
+  that an outage is urgent. (Beyond issue 17's gate: without it, the synthetic team's challenger,
+  better on the team's tickets, halves v3's high recall there and would be promoted.)
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from model import metrics
 from model.data import SENTIMENT_LABELS, URGENCY_LABELS, Row
 from model.decision import DecisionRule
 
+SUPPORT_SET = Path(__file__).parent / "validation" / "urgency_support.csv"  # model/validation (issue 16)
 RECALL_DROP = 0.02
 SENTIMENT_DROP = 0.02
+SUPPORT_DROP = 0.02
 LABELS = {"sentiment": SENTIMENT_LABELS, "urgency": URGENCY_LABELS}
 
 
@@ -98,8 +105,10 @@ def evaluate(model: Any, rows: Sequence[Row], head: str) -> dict[str, Any]:
 
 
 def gate(champion: dict[str, Any], challenger: dict[str, Any], public_champion: dict[str, Any] | None = None,
-         public_challenger: dict[str, Any] | None = None) -> GateResult:
-    """Compare two urgency reports on the team's slice (and two public sentiment reports, when given)."""
+         public_challenger: dict[str, Any] | None = None, support_champion: dict[str, Any] | None = None,
+         support_challenger: dict[str, Any] | None = None) -> GateResult:
+    """Compare two urgency reports on the team's slice (and two public sentiment reports, and two
+    support-like urgency reports, when given)."""
     checks = [Check("team urgency macro-F1", champion["macro_f1"], challenger["macro_f1"],
                     challenger["macro_f1"] >= champion["macro_f1"], "must be at least the champion's")]
     for label in URGENCY_LABELS:
@@ -116,6 +125,13 @@ def gate(champion: dict[str, Any], challenger: dict[str, Any], public_champion: 
     else:
         checks.append(Check("public sentiment macro-recall", None, None, True,
                             "not checked: no public sentiment data (--data-root)"))
+    if support_champion and support_challenger:  # obvious urgency: what a team's head must not unlearn
+        a, b = support_champion["macro_f1"], support_challenger["macro_f1"]
+        checks.append(Check("support-like urgency macro-F1", a, b, b >= a - SUPPORT_DROP - 1e-12,
+                            f"may drop at most {SUPPORT_DROP:g}"))
+        a, b = support_champion["high"]["recall"], support_challenger["high"]["recall"]
+        checks.append(Check("support-like high-urgency recall", a, b, b >= a - RECALL_DROP - 1e-12,
+                            f"may drop at most {RECALL_DROP * 100:g} points"))
     return GateResult(all(c.passed for c in checks), checks)
 
 
@@ -133,6 +149,15 @@ def public_sentiment_rows(data_root: Path | None, n: int = 600, seed: int = 13) 
     rows = read_csv(path, "text", "label", None, source="tweeteval_val")
     random.Random(seed).shuffle(rows)
     return rows[:n]
+
+
+def support_rows(path: Path = SUPPORT_SET) -> list[Row]:
+    """The support-like urgency validation set (hand-written tickets, model/validation/GUIDELINE.md)."""
+    if not path.is_file():
+        return []
+    from model.data import read_csv
+
+    return read_csv(path, "text", None, "urgency", source="support_validation")
 
 
 # -- the report --------------------------------------------------------------------------------------
@@ -186,6 +211,13 @@ def write_report(out_dir: Path, reports: dict[str, dict[str, Any]], result: Gate
             lines += ["", f"## Public sentiment ({rep['n']} TweetEval validation tweets): {rep['model_version']}",
                       "", f"macro-recall {rep['macro_recall']:.4f}, macro-F1 {rep['macro_f1']:.4f}, "
                       f"ECE {rep['ece']:.4f}", ""] + _table(rep, SENTIMENT_LABELS)
+    for key in ("support_champion", "support_challenger"):
+        if key in reports:
+            rep = reports[key]
+            lines += ["", f"## Support-like urgency validation ({rep['n']} hand-written tickets): "
+                      f"{rep['model_version']}", "",
+                      f"macro-F1 {rep['macro_f1']:.4f}; high urgency precision {rep['high']['precision']:.3f}, "
+                      f"recall {rep['high']['recall']:.3f}", ""] + _table(rep, URGENCY_LABELS)
     lines += ["", "![precision against coverage](coverage.png)", ""]
     (out_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
     _plot(out_dir / "coverage.png", champ, chall)

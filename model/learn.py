@@ -442,8 +442,14 @@ def learn_and_compare(cfg: LearnConfig, champion: Path | None = None) -> Outcome
         stage(f"learn: scoring {len(public)} public sentiment texts with both")
         reports["public_champion"] = gate.evaluate(champ, public, "sentiment")
         reports["public_challenger"] = gate.evaluate(chall, public, "sentiment")
+    support = gate.support_rows()
+    if support:  # obvious urgency a team's head must not unlearn
+        stage(f"learn: scoring the {len(support)} support-like urgency validation texts with both")
+        reports["support_champion"] = gate.evaluate(champ, support, "urgency")
+        reports["support_challenger"] = gate.evaluate(chall, support, "urgency")
     verdict = gate.gate(reports["champion"], reports["challenger"], reports.get("public_champion"),
-                        reports.get("public_challenger"))
+                        reports.get("public_challenger"), reports.get("support_champion"),
+                        reports.get("support_challenger"))
     result.seconds["compare"] = time.monotonic() - t0
     result.seconds["total"] += result.seconds["compare"]
     context = {"champion": str(champ_dir), "challenger": str(result.out), "data": [str(p) for p in cfg.data],

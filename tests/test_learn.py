@@ -65,9 +65,11 @@ def test_learn_exports_a_challenger_that_keeps_encoder_and_sentiment(outcome) ->
 def test_the_report_compares_both_models_on_the_newest_tickets(outcome) -> None:
     folder = outcome.result.out / "learn_report"
     report = json.loads((folder / "report.json").read_text())
-    assert set(report["reports"]) == {"champion", "challenger"}
-    for rep in report["reports"].values():
-        assert rep["n"] == 30 and {"per_class", "confusion", "ece", "high"} <= set(rep)
+    assert set(report["reports"]) == {"champion", "challenger", "support_champion", "support_challenger"}
+    for name in ("champion", "challenger"):
+        rep = report["reports"][name]
+        assert rep["n"] == 30 and {"per_class", "confusion", "ece", "high", "answered"} <= set(rep)
+    assert "support-like high-urgency recall" in {c["name"] for c in report["gate"]["checks"]}
     md = (folder / "report.md").read_text()
     assert "Gate:" in md and "| high |" in md and "coverage.png" in md
     assert (folder / "coverage.png").read_bytes()[:4] == b"\x89PNG"
@@ -120,6 +122,14 @@ def test_the_gate_passes_fails_and_says_why() -> None:
     assert not public.passed and "public sentiment" in public.reasons[0]
     skipped = gate(champ, _report(0.45, (0.5, 0.5, 0.5)))
     assert skipped.passed and "not checked" in skipped.checks[-1].rule
+    support_a = {"macro_f1": 0.75, "high": {"recall": 0.88}}
+    forgot = gate(champ, _report(0.45, (0.5, 0.5, 0.5)), None, None, support_a,
+                  {"macro_f1": 0.48, "high": {"recall": 0.42}})
+    assert not forgot.passed and [r.split(":")[0] for r in forgot.reasons] == \
+        ["support-like urgency macro-F1", "support-like high-urgency recall"]
+    kept = gate(champ, _report(0.45, (0.5, 0.5, 0.5)), None, None, support_a,
+                {"macro_f1": 0.74, "high": {"recall": 0.87}})
+    assert kept.passed
 
 
 def test_cli_learn_prints_the_verdict_and_refuses_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
