@@ -88,7 +88,7 @@ from worker.queueing import make_queue
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "deploy" / "rules.example.yaml"
 SWITCHES = REPO / "bench" / "switches"  # sitecustomize turning devices off (--arms)
-DEVICES = ("peek", "group", "beat")  # what --arms may turn off (bench/switches/sitecustomize.py)
+DEVICES = ("peek", "group", "beat", "warm")  # what --arms may turn off (bench/switches/sitecustomize.py)
 HOST, QUEUE, SECRET = "127.0.0.1", "triage-bench", "bench-webhook-secret"
 EMAIL, TOKEN = "triage-bot@example.com", "bench-token"
 TICKET_PUT = re.compile(r"/api/v2/tickets/(\d+)\.json$")

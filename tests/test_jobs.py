@@ -1,4 +1,5 @@
-"""The worker's model thread: the order of its calls, micro-batches, and scoring the next job ahead."""
+"""The worker's model thread (the order of its calls, micro-batches, a stopped job's calls dropped) and its
+model warmed before the first ticket."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ from collections.abc import Sequence
 
 import pytest
 from pipeline_support import FixedScorer
-from redis import Redis
 
 from worker.decision import Scores
 from worker.events import TicketEvent
 from worker.jobs import ModelThread
-from worker.queueing import Enqueuer, make_queue
+from worker.scoring import ModelScorer
 
 
 def event(ticket: int, text: str = "It is down") -> TicketEvent:
@@ -42,37 +42,17 @@ def test_scores_come_in_order_in_calls_of_batch_size() -> None:
     assert [len(c) for c in scorer.calls] == [2, 1]
 
 
-def test_tickets_scored_ahead_are_not_scored_again() -> None:
-    scorer = CountingScorer()
-    model = ModelThread(scorer)
-    model.score_ahead([event(1)])  # the next job's first ticket, while this job finishes
-    waits = model.score_later([event(1), event(2)])  # this worker took that job
-    assert [w().sentiment.label for w in waits] == ["frustrated", "frustrated"]
-    assert len(scorer.calls) == 2  # one call each: ticket 1 was not scored twice
-    model.score_later([event(1)])[0]()  # taken from the ahead list once; asked again, it is scored
-    assert len(scorer.calls) == 3
-
-
 def test_a_stopped_job_drops_its_queued_calls() -> None:
     scorer = CountingScorer()
     scorer.gate.clear()
     model = ModelThread(scorer)
-    first = model.score_later([event(1), event(2), event(3)])[0]
-    model.score_ahead([event(4)])
+    first = model.score_later([event(1), event(2), event(3), event(4)])[0]
     assert scorer.entered.wait(5)
     model.cancel_queued()  # the job met a 429: the calls not started are dropped
     scorer.gate.set()
     first()
     model.score_later([event(9)])[0]()
     assert len(scorer.calls) == 2  # ticket 1 (already running) and ticket 9
-
-
-def test_peek_reads_the_next_job_without_taking_it(redis: Redis) -> None:
-    q = Enqueuer(make_queue(redis, "triage-test"), (1,), 60)
-    assert q.peek(1) == []
-    q.submit_many([event(1), event(2), event(3)])
-    q.submit_many([event(4)])
-    assert [e.ticket_id for e in q.peek(2)] == ["1", "2"] and q.queue.count == 2
 
 
 def test_a_text_the_model_cannot_score_fails_alone_in_its_batch() -> None:
@@ -88,3 +68,19 @@ def test_a_text_the_model_cannot_score_fails_alone_in_its_batch() -> None:
     with pytest.raises(TypeError, match="TextEncodeInput"):
         waits[1]()
     assert [len(c) for c in scorer.calls] == [1, 1]  # the batch failed, then each text alone
+
+
+def test_the_model_is_warmed_at_load_not_on_the_first_ticket() -> None:
+    class Model:  # records the texts of each call, as TriageModel.score takes them
+        version = "test"
+
+        def __init__(self) -> None:
+            self.calls: list[list[str]] = []
+
+        def score(self, texts: Sequence[str]) -> list:
+            self.calls.append(list(texts))
+            return []
+
+    model = Model()
+    ModelScorer(model)  # type: ignore[arg-type]
+    assert model.calls == [[ModelScorer.warm_text]]  # one call, before any ticket

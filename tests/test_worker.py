@@ -1,6 +1,6 @@
 """TriageWorker's overrides of RQ, tested directly on a real Redis: the background heartbeat of the
-job it runs, the sweep (dead workers' jobs, overdue retries), riding out a Redis outage, fewer round
-trips (heartbeat, set_state), the log filter; and the account-wide 429 pause."""
+job it runs, the sweep (dead workers' jobs, overdue retries), riding out a Redis outage (heartbeat and
+set_state included), the log filter; and the account-wide 429 pause."""
 
 from __future__ import annotations
 
@@ -82,34 +82,6 @@ def test_the_sweep_enqueues_retries_no_scheduler_took(redis: Redis) -> None:
     assert queue.job_ids == [late.id] and queue.scheduled_job_registry.get_job_ids() == [soon.id]
     worker(redis, "w2").sweep()  # within sweep_every_s of the first: another worker does not sweep again
     assert queue.job_ids == [late.id]
-
-
-def test_standalone_heartbeats_are_skipped_within_a_second_and_pipelined_ones_sent(redis: Redis) -> None:
-    w = worker(redis)
-    sent: list[str] = []
-    real = redis.pipeline
-
-    def counting_pipeline(*args, **kwargs):
-        sent.append("pipeline")
-        return real(*args, **kwargs)
-
-    redis.pipeline = counting_pipeline  # type: ignore[method-assign]
-    w.heartbeat()
-    w.heartbeat()  # within heartbeat_every_s of the first: no round trip
-    assert sent == ["pipeline"] and redis.ttl(w.key) > 60
-    with real() as pipe:
-        w.heartbeat(pipeline=pipe)  # rides in the caller's pipeline: always added
-        assert len(pipe) == 3
-
-
-def test_set_state_sends_a_state_once(redis: Redis) -> None:
-    w = worker(redis)
-    w.set_state("idle")
-    redis.hset(w.key, "state", "tampered")
-    w.set_state("idle")  # recorded already: no round trip
-    assert redis.hget(w.key, "state") == b"tampered"
-    w.set_state("busy")
-    assert redis.hget(w.key, "state") == b"busy"
 
 
 def test_the_log_filter_withholds_a_failed_jobs_arguments() -> None:

@@ -5,7 +5,9 @@ takes its revisions in one round trip (Store.begin), hands their texts to the mo
 writes each ticket back as its scores come: while the job thread talks to the helpdesk, the model
 scores the next tickets. At the end it records the tickets it settled in one round trip
 (TriageService.finish); a worker that dies before leaves them leased to the job, whose next run
-finds the bot's notes instead of writing again. At the default TRIAGE_BATCH_SIZE=1 each model
+finds the bot's notes instead of writing again. The model thread scores only this job's tickets
+(no look-ahead into the queue), with a model warmed at load (worker.scoring); why, with figures:
+docs/performance.md, "Hot path devices". At the default TRIAGE_BATCH_SIZE=1 each model
 call scores one ticket (dynamic int8 lets batch-mates shift scores, and batch 1 is the fastest
 layout on a small machine); above 1 one call scores several of the job's tickets (micro-batching).
 
@@ -36,13 +38,12 @@ import contextvars
 import heapq
 import json
 import logging
-import math
 import threading
 import time
 import traceback
 import uuid
-from collections import OrderedDict, defaultdict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,9 +156,6 @@ class _JobRun:
             while work or aside:
                 if not work:
                     work.append(self._take_up(heapq.heappop(aside)))
-                if len(work) == 1 and not aside:  # the model's last call for this job is queued: the next job's
-                    with contextlib.suppress(RedisError):  # an optimisation: never a reason to fail the job
-                        model.score_ahead(self.ctx.enqueuer.peek(model.ahead))
                 event, attempt = work.popleft()
                 if attempt is None:  # set aside after a 429, its lease given back: take it again
                     attempt = self.service.begin([event], self.owner)[0]
@@ -289,43 +287,25 @@ def _error_text(e: BaseException) -> str:
 
 
 class ModelThread:
-    """All model calls, one at a time, on one background thread of the worker process.
+    """All model calls, one at a time, on one background thread of the worker process: while the
+    job thread writes a ticket back, the model scores the job's next ones.
 
-    Between two jobs (the last write-back, RQ's bookkeeping, the next job's start) the model would
-    sit idle. So when a job reaches its last ticket it hands the model the first `ahead` tickets
-    of the job waiting next in the queue (score_ahead); if this worker takes that job, their
-    scores are ready or under way. If another worker takes it, that work is lost: one model call
-    per job at most, and only when both workers reach the queue within one write-back.
+    It scores only the tickets of the job this worker has taken. An earlier design also scored the
+    first ticket of the job waiting next in the queue, read from RQ's private job hash; it paid
+    only with the helpdesk on this machine and was removed (docs/performance.md, "Hot path devices").
 
     A call of several texts that raises is made again text by text: only the text that cannot be
     scored fails (its ticket), not its batch-mates."""
 
-    keep_ahead = 8  # scored ahead and not asked for (another worker took the job)
-
-    def __init__(self, scorer: Scorer, batch_size: int = 1, ahead: int = 1):
+    def __init__(self, scorer: Scorer, batch_size: int = 1):
         self.scorer = scorer
         self.batch_size = batch_size  # tickets per model call
-        self.ahead = ahead
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="triage-model")
         self._queued: list[Future[list[Scores | Exception]]] = []
-        self._ahead: OrderedDict[str, Callable[[], Scores]] = OrderedDict()  # event key -> its scores
 
     def score_later(self, events: Sequence[TicketEvent]) -> list[Callable[[], Scores]]:
         """Queue the events' scoring now; each callable waits for its event's scores (raising what
         the model raised for that text). Calls are queued in order, so the first scores come first."""
-        found = {e.key: self._ahead.pop(e.key) for e in events if e.key in self._ahead}
-        waits = self._submit([e for e in events if e.key not in found])
-        return [found[e.key] if e.key in found else next(waits) for e in events]
-
-    def score_ahead(self, events: Sequence[TicketEvent]) -> None:
-        """Start scoring events of a job not taken yet (see the class)."""
-        fresh = [e for e in events if e.key not in self._ahead]
-        for e, wait in zip(fresh, self._submit(fresh), strict=True):
-            self._ahead[e.key] = wait
-        while len(self._ahead) > self.keep_ahead:
-            self._ahead.popitem(last=False)
-
-    def _submit(self, events: Sequence[TicketEvent]) -> Iterator[Callable[[], Scores]]:
         self._queued = [f for f in self._queued if not f.done()]
         waits: list[Callable[[], Scores]] = []
         for start in range(0, len(events), self.batch_size):
@@ -333,7 +313,7 @@ class ModelThread:
             call = self._pool.submit(self._score, [ticket_text(e.subject, e.text) for e in chunk])
             self._queued.append(call)
             waits += [_nth(call, i) for i in range(len(chunk))]
-        return iter(waits)
+        return waits
 
     def _score(self, texts: list[str]) -> list[Scores | Exception]:
         try:
@@ -354,7 +334,6 @@ class ModelThread:
         for f in self._queued:
             f.cancel()
         self._queued = []
-        self._ahead.clear()
 
 
 def _nth(call: Future[list[Scores | Exception]], i: int) -> Callable[[], Scores]:
@@ -395,9 +374,12 @@ class TriageWorker(SimpleWorker):
     says so in the log, and its maintenance (every `maintenance_every_s`, even while idle) starts
     RQ's scheduler again where it died, so scheduled retries run once Redis is back.
 
-    Depends on RQ internals (rq pinned to 3.0.x in pyproject.toml): `_state` (set_state), the
-    scheduler's `_process` (run_maintenance_tasks) and the `dequeue_timeout` property, tested in
-    tests/test_worker.py; and the job hash's zlib `data` field (Enqueuer.peek, tests/test_jobs.py)."""
+    Its heartbeat and set_state are RQ's own, made quiet in an outage; earlier overrides that saved
+    Redis round trips between jobs (skipping beats, caching the state in RQ's private `_state`)
+    were removed: no gain measured (docs/performance.md, "Hot path devices").
+
+    Depends on RQ internals (rq pinned to 3.0.x in pyproject.toml): the scheduler's `_process`
+    (run_maintenance_tasks) and the `dequeue_timeout` property, tested in tests/test_worker.py."""
 
     job_heartbeat_ttl_s = 30
     beat_every_s = 5.0
@@ -405,12 +387,6 @@ class TriageWorker(SimpleWorker):
     overdue_s = 15.0  # a scheduled job this late has no running scheduler: the sweep enqueues it
     maintenance_every_s = 30
     redis_wait_s = (0.5, 30.0)  # first and longest wait between two tries to reach Redis
-    # RQ beats several times per job, each a Redis round trip of its own unless it rides in a
-    # pipeline. A standalone beat is skipped when the last beat (of any kind) was less than this
-    # long ago and left the worker's key at least a minute to live; a standalone beat goes in one
-    # round trip. Pipelined beats are always sent: they cost no round trip of their own.
-    heartbeat_every_s = 1.0
-    _beat_at, _beat_ttl = -math.inf, 0
     _withhold = _WithholdJobArguments()
 
     def __init__(self, queues: Any, *args: Any, context: JobContext | None = None, **kwargs: Any) -> None:
@@ -551,33 +527,15 @@ class TriageWorker(SimpleWorker):
         """An idle worker wakes at least every maintenance_every_s (RQ's default: every 405 s)."""
         return max(1, min(self.worker_ttl - 15, self.maintenance_every_s))
 
-    # -- fewer round trips -----------------------------------------------------------------------------
+    # -- an outage: RQ's bookkeeping calls that must not raise ---------------------------------------
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        ttl, at = timeout or self.worker_ttl + 60, time.monotonic()
-        if pipeline is not None:
-            self._beat_at, self._beat_ttl = at, ttl
-            return super().heartbeat(timeout, pipeline)
-        if at - self._beat_at < self.heartbeat_every_s and self._beat_ttl >= 60:
-            return None
-        try:
-            with self.connection.pipeline(transaction=False) as pipe:
-                super().heartbeat(timeout, pipe)
-                pipe.execute()
-        except RedisError:
-            return None  # the beat thread and the dequeue loop report the outage
-        self._beat_at, self._beat_ttl = at, ttl
-        return None
+        """RQ's heartbeat; in a Redis outage it is skipped (the beat thread and the dequeue loop
+        report the outage and wait for Redis)."""
+        with contextlib.suppress(RedisError):
+            super().heartbeat(timeout, pipeline)
 
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
-        """RQ sets 'idle' twice between two jobs; a state already recorded costs no round trip."""
-        if pipeline is None and state == self._state:
-            return
-        if pipeline is not None:
-            return super().set_state(state, pipeline)
-        try:
-            super().set_state(state)
-        except RedisError:
-            self._state = ""  # not recorded: sent again next time
-        return None
-
+        """RQ's set_state; in a Redis outage the state is not recorded (the next one is)."""
+        with contextlib.suppress(RedisError):
+            super().set_state(state, pipeline)

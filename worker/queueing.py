@@ -2,8 +2,9 @@
 
 One job carries the events that arrived together (up to MAX_EVENTS_PER_JOB): a burst of webhooks
 or a poller's page costs one job, not one per ticket. RQ's bookkeeping for a job (its Redis round
-trips between taking it and recording its result: ~2.4 ms of CPU, bench/job_overhead_bench.py) is
-then shared by the tickets it carries.
+trips between taking it and recording its result, bench/job_overhead_bench.py) is then shared by the
+tickets it carries. This grouping pays with the helpdesk near and far, and with one worker or
+several (docs/performance.md, "Hot path devices").
 
 A ticket that failed is tried again on its own (Enqueuer.retry_later: a scheduled job of the
 tickets that failed together, each with its own count of tries in the job's meta); one that keeps
@@ -13,7 +14,6 @@ for the job as a whole: its worker died, or Redis went away under it."""
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +25,7 @@ from rq.job_lifecycle import record_job_failure
 from rq.serializers import JSONSerializer
 
 from worker.errors import QueueUnavailable
-from worker.events import EventError, TicketEvent
+from worker.events import TicketEvent
 from worker.store import PREFIX
 
 JOB_FUNC = "worker.jobs.triage_job"
@@ -58,7 +58,6 @@ class Enqueuer:
         # ticket, after the intervals (retry_later)
         self.retry = Retry(max=len(retry_intervals_s), enqueue_at_front=True) if retry_intervals_s else None
         self.job_timeout_s = job_timeout_s
-        self._peek = queue.connection.register_script(_PEEK)
 
     def submit(self, event: TicketEvent) -> str:
         """'queued', 'duplicate' (already queued or running) or 'done' (already triaged)."""
@@ -135,40 +134,10 @@ class Enqueuer:
                                      timeout=self.job_timeout_s * len(events), failure_ttl=FAILED_TTL_S,
                                      result_ttl=3600, description=describe(events), meta=meta)
 
-    def peek(self, n: int) -> list[TicketEvent]:
-        """Up to `n` events of the job waiting at the head of the queue (read, not taken; another
-        worker may take that job). [] when the queue is empty or the job is not a triage job."""
-        data = self._peek(keys=[self.queue.key], args=[Job.redis_job_namespace_prefix])
-        if not data:
-            return []
-        try:
-            func, _, args, _ = self.queue.serializer.loads(_decompress(data))
-            return [TicketEvent.from_json(a) for a in args[:n]] if func == JOB_FUNC else []
-        except (EventError, ValueError, TypeError):
-            return []  # its own job will report it
-
     def job_of(self, event_key: str) -> str | None:
         """The id of the job that carried a revision, if one did."""
         raw = self.queue.connection.get(queued_key(event_key))
         return raw.decode() if isinstance(raw, bytes) else raw
-
-
-def _decompress(data: bytes) -> bytes:
-    """A job's stored `data`, as RQ writes it (zlib, or plain from older writers)."""
-    try:
-        return zlib.decompress(data)
-    except zlib.error:
-        return data
-
-
-# The job at the head of a queue: its id, then its payload, in one round trip (Enqueuer.peek).
-# KEYS[1]: the queue's list (rq:queue:{name}); ARGV[1]: RQ's job key prefix (rq:job:)
-# Returns the job hash's `data` field (zlib-compressed, serialized function and arguments), or false.
-_PEEK = """
-local id = redis.call('LINDEX', KEYS[1], 0)
-if not id then return false end
-return redis.call('HGET', ARGV[1] .. id, 'data')
-"""
 
 
 def describe(events: Sequence[TicketEvent]) -> str:

@@ -18,8 +18,15 @@ def to_scores(p: Prediction) -> Scores:
 
 
 class ModelScorer:
+    """The worker's scorer over one loaded model. A fresh ONNX session's first call is many times
+    slower than the next ones, so it is made here, on a made-up text as long as the model reads:
+    no ticket waits for it (docs/performance.md, "Hot path devices")."""
+
+    warm_text = "warm up " * 512
+
     def __init__(self, model: TriageModel):
         self.model = model
+        model.score([self.warm_text])
 
     @property
     def version(self) -> str:

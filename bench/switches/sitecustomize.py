@@ -5,6 +5,7 @@ is set; production code has no such switch.
   peek   the worker's look-ahead: the next job's first ticket scored at a job's last one
   group  the ingress's webhook grouping (GroupSubmit): one job per delivery instead
   beat   TriageWorker's heartbeat/set_state overrides (fewer round trips): RQ's own instead
+  warm   the model's warm-up call at load (worker.scoring.ModelScorer): the first ticket makes it
 """
 
 import os
@@ -25,6 +26,14 @@ if "group" in _off:
         return await asyncio.get_running_loop().run_in_executor(None, self.enqueuer.submit, event)
 
     GroupSubmit.submit = _alone  # type: ignore[method-assign]
+
+if "warm" in _off:
+    from worker.scoring import ModelScorer
+
+    def _cold(self, model):  # type: ignore[no-untyped-def]
+        self.model = model
+
+    ModelScorer.__init__ = _cold  # type: ignore[method-assign]
 
 if "beat" in _off:
     from rq import SimpleWorker
