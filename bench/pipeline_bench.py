@@ -41,10 +41,6 @@ with the ingress, Redis and the workers. Run it on an otherwise idle machine:
   python bench/pipeline_bench.py --helpdesk jira    # Jira Service Management only
   python bench/pipeline_bench.py --vendor-latency-ms 150 --workers 1,2,4,8 --tickets 400   # a helpdesk 150 ms away
   python bench/pipeline_bench.py --faults           # phase 4: 429s, 503s and a killed worker
-  python bench/pipeline_bench.py --arms on,peek,group,beat --repeat 3   # each hot-path device's gain
---arms runs every W of phases 2 and 3 once per arm inside the same model-alone measurement, in an order
-that rotates by round: 'on' as shipped, or devices turned off in the processes the bench starts
-(bench/switches/sitecustomize.py, put on their PYTHONPATH; production code has no such switch).
 Results: Markdown on stdout, JSON in bench/out/pipeline_bench.json, process logs in
 bench/out/pipeline_bench_logs/. Exit status 1 when a ticket was not written back exactly once.
 """
@@ -87,8 +83,6 @@ from worker.queueing import make_queue
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "deploy" / "rules.example.yaml"
-SWITCHES = REPO / "bench" / "switches"  # sitecustomize turning devices off (--arms)
-DEVICES = ("peek", "group", "beat", "warm")  # what --arms may turn off (bench/switches/sitecustomize.py)
 HOST, QUEUE, SECRET = "127.0.0.1", "triage-bench", "bench-webhook-secret"
 EMAIL, TOKEN = "triage-bot@example.com", "bench-token"
 TICKET_PUT = re.compile(r"/api/v2/tickets/(\d+)\.json$")
@@ -149,7 +143,6 @@ class Stack:
         self.jira: JiraSandbox | None = None
         self.extra_env: dict[str, str] = {}  # for the workers and the ingress (phase 4's retry intervals)
         self.killed: set[str] = set()  # processes killed on purpose (phase 4)
-        self.devices_off: tuple[str, ...] = ()  # --arms: hot-path devices turned off (bench/switches)
 
     def __enter__(self) -> Stack:
         try:
@@ -216,10 +209,7 @@ class Stack:
             vendor = {**self.zd.env, "ZENDESK_SUBDOMAIN": "sandbox", "ZENDESK_EMAIL": EMAIL,
                       "ZENDESK_API_TOKEN": TOKEN, "ZENDESK_WEBHOOK_SECRET": SECRET,
                       "ZENDESK_BOT_USER_ID": str(self.zd.bot_user_id)}
-        path = str(REPO) if not self.devices_off else os.pathsep.join((str(SWITCHES), str(REPO)))
-        switches = {"BENCH_DEVICES_OFF": ",".join(self.devices_off)} if self.devices_off else {}
-        return {**base, **vendor, **switches, "PYTHONPATH": path, "REDIS_URL": self.redis.url,
-                "TRIAGE_RULES": str(RULES),
+        return {**base, **vendor, "PYTHONPATH": str(REPO), "REDIS_URL": self.redis.url, "TRIAGE_RULES": str(RULES),
                 "TRIAGE_MODEL_DIR": str(self.model_dir), "TRIAGE_MODEL_THREADS": "1", "TRIAGE_QUEUE": QUEUE,
                 "TRIAGE_LOG_LEVEL": "INFO", **self.extra_env}
 
@@ -503,16 +493,15 @@ def kill_worker(st: Stack, name: str) -> tuple[float, set[int]]:
 
 
 def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[str], w: int, logs: Path,
-            helpdesk: str, pace: float | None = None, faults: bool = False, arm: str = "on") -> dict:
+            helpdesk: str, pace: float | None = None, faults: bool = False) -> dict:
     """A burst (as fast as the ingress takes it) or, with `pace`, deliveries paced at pace/s; with
     `faults`, phase 4 (see the module)."""
     # the changes each ticket must get exactly once; the last one ends the job (Jira: the note, written last)
     kinds = ("jira:issue_updated", "comment_created") if helpdesk == "jira" else ("update",)
     last = kinds[-1]
     kind = "faults" if faults else "paced" if pace else "e2e"
-    with Stack(f"{kind}-{helpdesk}-w{w}-{arm}", model_dir, logs, helpdesk, args.zendesk_delivery,
+    with Stack(f"{kind}-{helpdesk}-w{w}", model_dir, logs, helpdesk, args.zendesk_delivery,
                args.vendor_latency_ms / 1e3) as st:
-        st.devices_off = () if arm == "on" else tuple(arm.split("+"))
         injector = None
         if faults:
             assert st.zd is not None, "phase 4 runs on the Zendesk sandbox"
@@ -581,8 +570,7 @@ def run_e2e(args: argparse.Namespace, model_dir: Path, items: list, texts: list[
     cpu_ms = {role: round(1e3 * (cpu_after[role] - before) / len(ids), 2)  # type: ignore[operator]
               for role, before in cpu_before.items() if before is not None and cpu_after[role] is not None}
     span = (max(written.values()) - min(first_send.values())) if written else float("nan")
-    out = {"helpdesk": helpdesk, "workers": w, "arm": arm, "rate": pace, "tickets": len(ids),
-           "written_back": len(written),
+    out = {"helpdesk": helpdesk, "workers": w, "rate": pace, "tickets": len(ids), "written_back": len(written),
            "exactly_once": exactly_once,
            "more_than_once": sum(1 for t in ids if max(puts[t], notes[t], *(c[t] for c in applied.values())) > 1),
            "ingress": ingress_summary(results, send_wall), "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
@@ -638,46 +626,6 @@ def report_faults(args: argparse.Namespace, model_dir: Path, meta: dict, run: di
     return 0 if run["target_met"] else 1
 
 
-def _median(xs: list[float]) -> float | None:
-    return round(statistics.median(xs), 3) if xs else None
-
-
-def print_devices(args: argparse.Namespace, e2e: list[dict], paced: list[dict]) -> None:
-    """Per helpdesk, W and arm, medians over the rounds: e2e/model; the first arm's tickets/s over this
-    arm's in the same round (> 1: what the devices this arm turns off gain); paced p50/p95, and W's
-    paced p50/p95 over the first W's in the same round."""
-    first_arm, first_w = args.arms[0], args.workers[0]
-
-    def find(rows: list[dict], hd: str, w: int, arm: str, round_: int) -> dict | None:
-        return next((r for r in rows if (r["helpdesk"], r["workers"], r["arm"], r["round"]) == (hd, w, arm, round_)),
-                    None)
-
-    print(f"\n### Devices (medians over the rounds; gain = arm '{first_arm}' tickets/s / this arm's, same round)\n")
-    print(f"| helpdesk | W | arm | e2e/model | gain of what is off | paced p50 / p95 ms | paced p50 / p95 over "
-          f"W={first_w}'s |")
-    print("|---|---|---|---|---|---|---|")
-    for hd in args.helpdesks:
-        for w in args.workers:
-            for arm in args.arms:
-                mine = [r for r in e2e if (r["helpdesk"], r["workers"], r["arm"]) == (hd, w, arm)]
-                gains, p50s, p95s, r50, r95 = [], [], [], [], []
-                for r in mine:
-                    base = find(e2e, hd, w, first_arm, r["round"])
-                    if base and r["tickets_per_s"]:
-                        gains.append(base["tickets_per_s"] / r["tickets_per_s"])
-                    p = find(paced, hd, w, arm, r["round"])
-                    one = find(paced, hd, first_w, arm, r["round"])
-                    if p and p["p50_ms"]:
-                        p50s.append(p["p50_ms"])
-                        p95s.append(p["p95_ms"])
-                        if one and one["p50_ms"]:
-                            r50.append(p["p50_ms"] / one["p50_ms"])
-                            r95.append(p["p95_ms"] / one["p95_ms"])
-                print(f"| {hd} | {w} | {arm} | {_median([r['e2e_over_model'] for r in mine])} | "
-                      f"{'-' if arm == first_arm else _median(gains)} | {_median(p50s)} / {_median(p95s)} | "
-                      f"{'-' if w == first_w else f'{_median(r50)} / {_median(r95)}'} |")
-
-
 # -- main ----------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -712,11 +660,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="share of ticket PUTs answered 429 (Retry-After 1) or 503, half each (default 0.2)")
     p.add_argument("--fault-retry-intervals", default="2,5,10,20",
                    help="TRIAGE_RETRY_INTERVALS of the phase 4 workers (default 2,5,10,20: five tries)")
-    p.add_argument("--arms", default="on",
-                   help="comma-separated arms run in every round of phases 2 and 3 under the same model-alone "
-                        "measurement: 'on' (as shipped) or devices to turn off, joined by '+', among "
-                        f"{', '.join(DEVICES)} (bench/switches/sitecustomize.py); e.g. on,peek,group (default on)")
-    p.add_argument("--paced-arms", help="the arms phase 3 runs (default: every arm of --arms)")
     p.add_argument("--quick", action="store_true", help="smoke run: 200 tickets unless --tickets says otherwise")
     p.add_argument("--skip-ingress", action="store_true", help="skip phase 1 (ingress alone)")
     p.add_argument("--skip-e2e", action="store_true", help="skip phase 2 (end to end and the model runs)")
@@ -732,10 +675,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.tickets = args.tickets or (200 if args.quick else 2000)
     args.paced_tickets = args.paced_tickets or (100 if args.quick else 400)
     args.helpdesks = list(HELPDESKS) if args.helpdesk == "both" else [args.helpdesk]
-    args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    args.paced_arms = [a.strip() for a in args.paced_arms.split(",")] if args.paced_arms else args.arms
-    if not args.arms or any(a != "on" and not set(a.split("+")) <= set(DEVICES) for a in args.arms):
-        p.error(f"--arms: 'on' or devices among {', '.join(DEVICES)} joined by '+', e.g. on,peek,group+beat")
     try:
         args.workers = [int(x) for x in args.workers.split(",") if x.strip()]
         args.serve_processes = [int(x) for x in args.serve_processes.split(",") if x.strip()]
@@ -779,8 +718,7 @@ def main(argv: list[str] | None = None) -> int:
             # The model alone runs just before and just after the end-to-end runs it is compared with:
             # on a shared machine the speed of the same code drifts by a third within minutes.
             before = model_alone(model_dir, texts, w, "before")
-            order = args.arms[round_ % len(args.arms):] + args.arms[:round_ % len(args.arms)]  # drift spread
-            runs = [run_e2e(args, model_dir, items, texts, w, logs, hd, arm=a) for a in order for hd in args.helpdesks]
+            runs = [run_e2e(args, model_dir, items, texts, w, logs, hd) for hd in args.helpdesks]
             after = model_alone(model_dir, texts, w, "after")
             model = {k: round((before[k] + after[k]) / 2, 2) for k in ("texts_per_s", "cpu_ms_per_text")}
             model |= {"before": before, "after": after}
@@ -789,12 +727,10 @@ def main(argv: list[str] | None = None) -> int:
                 run["e2e_over_model"] = round(run["tickets_per_s"] / model["texts_per_s"], 3)
                 run["target_met"] = run["e2e_over_model"] >= 0.7
                 e2e.append(run)
-            for run in runs:  # every arm of a helpdesk paced alike: at a share of its first arm's burst rate
-                base = next(r for r in runs if r["helpdesk"] == run["helpdesk"] and r["arm"] == args.arms[0])
-                pace = args.paced_load * base["tickets_per_s"]
-                if pace > 0 and run["arm"] in args.paced_arms:
+                pace = args.paced_load * run["tickets_per_s"]
+                if pace > 0:
                     paced.append(run_e2e(args, model_dir, items[:args.paced_tickets], texts[:args.paced_tickets],
-                                         w, logs, run["helpdesk"], pace, arm=run["arm"]) | {"round": round_})
+                                         w, logs, run["helpdesk"], pace) | {"round": round_})
 
     dups = round(args.dup_rate * args.tickets)
     far = f"; every sandbox answer delayed {args.vendor_latency_ms:g} ms" if args.vendor_latency_ms else ""
@@ -814,13 +750,13 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if e2e:
         print("### End to end (webhook -> ingress -> RQ -> `triage worker` x W -> write-back)\n")
-        print("| helpdesk | W | arm | round | written back | exactly once | e2e tickets/s | receipt->write-back "
-              "p50 / p95 s | ingress/s, p99 ms | model alone texts/s: before / after | e2e/model | target |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| helpdesk | W | round | written back | exactly once | e2e tickets/s | receipt->write-back p50 / p95 s "
+              "| ingress/s, p99 ms | model alone texts/s: before / after | e2e/model | target |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in e2e:
             m = r["model"]
-            print(f"| {r['helpdesk']} | {r['workers']} | {r['arm']} | {r['round']} | "
-                  f"{r['written_back']}/{r['tickets']} | {r['exactly_once']}/{r['tickets']} | "
+            print(f"| {r['helpdesk']} | {r['workers']} | {r['round']} | {r['written_back']}/{r['tickets']} | "
+                  f"{r['exactly_once']}/{r['tickets']} | "
                   f"{r['tickets_per_s']} | {r['p50_s']} / {r['p95_s']} | {r['ingress']['accepted_per_s']:.0f}, "
                   f"{r['ingress']['p99_ms']} | {m['before']['texts_per_s']} / {m['after']['texts_per_s']} | "
                   f"{r['e2e_over_model']:.2f} | {'met' if r['target_met'] else 'MISSED'} (>= 0.7) |")
@@ -828,16 +764,13 @@ def main(argv: list[str] | None = None) -> int:
             print()
             for hd in args.helpdesks:
                 for w in args.workers:
-                    for arm in args.arms:
-                        ratios = sorted(r["e2e_over_model"] for r in e2e
-                                        if r["helpdesk"] == hd and r["workers"] == w and r["arm"] == arm)
-                        print(f"{hd} W={w} {arm}: e2e/model median {statistics.median(ratios):.2f} over "
-                              f"{len(ratios)} rounds (range {ratios[0]:.2f}-{ratios[-1]:.2f})")
+                    ratios = sorted(r["e2e_over_model"] for r in e2e if r["helpdesk"] == hd and r["workers"] == w)
+                    print(f"{hd} W={w}: e2e/model median {statistics.median(ratios):.2f} over {len(ratios)} rounds "
+                          f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})")
         for r in e2e:
             n = r["scored_texts_differing"]
             why = " (Jira renders their wiki markup: {code}, [text|url] links)" if r["helpdesk"] == "jira" else ""
-            print(f"\n{r['helpdesk']} W={r['workers']} {r['arm']} round {r['round']}: "
-                  f"sandbox calls {r['sandbox_calls']}, "
+            print(f"\n{r['helpdesk']} W={r['workers']}: sandbox calls {r['sandbox_calls']}, "
                   f"errors {r['sandbox_errors'] or 'none'}, queue after {r['queue_after']}, "
                   f"{r['jobs']} jobs ({r['tickets'] / max(r['jobs'], 1):.1f} tickets a job), tickets written more "
                   f"than once: {r['more_than_once']}" + (f"; {n} of the worker's texts differ from the model "
@@ -852,29 +785,39 @@ def main(argv: list[str] | None = None) -> int:
               "sandbox has its Escalations and Billing groups; Jira runs without JIRA_GROUP_FIELD, so a rule's "
               "`group` is not written there and the note says so).")
         print("\n### Where the CPU goes (ms of CPU per ticket over the burst, all processes on this machine)\n")
-        print("| helpdesk | W | arm | round | workers | the model alone, same texts | ingress | Redis | bench: load "
+        print("| helpdesk | W | round | workers | the model alone, same texts | ingress | Redis | bench: load "
               "generator + sandbox | total | CPUs busy |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in e2e:
             c = r["cpu_ms_per_ticket"]
             total = sum(c.values())
             busy = total * r["tickets"] / 1e3 / (r["span_s"] * (os.cpu_count() or 1))
-            print(f"| {r['helpdesk']} | {r['workers']} | {r['arm']} | {r['round']} | {c.get('workers')} | "
+            print(f"| {r['helpdesk']} | {r['workers']} | {r['round']} | {c.get('workers')} | "
                   f"{r['model']['cpu_ms_per_text']} | "
                   f"{c.get('ingress')} | {c.get('redis')} | {c.get('bench (load + sandbox)')} | {total:.2f} | "
                   f"{busy:.0%} |")
     if paced:
         print(f"\n### Paced (deliveries at {args.paced_load:.0%} of the burst's e2e tickets/s: the latency a "
               f"ticket sees when the queue is not backed up)\n")
-        print("| helpdesk | W | arm | round | rate /s | written back | exactly once | receipt->write-back p50 / p95 / "
+        print("| helpdesk | W | round | rate /s | written back | exactly once | receipt->write-back p50 / p95 / "
               "max ms |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for r in paced:
-            print(f"| {r['helpdesk']} | {r['workers']} | {r['arm']} | {r['round']} | {r['rate']:.1f} | "
+            print(f"| {r['helpdesk']} | {r['workers']} | {r['round']} | {r['rate']:.1f} | "
                   f"{r['written_back']}/{r['tickets']} | "
                   f"{r['exactly_once']}/{r['tickets']} | {r['p50_ms']} / {r['p95_ms']} / {r['max_ms']} |")
-    if e2e and (len(args.arms) > 1 or args.repeat > 1):
-        print_devices(args, e2e, paced)
+        first = args.workers[0]
+        for hd in args.helpdesks:
+            for w in args.workers:
+                mine = [r for r in paced if r["helpdesk"] == hd and r["workers"] == w and r["p50_ms"]]
+                ratios = [(r["p50_ms"] / one["p50_ms"], r["p95_ms"] / one["p95_ms"]) for r in mine for one in paced
+                          if (one["helpdesk"], one["workers"], one["round"]) == (hd, first, r["round"])]
+                over = (f"; over W={first}'s in the same round: p50 {statistics.median(x for x, _ in ratios):.2f}x, "
+                        f"p95 {statistics.median(y for _, y in ratios):.2f}x" if w != first and ratios else "")
+                if mine:
+                    print(f"\n{hd} W={w} paced: p50 median {statistics.median(r['p50_ms'] for r in mine):.1f} ms, "
+                          f"p95 median {statistics.median(r['p95_ms'] for r in mine):.1f} ms over {len(mine)} "
+                          f"rounds{over}")
     print("\nThe load generator and the sandbox helpdesks (ThreadingHTTPServer) run in the bench process and share "
           f"the {os.cpu_count()} CPUs with the ingress, Redis and the workers.")
 
