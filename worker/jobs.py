@@ -292,7 +292,7 @@ class ModelThread:
 
     It scores only the tickets of the job this worker has taken. An earlier design also scored the
     first ticket of the job waiting next in the queue, read from RQ's private job hash; it paid
-    only with the helpdesk on this machine and was removed (docs/performance.md, "Hot path devices").
+    only with one worker and the helpdesk near; it was removed (docs/performance.md, "Hot path devices").
 
     A call of several texts that raises is made again text by text: only the text that cannot be
     scored fails (its ticket), not its batch-mates."""
