@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pipeline_support import EMAIL, TOKEN
 from redis import Redis
 
+from connectors.zendesk.sandbox import ZendeskSandbox
 from worker.local_redis import LocalRedis
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,6 +22,16 @@ def redis_server() -> Iterator[LocalRedis]:
     server = LocalRedis().start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
+    """A sandbox Zendesk; zenpy in this process points at it. A test file that needs more (groups,
+    agents) overrides this fixture with one that takes it."""
+    with ZendeskSandbox(email=EMAIL, token=TOKEN) as sandbox:
+        for k, v in sandbox.env.items():
+            monkeypatch.setenv(k, v)
+        yield sandbox
 
 
 @pytest.fixture

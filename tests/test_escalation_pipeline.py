@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from pipeline_support import EMAIL, RULES, SECRET, TOKEN, FixedScorer, drain, runtime, serve, settings
+from pipeline_support import RULES, SECRET, FixedScorer, drain, runtime, serve, settings
 
 from connectors.llm.sandbox import LlmSandbox
 from connectors.zendesk.sandbox import ZendeskSandbox
@@ -37,14 +37,6 @@ class UnsureScorer(FixedScorer):
                 s = GatedScores(HeadScore("unsure", {}, 0.3, True), unsure, s.model_version, reason="language")
             out.append(s)
         return out
-
-
-@pytest.fixture
-def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
-    with ZendeskSandbox(email=EMAIL, token=TOKEN) as sandbox:
-        for k, v in sandbox.env.items():
-            monkeypatch.setenv(k, v)
-        yield sandbox
 
 
 @pytest.fixture

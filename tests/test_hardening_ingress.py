@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pipeline_support import EMAIL, RULES, SECRET, TOKEN, drain, runtime, serve, settings
+from pipeline_support import RULES, SECRET, drain, runtime, serve, settings
 from slack_support import SIGNING_SECRET, WATCHED, Slack, sandbox, slack_settings
 
 from connectors.jira.sandbox import JiraSandbox
@@ -25,7 +25,6 @@ from connectors.jira.signature import SIGNATURE_HEADER as JIRA_SIGNATURE
 from connectors.jira.signature import sign as jira_sign
 from connectors.slack.sandbox import SlackSandbox
 from connectors.slack.sandbox import sign as slack_sign
-from connectors.zendesk.sandbox import ZendeskSandbox
 from connectors.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from worker.dlq import list_failed
 from worker.events import clean_text
@@ -33,14 +32,6 @@ from worker.settings import JiraSettings, Secret
 
 JIRA_SECRET = "jira-test-secret"
 ODD = "Checkout is down\ud800 since 9am,\x00 this is unacceptable\x07 cafe\u0301 \ud83d\ude00"
-
-
-@pytest.fixture
-def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
-    with ZendeskSandbox(email=EMAIL, token=TOKEN) as z:
-        for k, v in z.env.items():
-            monkeypatch.setenv(k, v)
-        yield z
 
 
 @pytest.fixture

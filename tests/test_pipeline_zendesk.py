@@ -9,18 +9,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from pipeline_support import (
-    EMAIL,
     HEARTBEAT_TTL_S,
     RULES,
     SECRET,
     SWEEP_S,
-    TOKEN,
     FixedScorer,
     drain,
     free_port,
@@ -41,12 +38,9 @@ from worker.store import PREFIX
 
 
 @pytest.fixture
-def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
-    with ZendeskSandbox(email=EMAIL, token=TOKEN) as sandbox:
-        for k, v in sandbox.env.items():
-            monkeypatch.setenv(k, v)
-        sandbox.add_group("Support")
-        yield sandbox
+def zd(zd: ZendeskSandbox) -> ZendeskSandbox:
+    zd.add_group("Support")
+    return zd
 
 
 @pytest.fixture

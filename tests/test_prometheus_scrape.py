@@ -12,18 +12,16 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from connectors.zendesk.sandbox import ZendeskSandbox
 from worker.local_redis import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline_support import EMAIL, RULES, SECRET, TOKEN, runtime, serve, settings, worker_env  # noqa: E402
+from pipeline_support import RULES, SECRET, runtime, serve, settings, worker_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,14 +50,6 @@ def prometheus_binary() -> str:
             pytest.fail("prometheus not found: scripts/test installs Debian's `prometheus` package")
         pytest.skip("prometheus not found: `apt-get install prometheus` (scripts/test does)")
     return path
-
-
-@pytest.fixture
-def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
-    with ZendeskSandbox(email=EMAIL, token=TOKEN) as sandbox:
-        for k, v in sandbox.env.items():
-            monkeypatch.setenv(k, v)
-        yield sandbox
 
 
 def query(base: str, promql: str) -> list[dict]:

@@ -8,7 +8,7 @@ import re
 
 import httpx
 import pytest
-from pipeline_support import EMAIL, RULES, SECRET, TOKEN, drain, serve, settings
+from pipeline_support import RULES, SECRET, drain, serve, settings
 from test_registry import candidate
 
 from connectors.zendesk.sandbox import ZendeskSandbox
@@ -19,12 +19,9 @@ from worker.shadow import STREAM
 
 
 @pytest.fixture
-def zd(monkeypatch: pytest.MonkeyPatch):
-    with ZendeskSandbox(email=EMAIL, token=TOKEN) as sandbox:
-        for k, v in sandbox.env.items():
-            monkeypatch.setenv(k, v)
-        sandbox.add_group("Support")
-        yield sandbox
+def zd(zd: ZendeskSandbox) -> ZendeskSandbox:
+    zd.add_group("Support")
+    return zd
 
 
 def test_workers_write_with_the_champion_and_follow_a_promote(tmp_path, redis, redis_server, zd) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pipeline_support import EMAIL, TOKEN, runtime, serve, settings
+from pipeline_support import runtime, serve, settings
 from slack_support import (
     AGENT_EMAIL,
     SLACK_RULES,
@@ -39,13 +39,10 @@ def sb() -> Iterator[SlackSandbox]:
 
 
 @pytest.fixture
-def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
-    with ZendeskSandbox(email=EMAIL, token=TOKEN) as z:
-        for k, v in z.env.items():
-            monkeypatch.setenv(k, v)
-        add_agents(z)
-        z.add_user("Stranger", "stranger@example.org")  # an end user of the helpdesk, not an agent
-        yield z
+def zd(zd: ZendeskSandbox) -> ZendeskSandbox:
+    add_agents(zd)
+    zd.add_user("Stranger", "stranger@example.org")  # an end user of the helpdesk, not an agent
+    return zd
 
 
 def make_stack(redis_server: Any, zd: ZendeskSandbox, sb: SlackSandbox, tmp_path: Any, **slack: Any):

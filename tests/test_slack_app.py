@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from pipeline_support import EMAIL, TOKEN, drain, runtime, serve, settings
+from pipeline_support import drain, runtime, serve, settings
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_support import (
     AGENT_EMAIL,
@@ -44,12 +44,9 @@ def sb() -> Iterator[SlackSandbox]:
 
 
 @pytest.fixture
-def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
-    with ZendeskSandbox(email=EMAIL, token=TOKEN) as z:
-        for k, v in z.env.items():
-            monkeypatch.setenv(k, v)
-        add_agents(z)
-        yield z
+def zd(zd: ZendeskSandbox) -> ZendeskSandbox:
+    add_agents(zd)
+    return zd
 
 
 @pytest.fixture
