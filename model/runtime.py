@@ -66,6 +66,8 @@ class Prediction:
     language_supported: bool = True  # False: both heads abstained with reason "language"
     # per head: the words whose tokens pushed the decided label most (exact logit shares)
     top_words: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    # the learned routing head's group (triage.json `routing`); None when the model has none
+    group: HeadResult | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

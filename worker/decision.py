@@ -32,6 +32,7 @@ class Scores:
     decided_by: str = "model"  # model | llm: who decided the labels (worker/escalation.py)
     second_opinion: str = ""  # for the note: why the LLM decided, or why its answer was not used
     language: str = ""  # ISO 639-1 code of the text's language ("und": too short to tell; "": not detected)
+    group: HeadScore | None = None  # the learned routing head's group, when the model has one
 
     @property
     def abstained(self) -> bool:
@@ -45,14 +46,15 @@ class Scores:
         return {"sentiment": self.sentiment.to_dict(), "urgency": self.urgency.to_dict(),
                 "model_version": self.model_version,
                 "top_words": {k: [(w, s) for w, s in v] for k, v in self.top_words.items()},
-                "decided_by": self.decided_by, "second_opinion": self.second_opinion, "language": self.language}
+                "decided_by": self.decided_by, "second_opinion": self.second_opinion, "language": self.language,
+                "group": self.group.to_dict() if self.group else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scores:
         return cls(HeadScore(**d["sentiment"]), HeadScore(**d["urgency"]), d["model_version"],
                    {k: [(w, float(s)) for w, s in v] for k, v in (d.get("top_words") or {}).items()},
                    decided_by=d.get("decided_by", "model"), second_opinion=d.get("second_opinion", ""),
-                   language=d.get("language", ""))
+                   language=d.get("language", ""), group=HeadScore(**d["group"]) if d.get("group") else None)
 
     @property
     def unreadable_language(self) -> bool:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from model.decision import HeadResult
 from model.runtime import Prediction, TriageModel
 from worker.decision import HeadScore, Scores
 
 
+def _head(h: HeadResult) -> HeadScore:
+    return HeadScore(h.label, dict(h.probabilities), h.confidence, h.abstained, h.reason, h.best_guess)
+
+
 def to_scores(p: Prediction) -> Scores:
-    heads = {}
-    for name in ("sentiment", "urgency"):
-        h = getattr(p, name)
-        heads[name] = HeadScore(h.label, dict(h.probabilities), h.confidence, h.abstained, h.reason, h.best_guess)
-    return Scores(heads["sentiment"], heads["urgency"], p.model_version,
-                  {k: [(w, s) for w, s in v] for k, v in p.top_words.items()}, language=p.language)
+    return Scores(_head(p.sentiment), _head(p.urgency), p.model_version,
+                  {k: [(w, s) for w, s in v] for k, v in p.top_words.items()}, language=p.language,
+                  group=_head(p.group) if p.group else None)
 
 
 class ModelScorer:
