@@ -1,7 +1,8 @@
 """A team's past in the Jira sandbox: issues created over months with the priority agents chose, the
-request type (the team's queue), and changelogs in which the bot set a priority first and an agent
-changed it. Built from the same team as the Zendesk sandbox's (connectors/zendesk/sandbox_history.py:
-the synthetic ticket set at run time, never committed).
+request type and issue type (from the set's type, as the Zendesk groups are; the queue as a label),
+and changelogs in which the bot set a priority first and an agent changed it. Built from the same
+team as the Zendesk sandbox's (connectors/zendesk/sandbox_history.py: the synthetic ticket set at run
+time, never committed).
 
     with JiraSandbox() as jira:
         load_history(jira, team(500), now=time.time())   # then JQL "project = SUP" serves it
@@ -16,6 +17,9 @@ from connectors.jira.sandbox import JiraSandbox
 from connectors.zendesk.sandbox_history import AGENTS, DAY, TeamTicket
 
 TO_JIRA = {"high": "High", "medium": "Medium", "low": "Low"}
+# the set's type -> (request type, its issue type)
+REQUEST_TYPES = {"incident": ("Report an incident", "Incident"), "problem": ("Report a system problem", "Problem"),
+                 "request": ("Get IT help", "Service request"), "change": ("Request a change", "Change")}
 PROJECT = "SUP"
 
 
@@ -30,6 +34,8 @@ def load_history(jira: JiraSandbox, tickets: Sequence[TeamTicket], *, now: float
     rng.shuffle(order)
     for name, email in AGENTS:
         jira.add_user(name, email)
+    for request_type, issue_type in REQUEST_TYPES.values():
+        jira.add_request_type(PROJECT, request_type, issue_type)
     step = (days * DAY - DAY) / max(len(tickets), 1)
     keys = []
     for rank, k in enumerate(order):
@@ -38,7 +44,8 @@ def load_history(jira: JiraSandbox, tickets: Sequence[TeamTicket], *, now: float
         if final == "High" and rng.random() < urgent_share:
             final = "Highest"
         key = jira.add_issue(PROJECT, t.subject, t.body, reporter=f"customer{rng.randrange(50)}@example.org",
-                             request_type=t.queue or "Get IT help", priority="Medium",
+                             request_type=REQUEST_TYPES.get(t.type.lower(), ("Get IT help",))[0], priority="Medium",
+                             labels=["queue-" + "-".join(t.queue.lower().split())] if t.queue else (),
                              created_at=now - days * DAY + rank * step)
         keys.append(key)
         agent = rng.choice(AGENTS)[1]

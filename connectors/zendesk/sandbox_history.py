@@ -3,6 +3,9 @@ satisfaction ratings, and audits in which the bot set a priority first and an ag
 
 The team is built at run time from the synthetic ticket set beside the repository
 (../shared/data/synthetic_tickets_nc/: English rows, their `priority`, `queue` and `type` columns).
+The agents' group comes from `type` (`GROUPS`): the set's queues are barely learnable from the text,
+its types are (docs/learning.md), so the demo's learned routing has something to learn; the queue
+stays on the ticket as a tag (`queue_<name>`).
 That set is LLM-generated and non-commercial: fine for the demo, the tests and the bench, never for a
 shipped model, and never committed. Without the folder, `generated_team` makes a small set of its own.
 
@@ -28,6 +31,9 @@ SYNTHETIC_DIR = REPO.parent / "shared" / "data" / "synthetic_tickets_nc"
 # the set's priority -> the Zendesk priority an agent picks (a share of `high` goes to `urgent`)
 TO_ZENDESK = {"high": "high", "medium": "normal", "low": "low"}
 TYPES = {"incident": "incident", "request": "question", "problem": "problem", "change": "task"}
+# the set's type -> the group agents assign it to
+GROUPS = {"incident": "Incident response", "problem": "Engineering", "request": "Service desk",
+          "change": "Change management"}
 AGENTS = (("Alex Morgan", "alex.morgan@example.com"), ("Lucia Ortega", "lucia.ortega@example.com"),
           ("Sam Chen", "sam.chen@example.com"), ("Priya Nair", "priya.nair@example.com"))
 DAY = 86400
@@ -38,8 +44,17 @@ class TeamTicket:
     subject: str
     body: str
     priority: str  # high | medium | low (the agent's judgement)
-    queue: str  # becomes the Zendesk group
+    queue: str  # the set's queue: a tag (Zendesk), a label (Jira)
     type: str  # Incident | Request | Problem | Change (may be empty)
+
+    @property
+    def group(self) -> str:
+        """The group agents assign it to (from its type; "" without one)."""
+        return GROUPS.get(self.type.lower(), "")
+
+    @property
+    def queue_tag(self) -> str:
+        return "queue_" + "_".join(self.queue.lower().split()) if self.queue else ""
 
 
 def synthetic_team(folder: str | Path = SYNTHETIC_DIR, limit: int | None = None) -> list[TeamTicket]:
@@ -124,7 +139,8 @@ def load_history(zd: ZendeskSandbox, tickets: Sequence[TeamTicket], *, now: floa
     - with probability `bot_share` the bot sets a priority first (and a triage tag); in
       `correction_share` of those it was wrong and an agent changes it (a correction), else the agent
       leaves it (the bot was right);
-    - otherwise an agent sets the priority; an agent sets group, type and status solved;
+    - otherwise an agent sets the priority; an agent sets group (from the type), type, the queue's
+      tag and status solved;
     - `csat_share` of the solved tickets carry a satisfaction rating (good / bad, more often bad
       when urgent), the others `unoffered`; `open_share` stay open (history pull leaves them out).
 
@@ -152,14 +168,17 @@ def load_history(zd: ZendeskSandbox, tickets: Sequence[TeamTicket], *, now: floa
         if final == "high" and rng.random() < urgent_share:
             final = "urgent"
         changes: list[tuple[int, int, dict[str, Any]]] = []
+        tags: list[str] = []
         if rng.random() < bot_share:
             wrong = rng.random() < correction_share
             guess = rng.choice([p for p in ("low", "normal", "high", "urgent") if p != final]) if wrong else final
-            changes.append((zd.bot_user_id, min(created + 30, int(now) - 180), {"priority": guess,
-                                                           "tags": [f"triage_priority_{guess}"]}))
+            tags = [f"triage_priority_{guess}"]
+            changes.append((zd.bot_user_id, min(created + 30, int(now) - 180), {"priority": guess, "tags": tags}))
         solved: dict[str, Any] = {"priority": final, "status": "solved"}
-        if t.queue:
-            solved["group_id"] = zd.add_group(t.queue)["id"]
+        if t.group:
+            solved["group_id"] = zd.add_group(t.group)["id"]
+        if t.queue_tag:
+            solved["tags"] = [*tags, t.queue_tag]
         if t.type.lower() in TYPES:
             solved["type"] = TYPES[t.type.lower()]
         changes.append((agent, min(created + int(rng.uniform(600, 3 * DAY)), int(now) - 120), solved))
