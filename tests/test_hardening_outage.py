@@ -15,12 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from pipeline_support import EMAIL, RULES, TOKEN, runtime, serve, settings
+from pipeline_support import EMAIL, RULES, SECRET, TOKEN, FixedScorer, serve, settings
 from slack_support import WATCHED, Slack, sandbox, slack_settings
 
 from connectors.jira.sandbox import JiraSandbox
 from connectors.webhook import REDIS_TIMEOUT_S
 from connectors.zendesk.sandbox import ZendeskSandbox
+from worker import bootstrap
 from worker.local_redis import LocalRedis
 from worker.settings import JiraSettings, Secret
 
@@ -37,26 +38,28 @@ def own_redis() -> Iterator[LocalRedis]:
 
 
 @pytest.fixture
-def stack(own_redis, tmp_path) -> Iterator[tuple[Any, httpx.Client, JiraSandbox, Any]]:
+def stack(own_redis, tmp_path) -> Iterator[tuple[Any, httpx.Client, JiraSandbox, Any, ZendeskSandbox]]:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     sb = sandbox()
     with ZendeskSandbox(email=EMAIL, token=TOKEN) as zd, JiraSandbox() as jira:
         jira.add_request_type("SUP", "Report a system problem")
-        rt = runtime(settings(own_redis.url, str(rules), zd, slack=slack_settings(sb),
-                              jira=JiraSettings(jira.url, jira.email, Secret(jira.token), Secret(JIRA_SECRET),
-                                                jira.bot_account_id)))
+        rt = bootstrap.build(settings(own_redis.url, str(rules), zd, slack=slack_settings(sb),
+                                      jira=JiraSettings(jira.url, jira.email, Secret(jira.token),
+                                                        Secret(JIRA_SECRET), jira.bot_account_id)),
+                             ingress=True)  # as `triage serve` builds it
+        rt.__dict__["scorer"] = FixedScorer()
         server, url = serve(rt)
         try:
             with httpx.Client(base_url=url, timeout=30) as http:
-                yield rt, http, jira, sb
+                yield rt, http, jira, sb, zd
         finally:
             server.should_exit = True
             sb.stop()
 
 
 def test_a_frozen_redis_stalls_only_the_jira_delivery(stack, own_redis) -> None:
-    rt, http, jira, sb = stack
+    rt, http, jira, sb, _ = stack
     key = jira.add_issue("SUP", "Checkout down", "Checkout is down, unacceptable",
                          request_type="Report a system problem")
     body, headers = jira.signed_webhook(key, JIRA_SECRET)
@@ -96,7 +99,7 @@ def test_a_frozen_redis_stalls_only_the_jira_delivery(stack, own_redis) -> None:
 
 
 def test_slack_gets_503_and_retry_after_while_redis_is_down(stack, own_redis) -> None:
-    rt, http, _, sb = stack
+    rt, http, _, sb, _ = stack
     slack = Slack(http, sb)
     env = sb.user_message(WATCHED, "Everything is down")
     own_redis.stop()
@@ -108,3 +111,35 @@ def test_slack_gets_503_and_retry_after_while_redis_is_down(stack, own_redis) ->
         own_redis.start()
     assert slack.event(env, retry_num=1).status_code == 200  # Slack's retry, once Redis is back
     assert rt.enqueuer.queue.count == 1
+
+
+def test_a_frozen_redis_answers_zendesk_and_slack_503_inside_slacks_window(stack, own_redis) -> None:
+    """The ingress's own Redis client gives up after INGRESS_REDIS_TIMEOUT_S (the workers' waits 5 s):
+    the Zendesk webhook and the Slack channel-watch event get their 503 + Retry-After before Slack's
+    3 s retry window ends."""
+    rt, http, _, sb, zd = stack
+    assert rt.redis.connection_pool.connection_kwargs["socket_timeout"] == bootstrap.INGRESS_REDIS_TIMEOUT_S
+    first = zd.add_ticket("Checkout down", "Nobody can pay since 9am")["id"]
+    body, headers = zd.signed_trigger(first, SECRET)
+    assert http.post("/webhooks/zendesk", content=body, headers=headers).status_code == 202  # connections made
+    ticket = zd.add_ticket("Refund", "Where is my refund? Still nothing after two weeks")["id"]
+    slack = Slack(http, sb)
+    env = sb.user_message(WATCHED, "Everything is down")
+    assert own_redis.proc is not None
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        body, headers = zd.signed_trigger(ticket, SECRET)
+        z = http.post("/webhooks/zendesk", content=body, headers=headers)
+        zendesk_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        s = slack.event(env)
+        slack_s = time.monotonic() - t0
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+    for name, r, took in (("zendesk", z, zendesk_s), ("slack", s, slack_s)):
+        assert r.status_code == 503 and r.headers["Retry-After"] == "30", (name, r.status_code, r.text)
+        assert took < 2.0, f"{name} answered its 503 after {took:.2f}s (Slack retries after 3 s)"
+    body, headers = zd.signed_trigger(ticket, SECRET)
+    assert http.post("/webhooks/zendesk", content=body, headers=headers).status_code == 202  # the retry
+    assert slack.event(env, retry_num=1).status_code == 200

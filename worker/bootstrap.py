@@ -32,11 +32,17 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def connect_redis(settings: Settings) -> Redis:
+WORKER_REDIS_TIMEOUT_S = 5.0  # a worker's Redis call: a slow moment is waited out, the job is not failed
+# The ingress answers a vendor within its retry window (Slack's 3 s): a Redis that stops answering costs
+# a delivery a 503 + Retry-After after this long (connect, and each read), and the vendor delivers again.
+INGRESS_REDIS_TIMEOUT_S = 1.5
+
+
+def connect_redis(settings: Settings, timeout_s: float = WORKER_REDIS_TIMEOUT_S) -> Redis:
     if not settings.redis_url:
         raise ConfigError("REDIS_URL is not set: point it at your Redis, e.g. redis://127.0.0.1:6379/0 "
                           "(`triage demo` starts its own)")
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=5,
+    return Redis.from_url(settings.redis_url, socket_connect_timeout=min(1.0, timeout_s), socket_timeout=timeout_s,
                           health_check_interval=30)
 
 
@@ -274,8 +280,10 @@ class Runtime:
                           second_opinion=self.second_opinion)
 
 
-def build(settings: Settings) -> Runtime:
-    redis = connect_redis(settings)
+def build(settings: Settings, ingress: bool = False) -> Runtime:
+    """The runtime of a worker, or (`ingress`) of an HTTP / Socket Mode ingress: its Redis client gives
+    up sooner (INGRESS_REDIS_TIMEOUT_S), so a vendor gets its 503 inside its retry window."""
+    redis = connect_redis(settings, INGRESS_REDIS_TIMEOUT_S if ingress else WORKER_REDIS_TIMEOUT_S)
     queue = make_queue(redis, settings.queue_name)
     builtin = None
     if settings.slack.enabled and settings.slack.alert_channel:
@@ -315,7 +323,7 @@ def serve_app():
     parent process checked the same settings, model and credentials first."""
     settings = load_settings()
     configure_logging(settings)
-    rt = build(settings)
+    rt = build(settings, ingress=True)
     prepare_ingress(rt)
     return http_app(rt)
 

@@ -45,13 +45,13 @@ def _at_least_one(text: str) -> int:
     return int(text)
 
 
-def _runtime():
+def _runtime(ingress: bool = False):
     from worker.bootstrap import build, configure_logging
     from worker.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings)
-    return build(settings)
+    return build(settings, ingress=ingress)
 
 
 def connector_status(settings) -> list[str]:
@@ -82,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from worker.bootstrap import http_app, prepare_ingress
     from worker.serve import serve, serve_processes
 
-    rt = _runtime()
+    rt = _runtime(ingress=True)
     for line in connector_status(rt.settings):
         print(f"triage serve: {line}", file=sys.stderr)
     if not (rt.settings.zendesk.enabled or rt.settings.jira.enabled or rt.settings.slack.enabled):
@@ -231,7 +231,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_slack(args: argparse.Namespace) -> int:
-    rt = _runtime()
+    rt = _runtime(ingress=True)  # Socket Mode acks within Slack's 3 s too
     s = rt.settings.slack
     if not s.enabled:
         raise TriageError("set SLACK_BOT_TOKEN (and SLACK_APP_TOKEN for Socket Mode): see deploy/env.example "
