@@ -5,17 +5,20 @@
     p.sentiment.label, p.urgency.probabilities, p.model_version, p.language
 
 Every text's language is detected (model/language.py). A text in a language the artifact does not
-support (its triage.json `language` section) is still scored, but both heads abstain with
-`reason` "language" and keep their `best_guess`: the encoder reads English only.
+support (its triage.json `language` section) is still scored, but every head abstains with
+`reason` "language" and keeps its `best_guess`: the encoder reads English only.
+
+A model learnt from a team's history may carry a routing head (model/routing_head.py): the graph's
+output `group_logits`, decided by triage.json `decision.group` over `routing.labels`, in
+`Prediction.group`; without one `Prediction.group` is None.
 
 One `TriageModel` per process: the ONNX session is built once with the thread settings given.
 
 `batch_size` is how many texts go through one ONNX call (length-sorted, padded to the longest).
 The default, 1, keeps each text's scores independent of the others: dynamic int8 quantises
-activations with one scale per call, so batch-mates shift the logits (triage-v2, 512 ticket texts:
-up to 0.49, and 2.1% of sentiment / 1.2% of urgency labels flip between batch 32 and batch 1). On
-this 2-core machine batch 1 in one process per core is also the fastest int8 layout
-(bench/model_bench.py). fp32 has no such effect.
+activations with one scale per call, so batch-mates shift the logits, enough to flip a few labels
+between batch sizes. On a small machine batch 1 in one process per core is also the fastest int8
+layout (docs/performance.md, bench/model_bench.py). fp32 has no such effect.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from model.language import UNDETERMINED, LanguageGate
 from model.textprep import CHARS_PER_TOKEN_CAP, clean
 
 HEADS = {"sentiment": SENTIMENT_LABELS, "urgency": URGENCY_LABELS}
+LOGIT_OUTPUTS = ("sentiment_logits", "urgency_logits")
+TOKEN_OUTPUTS = ("sentiment_token_logits", "urgency_token_logits")
+GROUP_OUTPUT = "group_logits"  # the optional routing head (model/routing_head.py)
 DEFAULT_MODEL_DIR = Path(__file__).parent / "artifacts" / "triage-v3"
 # Function words carry the sentence's context in every token's vector, so their shares can be large
 # without saying anything to an agent: they are left out of top_words (not out of the scores).
@@ -61,9 +67,9 @@ class Prediction:
     model_version: str
     truncated: bool = False  # the model read only the start of the text
     chars_scored: int = 0  # how many characters of the cleaned text it read
-    empty: bool = False  # nothing to score: both heads abstain
+    empty: bool = False  # nothing to score: every head abstains
     language: str = UNDETERMINED  # detected language (ISO 639-1), "und" when too short to tell
-    language_supported: bool = True  # False: both heads abstained with reason "language"
+    language_supported: bool = True  # False: every head abstained with reason "language"
     # per head: the words whose tokens pushed the decided label most (exact logit shares)
     top_words: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     # the learned routing head's group (triage.json `routing`); None when the model has none
@@ -91,6 +97,10 @@ class TriageModel:
             self.max_tokens: int = int(self.meta["max_tokens"])
             self.rules = {h: DecisionRule.from_dict(self.meta["decision"][h]) for h in HEADS}
             self.gate = LanguageGate.from_meta(self.meta.get("language"))
+            routing = self.meta.get("routing")
+            self.group_rule = DecisionRule.from_dict(self.meta["decision"]["group"]) if routing else None
+            if self.group_rule is not None and tuple(routing["labels"]) != self.group_rule.labels:
+                raise ValueError("routing.labels differ from decision.group's labels")
         except (ValueError, KeyError, TypeError) as e:
             raise ModelError(f"model metadata unreadable: {meta_path} ({e}); {REBUILD_HINT}") from None
         try:
@@ -108,10 +118,17 @@ class TriageModel:
             self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own untyped errors on corrupt files
             raise ModelError(f"model file corrupt: {model_path} ({type(e).__name__}); {REBUILD_HINT}") from None
-        self._outputs = [o.name for o in self.session.get_outputs()]
-        if len(self._outputs) != 4:
-            raise ModelError(f"{model_path} has outputs {self._outputs}, expected logits and token logits "
-                             f"for both heads; {REBUILD_HINT}")
+        outputs = [o.name for o in self.session.get_outputs()]
+        missing = [n for n in (*LOGIT_OUTPUTS, *TOKEN_OUTPUTS) if n not in outputs]
+        if missing:
+            raise ModelError(f"{model_path} has outputs {outputs}, lacks {missing} (logits and token logits for "
+                             f"both heads); {REBUILD_HINT}")
+        if (GROUP_OUTPUT in outputs) != (self.group_rule is not None):
+            has = "has the output" if GROUP_OUTPUT in outputs else "lacks the output"
+            raise ModelError(f"{model_path} {has} {GROUP_OUTPUT} but {meta_path} "
+                             f"{'lacks' if self.group_rule is None else 'has'} a `routing` section: the routing "
+                             f"head and its metadata go together; {REBUILD_HINT}")
+        self._logit_names = [*LOGIT_OUTPUTS, *([GROUP_OUTPUT] if self.group_rule else [])]
         self.batch_size = batch_size
         self.variant = variant
 
@@ -126,13 +143,16 @@ class TriageModel:
 
     def _forward(self, ids: Sequence[Sequence[int]], tokens: bool = False):
         """Run the model over token id lists: length-sorted batches, each padded to its longest.
-        Returns sentiment and urgency logits, and with `tokens` each text's per-token shares."""
+        Returns sentiment, urgency and group logits (None without a routing head), and with `tokens`
+        each text's per-token shares of sentiment and urgency."""
         n = len(ids)
         sent = np.zeros((n, 3), dtype=np.float32)
         urg = np.zeros((n, 3), dtype=np.float32)
+        group = np.zeros((n, len(self.group_rule.labels)), dtype=np.float32) if self.group_rule else None
         shares: list = [None] * n
         order = sorted(range(n), key=lambda i: len(ids[i]))
-        outputs = self._outputs if tokens else self._outputs[:2]
+        outputs = [*self._logit_names, *(TOKEN_OUTPUTS if tokens else ())]
+        first_token = len(self._logit_names)
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             width = len(ids[idx[-1]])
@@ -143,18 +163,28 @@ class TriageModel:
                 mask[row, : len(ids[i])] = 1
             result = self.session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})
             sent[idx], urg[idx] = result[0], result[1]
+            if group is not None:
+                group[idx] = result[2]
             if tokens:
+                s_tok, u_tok = result[first_token], result[first_token + 1]
                 for row, i in enumerate(idx):
-                    shares[i] = (result[2][row, : len(ids[i])], result[3][row, : len(ids[i])])
-        return sent, urg, shares
+                    shares[i] = (s_tok[row, : len(ids[i])], u_tok[row, : len(ids[i])])
+        return sent, urg, group, shares
 
     def logits_for_ids(self, ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        sent, urg, _ = self._forward(ids)
+        sent, urg, _, _ = self._forward(ids)
         return sent, urg
 
     def logits(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
         encs = self._encode([clean(t, self.max_tokens) for t in texts])
         return self.logits_for_ids([e.ids for e in encs])
+
+    def group_logits(self, texts: Sequence[str | bytes]) -> np.ndarray:
+        """The routing head's logits over `routing.labels`; ModelError when the model has none."""
+        if self.group_rule is None:
+            raise ModelError(f"{self.dir} has no routing head (triage.json `routing`): learn one with `triage learn`")
+        encs = self._encode([clean(t, self.max_tokens) for t in texts])
+        return self._forward([e.ids for e in encs])[2]
 
     # -- predictions ------------------------------------------------------------------------
     def score(self, texts: Sequence[str | bytes], top_words: int = 5) -> list[Prediction]:
@@ -163,7 +193,7 @@ class TriageModel:
         cleaned = [clean(t, self.max_tokens) for t in texts]
         live = [i for i, t in enumerate(cleaned) if t]
         encs = self._encode([cleaned[i] for i in live])
-        sent, urg, shares = self._forward([e.ids for e in encs], tokens=top_words > 0)
+        sent, urg, group, shares = self._forward([e.ids for e in encs], tokens=top_words > 0)
         out: list[Prediction] = [self._empty()] * len(texts)
         for row, i in enumerate(live):
             enc = encs[row]
@@ -171,9 +201,11 @@ class TriageModel:
             scored = max((end for _, end in enc.offsets), default=0) if enc.overflowing else len(cleaned[i])
             heads = {"sentiment": self.rules["sentiment"].decide(sent[row]),
                      "urgency": self.rules["urgency"].decide(urg[row])}
+            routed = self.group_rule.decide(group[row]) if self.group_rule and group is not None else None
             lang = self.gate.detect(cleaned[i])
             if not lang.supported:  # scored, but not a language the encoder reads: say so, keep the guess
                 heads = {h: r.withheld("language") for h, r in heads.items()}
+                routed = routed.withheld("language") if routed else None
             words = {}
             if top_words > 0:
                 for h, tok in zip(heads, shares[row]):
@@ -181,13 +213,14 @@ class TriageModel:
             out[i] = Prediction(
                 sentiment=heads["sentiment"], urgency=heads["urgency"],
                 model_version=self.version, truncated=truncated, chars_scored=scored, top_words=words,
-                language=lang.code, language_supported=lang.supported,
+                language=lang.code, language_supported=lang.supported, group=routed,
             )
         return out
 
     def _empty(self) -> Prediction:
+        group = HeadResult.unsure("group", self.group_rule.labels) if self.group_rule else None
         return Prediction(HeadResult.unsure("sentiment", SENTIMENT_LABELS),
-                          HeadResult.unsure("urgency", URGENCY_LABELS), self.version, empty=True)
+                          HeadResult.unsure("urgency", URGENCY_LABELS), self.version, empty=True, group=group)
 
 
 def _word_shares(enc, text: str, tok: np.ndarray, label: int, top: int) -> list[tuple[str, float]]:

@@ -80,7 +80,7 @@ def test_token_shares_add_up_to_the_logits(exported):
     """The words behind a label are exact: bias + the tokens' shares = the head's logits."""
     net, out, ids = exported
     model = TriageModel(out, variant="fp32")
-    sent, urg, shares = model._forward(ids, tokens=True)
+    sent, urg, _group, shares = model._forward(ids, tokens=True)
     for i in range(len(ids)):
         s_tok, u_tok = shares[i]
         assert np.allclose(s_tok.sum(0) + net.sentiment.bias.detach().numpy(), sent[i], atol=1e-4)
