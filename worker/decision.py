@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from worker.suggestions import note_lines
+
 PRIORITIES = ("low", "normal", "high", "urgent")  # the helpdesk-neutral scale rules speak
 
 
@@ -78,14 +80,42 @@ class Actions:
     # Jira only (other helpdesks ignore them):
     request_type: str = ""  # JSM request type, by name or id
     jira_fields: tuple[tuple[str, str], ...] = ()  # (field id or name, value): e.g. a queue/team field
+    # Suggest mode: (field, value) the rules would set, written into the note instead of set
+    # (worker/suggestions.py: priority, group, assignee, request_type, field:<Jira field>). Never written
+    # to the ticket's fields: a writer that does not know about suggestions sets nothing.
+    suggested: tuple[tuple[str, str], ...] = ()
 
     def sets(self, wanted: str, set_by_human: bool) -> bool:
         """Whether a wanted priority or assignee is written: a human's choice wins unless the rule says
         override_human. The one place this is decided (worker.triage.decide and the writebacks ask)."""
         return bool(wanted) and (self.override_human or not set_by_human)
 
+    def applied(self, name: str) -> str:
+        """The value these actions set for a suggestion's field ("" when they leave it)."""
+        if name.startswith("field:"):
+            wanted = name[6:].lower()
+            return next((v for f, v in self.jira_fields if f.lower() == wanted), "")
+        return str(getattr(self, name, "") or "")
+
+    def as_suggestions(self) -> Actions:
+        """These actions in suggest mode: what they would set becomes suggestions (tags, note, Slack stay)."""
+        moved = [(n, getattr(self, n)) for n in ("priority", "group", "assignee", "request_type") if getattr(self, n)]
+        moved += [(f"field:{f}", v) for f, v in self.jira_fields]
+        return replace(self, priority="", group="", assignee="", request_type="", jira_fields=(),
+                       suggested=tuple(moved))
+
     def merge(self, other: Actions) -> Actions:
-        """Later rules add tags and notifications; a later explicit value wins."""
+        """Later rules add tags and notifications; a later explicit value wins. Suggestions: a later
+        one for a field wins, and a value that is set beats a suggestion for its field, whichever rule
+        came first (a suggest rule never takes away what another rule sets). The one place this is
+        decided."""
+        merged = self._merged(other)
+        if not (self.suggested or other.suggested):
+            return merged
+        suggestions = {**dict(self.suggested), **dict(other.suggested)}
+        return replace(merged, suggested=tuple((n, v) for n, v in suggestions.items() if not merged.applied(n)))
+
+    def _merged(self, other: Actions) -> Actions:
         return replace(
             self,
             add_tags=tuple(dict.fromkeys(self.add_tags + other.add_tags)),
@@ -119,8 +149,11 @@ class TriageDecision:
                 "matched_rules": list(self.matched_rules), "actions": asdict(self.actions)}
 
 
-def note_body(scores: Scores, matched_rules: tuple[str, ...], extra: str = "") -> str:
-    """The internal note agents read: scores, the words behind them, the rules that fired."""
+def note_body(scores: Scores, matched_rules: tuple[str, ...], extra: str = "",
+              suggested: tuple[tuple[str, str], ...] = ()) -> str:
+    """The internal note agents read: scores, the words behind them, the learned group, the rules that
+    fired, what the rules suggest (suggest mode)."""
+
     lines = ["Triage (automatic)"]
     if scores.unreadable_language:
         guesses = ", ".join(f"{h} {getattr(scores, h).best_guess}" for h in ("sentiment", "urgency")
@@ -134,11 +167,22 @@ def note_body(scores: Scores, matched_rules: tuple[str, ...], extra: str = "") -
         words = scores.top_words.get(head) or []
         if words:
             lines.append("  words behind it: " + ", ".join(w for w, _ in words[:5]))
+    if scores.group is not None:
+        lines.append(f"- {learned_group(scores.group)}")
     if matched_rules:
         lines.append("- rules: " + ", ".join(matched_rules))
+    lines += note_lines(suggested)
     if extra:
         lines.append(extra)
     if scores.second_opinion:
         lines.append(scores.second_opinion)
     lines.append(f"model {scores.model_version}")
     return "\n".join(lines)
+
+
+def learned_group(group: HeadScore) -> str:
+    """The routing head's answer as the note shows it: "group (learned): Billing 72%"."""
+    if group.abstained:
+        guess = f" (best guess {group.best_guess} {group.confidence:.0%})" if group.best_guess else ""
+        return f"group (learned): unsure{guess}"
+    return f"group (learned): {group.label} {group.confidence:.0%}"

@@ -112,6 +112,8 @@ def _actions(decision: TriageDecision) -> dict[str, Any]:
         out["note"] = True
     if a.jira_fields:
         out["jira_fields"] = dict(a.jira_fields)
+    if a.suggested:  # suggest mode: in the note, not set
+        out["suggested"] = dict(a.suggested)
     return out
 
 

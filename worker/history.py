@@ -14,6 +14,16 @@ says where the label came from, and the weight how much training trusts it:
     public                a public data set (the replay sample `triage learn` mixes in)
     bot-unchanged         the bot set it and the agent who solved the ticket left it: a weak
                           confirmation (the model partly learns its own answers back), so it weighs little
+    suggestion-rejected   suggest mode: the bot suggested a value in its note and an agent set another
+                          one: a correction made with the bot's answer in view, as strong as
+                          agent-corrected-bot (the label is the agent's value)
+    suggestion-accepted   the agent set the value the bot suggested: a human confirmed it, but with the
+                          suggestion in view (agents anchor on it, and the model knows this answer
+                          already), so it weighs as an unprompted agent-set, not more
+
+Suggest mode also keeps, per row, what the bot suggested (`suggested`: field -> value) and what became
+of it (`suggestion_outcome`: field -> accepted | rejected | open), so `acceptance` can count how often
+agents take the bot's suggestions. A group suggestion's outcome labels the `group` head.
 
 Scrubbing (on by default in `triage history pull`): e-mail addresses, phone numbers and payment card
 numbers (Luhn-checked) become [email], [phone], [card] before anything is written.
@@ -39,8 +49,10 @@ PROVENANCE_WEIGHTS: dict[str, float] = {
     "llm": 0.5,
     "public": 0.5,
     "bot-unchanged": 0.5,
+    "suggestion-rejected": 3.0,
+    "suggestion-accepted": 2.0,
 }
-HEADS = ("urgency", "sentiment")
+HEADS = ("urgency", "sentiment", "group")
 # vendor priority -> urgency label (Zendesk low/normal/high/urgent; Jira Lowest..Highest, Blocker...)
 URGENCY_OF_PRIORITY = {"urgent": "high", "high": "high", "normal": "medium", "low": "low",
                        "highest": "high", "blocker": "high", "critical": "high", "medium": "medium",
@@ -67,6 +79,8 @@ class HistoryRow:
     tags: list[str] = field(default_factory=list)
     csat: str = ""  # good | bad | "" (none)
     language: str = ""
+    suggested: dict[str, str] = field(default_factory=dict)  # suggest mode: field -> the bot's suggestion
+    suggestion_outcome: dict[str, str] = field(default_factory=dict)  # field -> accepted | rejected | open
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
@@ -256,6 +270,32 @@ def summary(rows: Iterable[HistoryRow]) -> dict[str, Any]:
                 per = out.setdefault(head, {"labels": {}, "provenance": {}})
                 per["labels"][label] = per["labels"].get(label, 0) + 1
                 per["provenance"][provenance] = per["provenance"].get(provenance, 0) + 1
+    return out
+
+
+def suggestion_labels(labels: dict[str, dict[str, Any]], outcomes: Mapping[str, str], chosen: Mapping[str, str],
+                      weights: Mapping[str, float] | None = None, group_field: str = "group") -> None:
+    """Label the urgency head from a priority suggestion, the group head from a suggestion of
+    `group_field` (Jira: request_type, what the routing head learns there), that an agent accepted or
+    rejected (the agent's value is the label: a neutral priority, a group name)."""
+    for name, head in (("priority", "urgency"), (group_field, "group")):
+        verdict, value = outcomes.get(name), chosen.get(name, "")
+        label = URGENCY_OF_PRIORITY.get(value.lower()) if head == "urgency" else value
+        if verdict in ("accepted", "rejected") and label:
+            labels[head] = labelled(head, label, f"suggestion-{verdict}", weights)
+
+
+def acceptance(rows: Iterable[HistoryRow]) -> dict[str, dict[str, Any]]:
+    """Per suggested field: how many suggestions agents accepted, rejected, left open, and the rate
+    (accepted / decided; None before any was decided)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        for name, verdict in row.suggestion_outcome.items():
+            per = out.setdefault(name, {"accepted": 0, "rejected": 0, "open": 0})
+            per[verdict] = per.get(verdict, 0) + 1
+    for per in out.values():
+        decided = per["accepted"] + per["rejected"]
+        per["rate"] = round(per["accepted"] / decided, 3) if decided else None
     return out
 
 

@@ -39,7 +39,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                     "beside the output (OUT.state.json); run the same command again to continue "
                                     "after a crash or Ctrl-C. Rate limits (429) wait Retry-After.",
                         epilog="provenance weights (change with --weight NAME=W): agent-corrected-bot 3, "
-                               "slack-correction 3,\nagent-set 2, csat 1, llm 0.5, public 0.5, bot-unchanged 0.5")
+                               "slack-correction 3,\nsuggestion-rejected 3, agent-set 2, suggestion-accepted 2, "
+                               "csat 1, llm 0.5, public 0.5,\nbot-unchanged 0.5")
     p.add_argument("system", choices=["zendesk", "jira"])
     p.add_argument("--since", type=_date, help="first day to read, YYYY-MM-DD (default: 365 days ago)")
     p.add_argument("--out", help="dataset file (default history/SYSTEM.jsonl)")
@@ -86,11 +87,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     p.add_argument("--shuffle-labels", action="store_true",
                    help="train on shuffled labels: a deliberately bad challenger, to see the gate refuse it")
+    p.add_argument("--route-by", choices=["group", "type", "none"], default="group",
+                   help="the routing head learns which group agents assign (Zendesk group, Jira request type) "
+                        "or the ticket type; none: no routing head (default group)")
+    p.add_argument("--min-group-tickets", type=int,
+                   help="training tickets a group needs to be routed to; rarer ones are left out (default 30)")
     p.set_defaults(func=cmd_learn)
 
 
 def cmd_history_pull(args: argparse.Namespace) -> int:
-    from worker.history import parse_weights, read_rows, summary
+    from worker.history import acceptance, parse_weights, read_rows, summary
 
     weights = parse_weights(args.weight)
     since = args.since or datetime.now(UTC) - timedelta(days=365)
@@ -99,13 +105,18 @@ def cmd_history_pull(args: argparse.Namespace) -> int:
              ("jira", False): _pull_jira, ("jira", True): _pull_jira_sandbox}
     pull = pulls[(args.system, bool(args.sandbox))]
     result = pull(args, out, weights, since)
-    info = summary(read_rows(out))
+    rows = read_rows(out)
+    info = summary(rows)
     urgency = info.get("urgency", {})
     skipped = ", ".join(f"{n} {why}" for why, n in result.skipped.items()) or "none"
     print(f"{result.total} rows in {out} ({result.written} new, {result.pages} pages, {result.seconds:.1f}s); "
           f"skipped: {skipped}; rate limited {result.rate_limited} times, waited {result.waited_s:g}s",
           file=sys.stderr)
     print(json.dumps({"urgency": urgency, "sentiment": info.get("sentiment", {})}))
+    for name, n in acceptance(rows).items():  # suggest mode
+        rate = f"{n['rate']:.0%}" if n["rate"] is not None else "n/a"
+        print(f"suggestions of {name}: {n['accepted']} accepted, {n['rejected']} rejected, {n['open']} open "
+              f"(acceptance {rate})", file=sys.stderr)
     print(f"next: triage learn --data {out}", file=sys.stderr)
     return 0
 
@@ -216,11 +227,13 @@ def cmd_learn(args: argparse.Namespace) -> int:
                       replay=0 if root is None else args.replay, data_root=root,
                       min_per_class=args.min_per_class or MIN_PER_CLASS, weights=parse_weights(args.weight),
                       version=args.version, threads=args.threads, shuffle_labels=args.shuffle_labels,
-                      progress=sys.stderr.isatty())
+                      progress=sys.stderr.isatty(), route_by="" if args.route_by == "none" else args.route_by,
+                      min_group_tickets=args.min_group_tickets)
     outcome = learn_and_compare(cfg)
     champ, chall = outcome.reports["champion"], outcome.reports["challenger"]
     verdict = "PASSED the gate" if outcome.gate.passed else "FAILED the gate: " + "; ".join(outcome.gate.reasons)
     report, where, number = outcome.report, outcome.result.out, None
+    routing = outcome.result.routing
     if args.out is None:  # into the registry, as the challenger (kept and marked whatever the verdict)
         gate = json.loads((outcome.result.out / "gate.json").read_text())
         version = registry.add(outcome.result.out, gate=gate)
@@ -229,7 +242,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
     print(json.dumps({"challenger": outcome.result.version, "version": number, "out": str(where),
                       "champion_macro_f1": round(champ["macro_f1"], 4),
                       "challenger_macro_f1": round(chall["macro_f1"], 4), "gate": outcome.gate.passed,
-                      "seconds": round(outcome.result.seconds["total"], 1)}))
+                      "seconds": round(outcome.result.seconds["total"], 1),
+                      "routing": routing and {k: routing.get(k) for k in ("shipped", "labels", "left_out")}}))
+    if routing:
+        print(f"routing head: {routing['reason']}", file=sys.stderr)
     print(f"{outcome.result.version} {verdict}\nreport: {report}", file=sys.stderr)
     if number is not None:
         hint = (f"triage model promote {number}" if outcome.gate.passed

@@ -68,7 +68,7 @@ import difflib
 import re
 import zoneinfo
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,15 +85,18 @@ URGENCIES = ("high", "medium", "low", "unsure")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
-TOP_KEYS = ("version", "tag_prefix", "default_tags", "business_hours", "rules")
+TOP_KEYS = ("version", "tag_prefix", "default_tags", "business_hours", "learned_routing", "rules")
+LEARNED_ROUTING = ("suggest", "apply")  # what `group: predicted` does: suggest it (default), or set it
+PREDICTED = "predicted"  # `group: predicted`, `request_type: predicted`: the routing head's group
 HOURS_KEYS = ("timezone", "days", "start", "end")
 RULE_KEYS = ("name", "when", "then")
 WHEN_KEYS = ("source", "sentiment", "urgency", "confidence_at_least", "confidence_below",
              "abstained", "keywords", "regex", "channel", "tags_present", "tags_absent",
              "organization", "requester_domain", "business_hours", "project", "issue_type",
-             "request_type", "reporter_domain", "language")
+             "request_type", "reporter_domain", "language", "predicted_group",
+             "predicted_group_confidence_at_least")
 THEN_KEYS = ("add_tags", "priority", "group", "assignee", "note", "note_text", "notify_slack",
-             "override_human", "stop", "request_type", "jira_fields")
+             "override_human", "stop", "request_type", "jira_fields", "suggest")
 JIRA_ONLY_WHEN = ("project", "issue_type", "request_type")
 JIRA_ONLY_THEN = ("request_type", "jira_fields")
 # Fields with an action of their own (or that triage must not touch): not settable via jira_fields.
@@ -181,6 +184,8 @@ class Rule:
     conditions: tuple[Condition, ...] = ()
     actions: Actions = Actions()
     stop: bool = False
+    suggest: bool = False  # suggest mode: what it would set is in actions.suggested
+    predicted: tuple[str, ...] = ()  # fields that take the routing head's group (group, request_type)
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,7 @@ class RuleSet:
     default_tags: bool = True
     business_hours: BusinessHours | None = None
     path: str = field(default="", compare=False)
-
+    learned_routing: str = "suggest"  # suggest | apply: what `group: predicted` does
     def decide(self, event: TicketEvent, scores: Scores,
                now: datetime) -> tuple[tuple[str, ...], Actions]:
         """The names of the rules that matched, in order, and their merged actions."""
@@ -208,10 +213,27 @@ class RuleSet:
         for rule in self.rules:
             if all(cond(facts) for cond in rule.conditions):
                 matched.append(rule.name)
-                actions = actions.merge(rule.actions)
+                actions = actions.merge(self._predicted(rule, scores) if rule.predicted else rule.actions)
                 if rule.stop:
                     break
         return tuple(matched), actions
+
+    def _predicted(self, rule: Rule, scores: Scores) -> Actions:
+        """A rule's actions with the routing head's group in its `predicted` fields: suggested unless
+        learned_routing is apply and the rule is not in suggest mode; nothing without a confident group."""
+        group = learned_group(scores)
+        if not group:
+            return rule.actions
+        values: dict[str, Any] = {name: group for name in rule.predicted}
+        if rule.suggest or self.learned_routing != "apply":
+            return replace(rule.actions, suggested=rule.actions.suggested + tuple(values.items()))
+        return replace(rule.actions, **values)
+
+
+def learned_group(scores: Scores) -> str:
+    """The routing head's group, "" when the model has no routing head or it abstained."""
+    g = scores.group
+    return g.label if g is not None and not g.abstained and g.label != "unsure" else ""
 
 
 def parse_rules(text: str, path: str = "") -> RuleSet:
@@ -366,6 +388,8 @@ class _Parser:
         default_tags = self.boolean(top["default_tags"][1], "default_tags") \
             if "default_tags" in top else True
         hours = self.business_hours(top["business_hours"][1]) if "business_hours" in top else None
+        learned = self.choice(top["learned_routing"][1], "learned_routing", LEARNED_ROUTING) \
+            if "learned_routing" in top else "suggest"
         rules: list[Rule] = []
         if "rules" in top:
             node = top["rules"][1]
@@ -382,7 +406,7 @@ class _Parser:
                                  f"{seen[rule.name]})", rule.line, self.path)
                 seen[rule.name] = rule.line
                 rules.append(rule)
-        return RuleSet(tuple(rules), prefix, default_tags, hours, self.path)
+        return RuleSet(tuple(rules), prefix, default_tags, hours, self.path, learned)
 
     def business_hours(self, node: Node) -> BusinessHours:
         keys = self.mapping(node, "business_hours", HOURS_KEYS, required=("timezone", "start", "end"))
@@ -419,6 +443,12 @@ class _Parser:
         if "when" in keys:
             when = self.mapping(keys["when"][1], f"'when' of {what}", WHEN_KEYS)
             for key, (_, value_node) in when.items():
+                if key in ("predicted_group", "predicted_group_confidence_at_least"):
+                    if key == "predicted_group" or "predicted_group" not in when:  # one condition for both
+                        groups, floor = when.get("predicted_group"), when.get("predicted_group_confidence_at_least")
+                        conditions.append(self.predicted_group(groups[1] if groups else None,
+                                                               floor[1] if floor else None, what))
+                    continue
                 conditions.append(self.condition(key, value_node, hours, f"{key} (in {what})"))
             if "confidence_at_least" in when and "confidence_below" in when:
                 low = self.number(when["confidence_at_least"][1], "confidence_at_least")
@@ -427,9 +457,9 @@ class _Parser:
                     raise self.err(when["confidence_below"][0],
                                    f"{what} can never match: confidence_at_least {low:g} "
                                    f"is not below confidence_below {high:g}")
-        actions, stop = self.then(keys["then"][1], what)
+        actions, stop, suggest, predicted = self.then(keys["then"][1], what)
         self.jira_only(keys, what)
-        return Rule(name, _line(keys["name"][1]), tuple(conditions), actions, stop)
+        return Rule(name, _line(keys["name"][1]), tuple(conditions), actions, stop, suggest, predicted)
 
     def jira_only(self, keys: dict[str, tuple[Node, Node]], what: str) -> None:
         """A rule that can only match (or act on) Jira issues but whose source excludes jira."""
@@ -508,6 +538,20 @@ class _Parser:
         # project, issue_type, request_type: connector-specific fields (Jira)
         return lambda f: f.event.extra.get(key, "").lower() in values
 
+    def predicted_group(self, groups_node: Node | None, floor_node: Node | None, what: str) -> Condition:
+        """The routing head predicts one of these groups (any group without predicted_group), at or
+        above the floor when one is given; false without a routing head or when it abstained (below
+        its own floor: a lower floor here cannot reach past it)."""
+        groups = self.lowered(groups_node, f"predicted_group (in {what})") if groups_node is not None else None
+        floor = self.confidence(floor_node, f"predicted_group_confidence_at_least (in {what})") \
+            if floor_node is not None else 0.0
+
+        def predicted(f: _Facts) -> bool:
+            group = learned_group(f.scores)
+            return bool(group) and f.scores.group is not None and f.scores.group.confidence >= floor and \
+                (groups is None or group.lower() in groups)
+        return predicted
+
     def regex(self, node: Node, what: str) -> re.Pattern[str]:
         pattern = self.string(node, what)
         try:
@@ -516,12 +560,16 @@ class _Parser:
             raise self.err(node, f"{what}: invalid regex {pattern!r}: {e.msg} "
                                  f"at position {e.pos}") from None
 
-    def then(self, node: Node, what: str) -> tuple[Actions, bool]:
+    def then(self, node: Node, what: str) -> tuple[Actions, bool, bool, tuple[str, ...]]:
         keys = self.mapping(node, f"'then' of {what}", THEN_KEYS)
         values: dict[str, Any] = {}
+        predicted: list[str] = []
         for key, (_, value_node) in keys.items():
             label = f"{key} (in {what})"
-            if key in ("note", "override_human", "stop"):
+            if key in ("group", "request_type") and isinstance(value_node, ScalarNode) and \
+                    str(value_node.value).strip().lower() == PREDICTED:
+                predicted.append(key)  # the routing head's group, resolved per ticket (RuleSet.decide)
+            elif key in ("note", "override_human", "stop", "suggest"):
                 values[key] = self.boolean(value_node, label)
             elif key == "add_tags":
                 values[key] = self.tags(value_node, label)
@@ -538,7 +586,14 @@ class _Parser:
                 raise self.err(keys["note"][1], f"{what} has note_text but note: false")
             values["note"] = True
         stop = values.pop("stop", False)
-        return Actions(**values), stop
+        suggest = values.pop("suggest", False)
+        actions = Actions(**values)
+        if suggest:
+            actions = actions.as_suggestions()
+            if not actions.suggested and not predicted:
+                raise self.err(keys["suggest"][0], f"{what} has suggest: true but nothing to suggest: give "
+                                                   "priority, group, assignee, request_type or jira_fields")
+        return actions, stop, suggest, tuple(predicted)
 
     def jira_fields(self, node: Node, what: str) -> tuple[tuple[str, str], ...]:
         """A mapping of Jira field id (customfield_10050) or name -> one value."""

@@ -14,6 +14,7 @@ from worker.errors import ConfigError
 from worker.events import TicketEvent
 from worker.ports import Attempt, DecisionSink, Deferred, Notifier, Refresher, Store, Writer
 from worker.rules import RuleSet
+from worker.suggestions import tags as suggestion_tags
 
 log = logging.getLogger("triage.worker")
 
@@ -67,12 +68,36 @@ def decide(event: TicketEvent, scores: Scores, rules: RuleSet, now: datetime) ->
         changes["request_type"], changes["jira_fields"] = "", ()
     elif actions.request_type.lower() == event.extra.get("request_type", "").lower():
         changes["request_type"] = ""
+    if actions.suggested:
+        suggested = _suggestions(event, actions)
+        changes["suggested"] = suggested
+        changes["add_tags"] += tuple(t for t in suggestion_tags(prefix, suggested) if t not in current)
+        changes["note"] = actions.note or bool(suggested)  # the note carries them
     return TriageDecision(event.key, scores, matched, replace(actions, **changes))
+
+
+def _suggestions(event: TicketEvent, actions: Actions) -> tuple[tuple[str, str], ...]:
+    """The suggestions worth making: what the rules would set, as decide() would let them (not what
+    the ticket has already, nor a priority/assignee an agent chose unless override_human)."""
+    out = []
+    for name, value in actions.suggested:
+        if name in ("priority", "assignee"):
+            by_human = event.priority_set_by_human if name == "priority" else event.assignee_set_by_human
+            if value == getattr(event, name) or not actions.sets(value, by_human):
+                continue
+        elif name == "group" and value.lower() == event.group.lower():
+            continue
+        elif (name == "request_type" or name.startswith("field:")) and (
+                event.source != "jira" or name == "request_type"
+                and value.lower() == event.extra.get("request_type", "").lower()):
+            continue  # Jira only; or the issue has that request type
+        out.append((name, value))
+    return tuple(out)
 
 
 def _writes_something(a: Actions) -> bool:
     return bool(a.add_tags or a.remove_tags or a.priority or a.group or a.assignee or a.note
-                or a.request_type or a.jira_fields)
+                or a.request_type or a.jira_fields or a.suggested)
 
 
 class TriageService:

@@ -2,7 +2,9 @@
 
 Through the `jira` client: GET /rest/api/3/search/jql with expand=changelog, nextPageToken pages. From
 the changelog: who set the priority, and whether the bot set it and an agent changed it afterwards (a
-correction). From the issue: summary and description, request type (or issue type), labels, created.
+correction). In suggest mode, the bot's last comment carrying suggestions (its "Suggestion code:"
+line, worker/suggestions.py) and the values agents set after it in the changelog: accepted or rejected
+suggestions. From the issue: summary and description, request type (or issue type), labels, created.
 
 Resumable as the Zendesk pull is (connectors/zendesk/history.py): rows appended per page with fsync,
 then the page token saved in the state file; rows already in the file are skipped. A 429 waits
@@ -17,10 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from connectors.jira.normalize import parse_time, request_type_name, text_of
+from connectors.jira.normalize import DEFAULT_PRIORITIES, PriorityMap, parse_time, request_type_name, text_of
 from connectors.zendesk.history import PullResult
+from worker import suggestions
 from worker.errors import RateLimited, VendorUnavailable
-from worker.history import URGENCY_OF_PRIORITY, DatasetWriter, HistoryRow, labelled, load_state, save_state, scrub
+from worker.history import (
+    URGENCY_OF_PRIORITY,
+    DatasetWriter,
+    HistoryRow,
+    labelled,
+    load_state,
+    save_state,
+    scrub,
+    suggestion_labels,
+)
 
 T = TypeVar("T")
 DEFAULT_JQL = "statusCategory = Done"
@@ -50,11 +62,55 @@ def priority_labels(histories: Sequence[Mapping[str, Any]], bot_account_id: str,
     return current, "agent-set", bot_value
 
 
+def _matches(name: str, item: Mapping[str, Any], group_field: str) -> bool:
+    """Whether a changelog item changes a suggestion's field."""
+    field, field_id = str(item.get("field") or "").lower(), str(item.get("fieldId") or "").lower()
+    if name in ("priority", "assignee"):
+        return field_id == name or field == name
+    if name == "request_type":
+        return field in ("request type", "customer request type")
+    wanted = (name[6:] if name.startswith("field:") else group_field if name == "group" else "").lower()
+    return bool(wanted) and wanted in (field, field_id)
+
+
+def suggestion_outcomes(histories: Sequence[Mapping[str, Any]], comments: Sequence[Mapping[str, Any]],
+                        bot_account_id: str, priorities: PriorityMap = DEFAULT_PRIORITIES, group_field: str = ""
+                        ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(suggested: field -> value, from the bot's last comment carrying suggestions; outcome: field ->
+    accepted | rejected | open; chosen: field -> the value agents set after it, a priority as its neutral
+    level). An assignee compares by accountId; `group` only with the field it is written to
+    (JIRA_GROUP_FIELD)."""
+    suggested: dict[str, str] = {}
+    at = None
+    for comment in sorted(comments, key=lambda c: str(c.get("created", ""))):
+        if str((comment.get("author") or {}).get("accountId")) != bot_account_id:
+            continue
+        found = suggestions.parse(text_of(comment.get("body")))
+        if found:
+            suggested, at = found, parse_time(comment.get("created"))
+    if not suggested or at is None:
+        return {}, {}, {}
+    chosen: dict[str, str] = {}
+    for history in sorted(histories, key=lambda h: (str(h.get("created", "")), str(h.get("id", "")))):
+        created = parse_time(history.get("created"))
+        if str((history.get("author") or {}).get("accountId")) == bot_account_id or not created or created < at:
+            continue
+        for item in history.get("items") or []:
+            for name in suggested:
+                if _matches(name, item, group_field):
+                    value = str(item.get("to") if name == "assignee" else item.get("toString") or "")
+                    chosen[name] = (priorities.level_of(value) or value) if name == "priority" else value
+    return suggested, {n: suggestions.outcome(v, chosen.get(n, "")) for n, v in suggested.items()}, chosen
+
+
 class JiraHistory:
     def __init__(self, api: Any, bot_account_id: str, jql: str = DEFAULT_JQL, *, per_page: int = 100,
                  scrub_text: bool = True, weights: Mapping[str, float] | None = None, max_retries: int = 5,
-                 max_wait_s: float = 600.0, sleep: Callable[[float], None] = time.sleep):
+                 max_wait_s: float = 600.0, sleep: Callable[[float], None] = time.sleep,
+                 priorities: PriorityMap = DEFAULT_PRIORITIES, group_field: str = ""):
         self.api = api
+        self.priorities = priorities  # JIRA_PRIORITY_MAP: a suggested priority is a neutral level
+        self.group_field = group_field  # JIRA_GROUP_FIELD: where a suggested group would have gone
         self.bot_account_id = str(bot_account_id)
         self.jql = jql
         self.per_page = per_page
@@ -103,6 +159,11 @@ class JiraHistory:
         urgency = URGENCY_OF_PRIORITY.get(final.lower()) if final else None
         if urgency and provenance:
             labels["urgency"] = labelled("urgency", urgency, provenance, self.weights)
+        comments = (fields.get("comment") or {}).get("comments") or [] if isinstance(fields.get("comment"), Mapping) \
+            else []
+        suggested, outcomes, chosen = suggestion_outcomes(histories, comments, self.bot_account_id, self.priorities,
+                                                          self.group_field)
+        suggestion_labels(labels, outcomes, chosen, self.weights, group_field="request_type")
         if self.scrub_text:
             subject, text = scrub(subject), scrub(text)
         created = parse_time(fields.get("created"))
@@ -111,7 +172,8 @@ class JiraHistory:
             created_at=created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else "",
             subject=subject, text=text, labels=labels, priority=final, bot_priority=bot_value,
             group=request_type_name(fields), type=str((fields.get("issuetype") or {}).get("name") or ""),
-            tags=[str(t) for t in fields.get("labels") or []]), ""
+            tags=[str(t) for t in fields.get("labels") or []], suggested=suggested,
+            suggestion_outcome=outcomes), ""
 
 
 def pull(history: JiraHistory, out: str | Path, *, state_path: str | Path | None = None, restart: bool = False,

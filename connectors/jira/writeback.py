@@ -147,7 +147,7 @@ class JiraWriter:
                                  op=f"PUT assignee of issue {key}")
         if a.note or problems:
             extra = "\n".join([a.note_text, *problems]).strip()
-            body = f"{note_body(decision.scores, decision.matched_rules, extra)}\n{marker(event)}"
+            body = f"{note_body(decision.scores, decision.matched_rules, extra, a.suggested)}\n{marker(event)}"
             self._internal_comment(key, current, body)
 
     def already_applied(self, event: TicketEvent) -> bool:

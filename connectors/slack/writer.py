@@ -83,7 +83,7 @@ class SlackWriter:
         for name in reactions_for(a.add_tags, self.reactions):
             self.steps.run(event.key, f"react:{name}", partial(self.api.add_reaction, channel, ts, name))
         if a.note:
-            body = note_body(decision.scores, decision.matched_rules, a.note_text)
+            body = note_body(decision.scores, decision.matched_rules, a.note_text, a.suggested)
             meta = {"event_type": NOTE_EVENT_TYPE, "event_payload": {"key": event.key}}
             self.steps.run(event.key, "reply", lambda: self.api.post_message(channel, body, thread_ts=thread,
                                                                               metadata=meta))

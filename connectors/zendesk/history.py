@@ -3,7 +3,9 @@
 Through the zenpy client: the cursor-based incremental ticket export
 (GET /api/v2/incremental/tickets/cursor.json, one page per call) and each solved ticket's audits
 (GET /api/v2/tickets/{id}/audits.json). From the audits: who set the priority, and whether the bot
-set it first and an agent changed it (a correction). From the ticket: subject and description (the
+set it first and an agent changed it (a correction); in suggest mode, the bot's last note carrying
+suggestions (its "Suggestion code:" line, worker/suggestions.py) and the values agents set afterwards:
+accepted or rejected suggestions. From the ticket: subject and description (the
 customer's first comment), group, type, tags, satisfaction rating.
 
 Resumable: after each page, its rows are appended (fsync) to the dataset file, then the export's
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from connectors.zendesk.transport import install_rate_limit_hook, vendor_errors
+from worker import suggestions
 from worker.errors import RateLimited, VendorUnavailable
 from worker.history import (
     SENTIMENT_OF_CSAT,
@@ -34,6 +37,7 @@ from worker.history import (
     load_state,
     save_state,
     scrub,
+    suggestion_labels,
 )
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,45 @@ def priority_labels(audits: Sequence[Mapping[str, Any]], bot_user_id: str) -> tu
     if bot_value and bot_value != final:
         return final, "agent-corrected-bot", bot_value
     return final, "agent-set", bot_value
+
+
+_AUDIT_FIELDS = {"priority": "priority", "group_id": "group", "assignee_id": "assignee"}
+
+
+def _ordered(audits: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(audits, key=lambda a: (str(a.get("created_at", "")), int(a.get("id") or 0)))
+
+
+def suggestion_outcomes(audits: Sequence[Mapping[str, Any]], bot_user_id: str, groups: Mapping[int, str]
+                        ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(suggested: field -> value, from the bot's last note carrying suggestions; outcome: field ->
+    accepted | rejected | open; chosen: field -> the value agents set after that note, a group as its
+    name). A group compares by name or id; an assignee by user id (a suggested e-mail never matches)."""
+    ordered = _ordered(audits)
+    suggested: dict[str, str] = {}
+    at = -1
+    for i, audit in enumerate(ordered):
+        if str(audit.get("author_id")) == bot_user_id:
+            for event in audit.get("events") or []:
+                found = suggestions.parse(str(event.get("body") or "")) if event.get("type") == "Comment" else {}
+                if found:
+                    suggested, at = found, i
+    if not suggested:
+        return {}, {}, {}
+    chosen: dict[str, str] = {}
+    for audit in ordered[at + 1:]:
+        if str(audit.get("author_id")) == bot_user_id:
+            continue
+        for event in audit.get("events") or []:
+            name = _AUDIT_FIELDS.get(str(event.get("field_name")))
+            if name and event.get("type") in ("Create", "Change"):
+                chosen[name] = str(event.get("value") or "")
+    names = {str(k): v for k, v in groups.items()}
+    if chosen.get("group"):
+        chosen["group"] = names.get(chosen["group"], chosen["group"])
+    outcomes = {name: suggestions.outcome(value, chosen.get(name, ""), names if name == "group" else None)
+                for name, value in suggested.items()}
+    return suggested, outcomes, chosen
 
 
 class ZendeskHistory:
@@ -153,11 +196,14 @@ class ZendeskHistory:
         if not (subject or text).strip():
             return None, "no text"
         tid = int(ticket["id"])
-        final, provenance, bot_value = priority_labels(self.audits(tid), self.bot_user_id)
+        audits = self.audits(tid)
+        final, provenance, bot_value = priority_labels(audits, self.bot_user_id)
         labels: dict[str, dict[str, Any]] = {}
         urgency = URGENCY_OF_PRIORITY.get(final.lower()) if final else None
         if urgency and provenance:
             labels["urgency"] = labelled("urgency", urgency, provenance, self.weights)
+        suggested, outcomes, chosen = suggestion_outcomes(audits, self.bot_user_id, self.groups())
+        suggestion_labels(labels, outcomes, chosen, self.weights)
         rating = ticket.get("satisfaction_rating")
         score = str(rating.get("score") or "") if isinstance(rating, Mapping) else ""
         csat = score if score in SENTIMENT_OF_CSAT else ""
@@ -171,7 +217,7 @@ class ZendeskHistory:
             subject=subject, text=text, labels=labels, priority=final, bot_priority=bot_value,
             group=self.groups().get(int(group_id), "") if group_id else "",
             type=str(ticket.get("type") or ""), tags=[str(t) for t in ticket.get("tags") or []], csat=csat,
-            language=_language(f"{subject}\n{text}")), ""
+            language=_language(f"{subject}\n{text}"), suggested=suggested, suggestion_outcome=outcomes), ""
 
 
 def _language(text: str) -> str:

@@ -168,7 +168,8 @@ class ZendeskWriter:
             else:
                 changes["assignee_email"] = actions.assignee  # Zendesk resolves the agent
         if actions.note or problems:
-            body = note_body(decision.scores, decision.matched_rules, "\n".join([actions.note_text, *problems]).strip())
+            body = note_body(decision.scores, decision.matched_rules, "\n".join([actions.note_text, *problems]).strip(),
+                             actions.suggested)
             changes["comment"] = {"body": f"{body}\n{marker(event)}", "public": False}
         if wanted != tags:
             changes["tags"] = wanted

@@ -1,0 +1,270 @@
+"""Suggest mode (issue 17 item 6): rules that suggest instead of set, the note and tags that carry the
+suggestion, the real zenpy / jira clients against the sandboxes (nothing but the note and tags changes),
+and `triage history pull` reading accepted and rejected suggestions back as labels."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from zenpy import Zenpy
+
+from connectors.jira.history import JiraHistory
+from connectors.jira.history import pull as pull_jira
+from connectors.jira.sandbox import REQUEST_TYPE_FIELD, TEAM_FIELD, JiraSandbox
+from connectors.jira.transport import JiraApi
+from connectors.jira.writeback import JiraWriter
+from connectors.zendesk.history import ZendeskHistory, suggestion_outcomes
+from connectors.zendesk.history import pull as pull_zendesk
+from connectors.zendesk.sandbox import ZendeskSandbox
+from connectors.zendesk.writeback import ZendeskWriter
+from worker import suggestions
+from worker.decision import Actions, HeadScore, Scores, note_body
+from worker.decision_log import DecisionLog
+from worker.events import TicketEvent
+from worker.history import PROVENANCE_WEIGHTS, HistoryRow, acceptance, read_rows
+from worker.rules import parse_rules
+from worker.store import RedisStore
+from worker.triage import Status, TriageService, decide
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+SUGGEST = """\
+rules:
+  - name: outage
+    when: {keywords: [down]}
+    then: {priority: urgent, group: Escalations, suggest: true}
+"""
+
+
+def scores(group: HeadScore | None = None) -> Scores:
+    return Scores(HeadScore("frustrated", {"frustrated": 0.9, "neutral": 0.1}, 0.9),
+                  HeadScore("high", {"high": 0.8, "medium": 0.2}, 0.8), "m-1", group=group)
+
+
+def event(**kw: Any) -> TicketEvent:
+    values: dict[str, Any] = {"source": "zendesk", "ticket_id": "42", "revision": "r1", "subject": "Site down",
+                              "text": "Nothing loads", "priority": "normal", "group": "Support"}
+    return TicketEvent(**{**values, **kw})
+
+
+# -- merging: one place decides -------------------------------------------------------------------
+
+def test_a_set_value_beats_a_suggestion_whichever_rule_comes_first() -> None:
+    suggest = Actions(priority="urgent", group="Tier 2").as_suggestions()
+    assert suggest.priority == suggest.group == "" and suggest.suggested == (("priority", "urgent"),
+                                                                             ("group", "Tier 2"))
+    later_set = suggest.merge(Actions(priority="high"))
+    assert later_set.priority == "high" and later_set.suggested == (("group", "Tier 2"),)
+    earlier_set = Actions(priority="high").merge(suggest)
+    assert earlier_set.priority == "high" and earlier_set.suggested == (("group", "Tier 2"),)
+    # a later suggestion for a field replaces an earlier one; other fields accumulate
+    both = suggest.merge(Actions(group="Billing", assignee="7").as_suggestions())
+    assert dict(both.suggested) == {"priority": "urgent", "group": "Billing", "assignee": "7"}
+    jira = Actions(jira_fields=(("customfield_10050", "Tier 2"),)).as_suggestions()
+    assert jira.suggested == (("field:customfield_10050", "Tier 2"),) and not jira.jira_fields
+    assert jira.merge(Actions(jira_fields=(("CUSTOMFIELD_10050", "Tier 1"),))).suggested == ()
+
+
+def test_decide_keeps_the_fields_forces_the_note_and_tags_each_suggestion() -> None:
+    rules = parse_rules(SUGGEST)
+    d = decide(event(), scores(), rules, NOW)
+    a = d.actions
+    assert (a.priority, a.group, a.assignee) == ("", "", "") and a.note
+    assert a.suggested == (("priority", "urgent"), ("group", "Escalations"))
+    assert {"triage_suggested_priority_urgent", "triage_suggested_group_escalations"} <= set(a.add_tags)
+    assert "triage_urgency_high" in a.add_tags  # the bot's own labels still go on
+    # what the rules would not set is not suggested: an agent's priority, a value the ticket has
+    human = decide(event(priority="high", priority_set_by_human=True, group="escalations"), scores(), rules, NOW)
+    assert human.actions.suggested == () and not human.actions.note
+    # Jira-only suggestions mean nothing elsewhere
+    jira_rules = parse_rules("rules:\n  - name: r\n    then: {request_type: Billing, suggest: true}\n")
+    assert decide(event(), scores(), jira_rules, NOW).actions.suggested == ()
+    assert decide(event(source="jira", ticket_id="SUP-1"), scores(), jira_rules, NOW).actions.suggested == (
+        ("request_type", "Billing"),)
+
+
+def test_the_note_says_it_plainly_and_the_code_line_reads_back_whatever_the_name() -> None:
+    odd = "Tier_2 [EU] *ops* {x} Facturación"
+    suggested = (("priority", "urgent"), ("group", odd), ("field:customfield_10050", "a=b c"))
+    body = note_body(scores(), ("outage",), "", suggested)
+    assert f"Suggested (not applied): priority urgent, group {odd}, field customfield_10050 a=b c" in body
+    code = next(line for line in body.splitlines() if line.startswith(suggestions.CODE))
+    assert all(ch.isalnum() or ch in " %=:" for ch in code)  # nothing a helpdesk's markup would touch
+    assert suggestions.parse(f"- {body}\nmore") == dict(suggested)
+    assert suggestions.tags("triage_", suggested) == (
+        "triage_suggested_priority_urgent", "triage_suggested_group_tier_2_eu_ops_x_facturación",
+        "triage_suggested_field_customfield_10050_a_b_c")
+    assert suggestions.parse("no suggestion here") == {}
+
+
+def test_the_decision_log_shows_suggestions_apart_from_actions(redis: Redis) -> None:
+    d = decide(event(), scores(), parse_rules(SUGGEST), NOW)
+    assert list(d.to_dict()["actions"]["suggested"]) == [("priority", "urgent"), ("group", "Escalations")]
+    log = DecisionLog(redis)
+    log.record(event(), "written", d)
+    [entry] = log.recent(10)
+    assert entry["actions"]["suggested"] == {"priority": "urgent", "group": "Escalations"}
+    assert "priority" not in entry["actions"] and "group" not in entry["actions"]
+
+
+# -- the write-backs: only the note and the tags ------------------------------------------------------
+
+@pytest.fixture
+def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
+    with ZendeskSandbox() as sandbox:
+        for name, value in sandbox.env.items():
+            monkeypatch.setenv(name, value)
+        sandbox.add_group("Escalations")
+        sandbox.add_group("Billing")
+        sandbox.add_user("Tom Becker", "tom@example.com", role="agent")
+        yield sandbox
+
+
+def zenpy() -> Zenpy:
+    return Zenpy(subdomain="sandbox", email="bot@example.com", token="t", disable_cache=True)
+
+
+def service(rules: str, writers: dict[str, Any], redis: Redis, group: HeadScore | None = None) -> tuple[
+        TriageService, Any]:
+    ruleset = parse_rules(rules)
+    svc = TriageService(lambda: ruleset, writers, RedisStore(redis), clock=lambda: NOW)
+    return svc, lambda e: scores(group)
+
+
+def test_zendesk_suggest_mode_writes_only_the_note_and_tags(zd: ZendeskSandbox, redis: Redis) -> None:
+    t = zd.add_ticket("Site down", "Nothing loads since 9am", requester="ops@acme.example")
+    before = zd.tickets[t["id"]]
+    writer = ZendeskWriter(zenpy())
+    svc, score = service(SUGGEST, {"zendesk": writer}, redis)
+    result = svc.process(writer.fetch_event(t["id"]), score)
+    assert result.status == Status.WRITTEN
+    after = zd.tickets[t["id"]]
+    def rest(ticket: dict[str, Any]) -> dict[str, Any]:  # all but the tags, the times, and the status:
+        return {k: v for k, v in ticket.items()  # Zendesk opens a new ticket on any agent's comment
+                if k not in ("tags", "updated_at", "generated_timestamp", "status")}
+    assert rest(after) == rest(before) and after["status"] == "open"
+    assert {"triage_suggested_priority_urgent", "triage_suggested_group_escalations"} <= set(after["tags"])
+    [put] = [r for r in zd.requests if r.method == "PUT"]
+    assert set(put.json["ticket"]) == {"safe_update", "updated_stamp", "tags", "comment"}
+    note = zd.comments(t["id"])[-1]
+    assert not note["public"] and "Suggested (not applied): priority urgent, group Escalations" in note["body"]
+
+
+@pytest.fixture
+def jira() -> Iterator[JiraSandbox]:
+    with JiraSandbox() as sandbox:
+        sandbox.add_user("Tom Becker", "tom@example.com")
+        sandbox.add_request_type("SUP", "Report a system problem")
+        yield sandbox
+
+
+def jira_api(jira: JiraSandbox) -> JiraApi:
+    return JiraApi.connect(jira.url, jira.email, jira.token, timeout=5)
+
+
+JIRA_RULES = """\
+rules:
+  - name: outage
+    when: {keywords: [down]}
+    then:
+      priority: urgent
+      group: Tier 2
+      assignee: tom@example.com
+      request_type: Report a system problem
+      suggest: true
+"""
+
+
+def test_jira_suggest_mode_writes_only_the_note_and_labels(jira: JiraSandbox, redis: Redis) -> None:
+    key = jira.add_issue("SUP", "Site down", "Nothing loads since 9am", reporter="ops@acme.example")
+    before = jira.issue(key)["fields"]
+    writer = JiraWriter(jira_api(jira), group_field=TEAM_FIELD)
+    svc, score = service(JIRA_RULES, {"jira": writer}, redis)
+    assert svc.process(writer.fetch_event(key), score).status == Status.WRITTEN
+    after = jira.issue(key)["fields"]
+    def rest(fields: dict[str, Any]) -> dict[str, Any]:  # all but the labels, the comments, the times
+        return {k: v for k, v in fields.items() if k not in ("labels", "comment", "updated", REQUEST_TYPE_FIELD)}
+    assert rest(after) == rest(before)
+    assert jira.request_type(key) == "Get IT help"
+    assert "triage_suggested_priority_urgent" in jira.labels(key)
+    assert "triage_suggested_request_type_report_a_system_problem" in jira.labels(key)
+    edits = [r for r in jira.requests if r.method == "PUT"]
+    assert len(edits) == 1 and set(edits[0].json) <= {"fields", "update"} and not edits[0].json.get("fields")
+    body = jira.comments(key)[-1]["body"]
+    assert "Suggested (not applied): priority urgent, group Tier 2, assignee tom@example.com, " \
+           "request type Report a system problem" in body
+
+
+# -- history: accepted and rejected suggestions become labels ---------------------------------------
+
+def test_zendesk_end_to_end_an_agent_accepts_one_suggestion_and_rejects_another(
+        zd: ZendeskSandbox, redis: Redis, tmp_path: Path) -> None:
+    accepted = zd.add_ticket("Site down", "Nothing loads since 9am", requester="a@acme.example")
+    rejected = zd.add_ticket("Login down", "Cannot log in, down for everyone", requester="b@acme.example")
+    writer = ZendeskWriter(zenpy())
+    svc, score = service(SUGGEST, {"zendesk": writer}, redis)
+    for t in (accepted, rejected):
+        assert svc.process(writer.fetch_event(t["id"]), score).status == Status.WRITTEN
+    billing = zd.add_group("Billing")["id"]
+    zd.edit_ticket(accepted["id"], by="tom@example.com", priority="urgent", status="solved")
+    zd.edit_ticket(rejected["id"], by="tom@example.com", priority="high", group_id=billing, status="solved")
+    out = tmp_path / "z.jsonl"
+    h = ZendeskHistory(zenpy(), zd.bot_user_id, sleep=lambda s: None)
+    pull_zendesk(h, out, since=datetime.fromtimestamp(time.time() - 86400, UTC), progress=False)
+    rows = {r.id: r for r in read_rows(out)}
+    a, r = rows[f"zendesk:{accepted['id']}"], rows[f"zendesk:{rejected['id']}"]
+    assert a.suggested == {"priority": "urgent", "group": "Escalations"}
+    assert a.suggestion_outcome == {"priority": "accepted", "group": "open"}
+    assert a.label("urgency") == ("high", "suggestion-accepted", PROVENANCE_WEIGHTS["suggestion-accepted"])
+    assert r.label("urgency") == ("high", "suggestion-rejected", PROVENANCE_WEIGHTS["suggestion-rejected"])
+    assert r.suggestion_outcome["priority"] == "rejected"
+    assert r.suggestion_outcome["group"] == "rejected"
+    assert r.label("group")[:2] == ("Billing", "suggestion-rejected")
+    rates = acceptance(rows.values())
+    assert rates["priority"] == {"accepted": 1, "rejected": 1, "open": 0, "rate": 0.5}
+
+
+def test_jira_end_to_end_suggestions_read_back_from_comment_and_changelog(
+        jira: JiraSandbox, redis: Redis, tmp_path: Path) -> None:
+    key = jira.add_issue("SUP", "Site down", "Nothing loads since 9am", reporter="ops@acme.example")
+    other = jira.add_issue("SUP", "Login down", "Cannot log in: down", reporter="b@acme.example")
+    writer = JiraWriter(jira_api(jira), group_field=TEAM_FIELD)
+    svc, score = service(JIRA_RULES, {"jira": writer}, redis)
+    for k in (key, other):
+        assert svc.process(writer.fetch_event(k), score).status == Status.WRITTEN
+    jira.edit_issue(key, by="tom@example.com", priority="Highest", request_type="Report a system problem")
+    jira.edit_issue(other, by="tom@example.com", priority="Low", assignee="tom@example.com")
+    out = tmp_path / "j.jsonl"
+    pull_jira(JiraHistory(jira_api(jira), jira.bot_account_id, "project = SUP", sleep=lambda s: None), out,
+              progress=False)
+    rows = {r.id: r for r in read_rows(out)}
+    a, b = rows[f"jira:{key}"], rows[f"jira:{other}"]
+    assert a.suggested["priority"] == "urgent" and a.suggestion_outcome["priority"] == "accepted"
+    assert a.label("urgency")[:2] == ("high", "suggestion-accepted")
+    assert a.suggestion_outcome["request_type"] == "accepted"
+    assert a.label("group")[:2] == ("Report a system problem", "suggestion-accepted")
+    assert a.suggestion_outcome["group"] == "open"  # JiraHistory was not told the group field
+    assert b.label("urgency")[:2] == ("low", "suggestion-rejected")
+    assert b.suggestion_outcome["assignee"] == "rejected"  # an e-mail suggestion never matches an accountId
+
+
+def test_outcomes_only_count_what_agents_set_after_the_note() -> None:
+    bot, agent = "1", "2"
+    note = note_body(scores(), (), "", (("priority", "urgent"),))
+
+    def audit(n: int, author: str, *events: dict[str, Any]) -> dict[str, Any]:
+        return {"id": n, "author_id": author, "created_at": f"2026-01-0{n}T00:00:00Z", "events": list(events)}
+
+    audits = [audit(1, agent, {"type": "Change", "field_name": "priority", "value": "low"}),
+              audit(2, bot, {"type": "Comment", "body": note}),
+              audit(3, bot, {"type": "Change", "field_name": "priority", "value": "high"})]
+    assert suggestion_outcomes(audits, bot, {}) == ({"priority": "urgent"}, {"priority": "open"}, {})
+    audits.append(audit(4, agent, {"type": "Change", "field_name": "priority", "value": "urgent"}))
+    assert suggestion_outcomes(audits, bot, {})[1] == {"priority": "accepted"}
+    assert acceptance([HistoryRow("z:1", "zendesk", "", "s", "t", suggestion_outcome={"priority": "open"})]) == {
+        "priority": {"accepted": 0, "rejected": 0, "open": 1, "rate": None}}
