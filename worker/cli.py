@@ -168,6 +168,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
     from model.runtime import TriageModel
     from model.textprep import ticket_text
+    from worker.decision import learned_group
     from worker.rules_file import load_rules
     from worker.sample_tickets import read_sample_tickets
     from worker.scoring import ModelScorer
@@ -181,12 +182,16 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     for event, s in zip(events, scores):
         d = decide(event, s, rules, now)
-        a = {k: v for k, v in vars(d.actions).items() if v}
+        a = {k: v for k, v in vars(d.actions).items() if v and k != "suggested"}
         print(f"ticket {event.ticket_id}: {event.subject or event.text[:60]!r}")
         print(f"  sentiment {s.sentiment.label} ({s.sentiment.confidence:.2f}), "
               f"urgency {s.urgency.label} ({s.urgency.confidence:.2f})")
+        if s.group is not None:
+            print(f"  {learned_group(s.group)}")
         print(f"  rules: {', '.join(d.matched_rules) or '(none)'}")
         print(f"  actions: {json.dumps(a)}")
+        if d.actions.suggested:
+            print(f"  suggested, not applied: {json.dumps(dict(d.actions.suggested))}")
     return 0
 
 
