@@ -575,3 +575,75 @@ def test_german_tickets_go_to_the_german_queue() -> None:
     matched, actions = rs.decide(event(), lang_scores("de"), NOW)
     assert matched == ("german",) and actions.group == "Support DE" and "lang_routed" in actions.add_tags
     assert rs.decide(event(), lang_scores("en"), NOW)[0] == ()
+
+
+# -- learned routing (the routing head) and suggest mode ------------------------------------------------
+
+def routed(label: str = "Billing", confidence: float = 0.72, abstained: bool = False) -> Scores:
+    group = HeadScore("unsure" if abstained else label, {label: confidence, "Sales": 1 - confidence}, confidence,
+                      abstained=abstained, reason="confidence" if abstained else "", best_guess=label)
+    return Scores(head("neutral"), head("low"), "test-1", group=group)
+
+
+@pytest.mark.parametrize(("when", "sc", "expected"), [
+    ({"predicted_group": "billing"}, routed(), True),  # case-insensitive
+    ({"predicted_group": ["Sales", "Billing"]}, routed(), True),
+    ({"predicted_group": "Sales"}, routed(), False),
+    ({"predicted_group": "Billing"}, routed(abstained=True), False),  # below the head's own floor
+    ({"predicted_group": "Billing"}, scores(), False),  # a model without a routing head
+    ({"predicted_group": "Billing", "predicted_group_confidence_at_least": 0.7}, routed(), True),
+    ({"predicted_group": "Billing", "predicted_group_confidence_at_least": 0.8}, routed(), False),
+    ({"predicted_group_confidence_at_least": 0.6}, routed("Sales"), True),  # any group, confidently
+    ({"predicted_group_confidence_at_least": 0.6}, routed(abstained=True), False),
+])
+def test_predicted_group_condition(when: dict[str, Any], sc: Scores, expected: bool) -> None:
+    assert hit(when, sc=sc) is expected
+
+
+def decide_one(then: dict[str, Any], sc: Scores, **top: Any) -> Actions:
+    doc = {"default_tags": False, **top, "rules": [{"name": "r", "then": then}]}
+    return parse_rules(yaml.safe_dump(doc, sort_keys=False)).decide(event(), sc, NOW)[1]
+
+
+def test_group_predicted_is_a_suggestion_until_learned_routing_is_apply() -> None:
+    assert decide_one({"group": "predicted"}, routed()) == Actions(suggested=(("group", "Billing"),))
+    assert decide_one({"group": "Predicted"}, routed(), learned_routing="apply") == Actions(group="Billing")
+    # a rule in suggest mode suggests, whatever the setting
+    assert decide_one({"group": "predicted", "suggest": True}, routed(), learned_routing="apply") == Actions(
+        suggested=(("group", "Billing"),))
+    # no routing head, or it abstained: nothing to route to
+    assert decide_one({"group": "predicted"}, scores(), learned_routing="apply") == Actions()
+    assert decide_one({"group": "predicted", "add_tags": ["x"]}, routed(abstained=True)) == Actions(add_tags=("x",))
+    assert decide_one({"request_type": "predicted"}, routed(), learned_routing="apply") == Actions(
+        request_type="Billing")
+
+
+def test_suggest_mode_moves_what_a_rule_sets_into_suggestions() -> None:
+    a = decide_one({"priority": "urgent", "group": "Tier 2", "assignee": "12", "add_tags": ["esc"],
+                    "notify_slack": "#ops", "suggest": True}, scores())
+    assert a == Actions(add_tags=("esc",), notify_slack=("#ops",),
+                        suggested=(("priority", "urgent"), ("group", "Tier 2"), ("assignee", "12")))
+    text = ("rules:\n  - name: a\n    then: {priority: urgent, suggest: true}\n"
+            "  - name: b\n    then: {priority: high}\n")
+    assert parse_rules(text).decide(event(), scores(), NOW)[1].priority == "high"  # a set value wins
+
+
+@pytest.mark.parametrize(("text", "line", "parts"), [
+    ("learned_routing: aply\nrules: []\n", 1, ["unknown learned_routing 'aply'", "did you mean 'apply'",
+                                                "allowed: suggest, apply"]),
+    ("learned_routing: [apply]\n", 1, ["learned_routing must be a string"]),
+    (rule("predicted_grup: Billing"), 5, ["unknown key 'predicted_grup'", "did you mean 'predicted_group'"]),
+    (rule("predicted_group_confidence_at_least: 1.5"), 5, ["predicted_group_confidence_at_least",
+                                                           "between 0 and 1"]),
+    (rule("predicted_group: []"), 5, ["predicted_group"]),
+    (rule(then="{suggest: true, add_tags: [x]}"), 4, ["has suggest: true but nothing to suggest"]),
+    (rule(then="{suggest: maybe, priority: high}"), 4, ["suggest (in rule 'r') must be true or false"]),
+    (rule(then="{sugest: true}"), 4, ["unknown key 'sugest'", "did you mean 'suggest'"]),
+    ("rules:\n  - name: r\n    when: {source: zendesk}\n    then: {request_type: predicted}\n", 4,
+     ["request_type applies only to Jira issues"]),
+])
+def test_learned_routing_and_suggest_errors_point_at_the_line(text: str, line: int, parts: list[str]) -> None:
+    e = error(text)
+    assert e.line == line, str(e)
+    for part in parts:
+        assert part in str(e), str(e)

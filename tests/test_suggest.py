@@ -268,3 +268,17 @@ def test_outcomes_only_count_what_agents_set_after_the_note() -> None:
     assert suggestion_outcomes(audits, bot, {})[1] == {"priority": "accepted"}
     assert acceptance([HistoryRow("z:1", "zendesk", "", "s", "t", suggestion_outcome={"priority": "open"})]) == {
         "priority": {"accepted": 0, "rejected": 0, "open": 1, "rate": None}}
+
+
+def test_rules_test_shows_suggestions_apart_from_actions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.cli import main
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("tag_prefix: 'My Team '\nrules:\n  - name: s\n    then: {priority: urgent, group: Tier 2, "
+                     "suggest: true}\n")
+    samples = Path(__file__).parents[1] / "deploy/samples/zendesk.jsonl"
+    assert main(["rules", "test", str(rules), "--tickets", str(samples)]) == 0
+    first = capsys.readouterr().out.split("ticket ")[1]
+    actions = next(line for line in first.splitlines() if "actions:" in line)
+    assert "my_team_suggested_priority_urgent" in actions and '"priority"' not in actions
+    assert 'suggested, not applied: {"priority": "urgent", "group": "Tier 2"}' in first

@@ -16,6 +16,7 @@ File format (see deploy/rules.example.yaml for a commented example)::
       days: [mon, tue, wed, thu, fri]   # default mon-fri; full names accepted too
       start: "09:00"            # HH:MM local time, inclusive
       end: "18:00"              # HH:MM, exclusive; "24:00" = midnight; end < start = overnight
+    learned_routing: suggest    # suggest (default) | apply: whether `group: predicted` sets the group
     rules:                      # evaluated in order
       - name: angry-and-urgent  # required, unique
         when:                   # optional: all conditions must hold; a list means "any of"
@@ -40,6 +41,11 @@ File format (see deploy/rules.example.yaml for a commented example)::
           business_hours: false # true = now is inside business_hours, false = outside
           project: [SUP]        # Jira only: project key; likewise issue_type
           request_type: [Bug]   # and the JSM request type (names)
+          predicted_group: [Billing]  # the model's routing head predicts one of these groups (names,
+                                      # case-insensitive); false without a routing head or when it
+                                      # abstained (below its own confidence floor)
+          predicted_group_confidence_at_least: 0.6  # and with at least this confidence (alone:
+                                                    # any group, that confidently)
         then:                   # required (may be {}); merged with Actions.merge, in order
           add_tags: [escalated] # a string or a list
           priority: urgent      # low | normal | high | urgent
@@ -52,7 +58,25 @@ File format (see deploy/rules.example.yaml for a commented example)::
           request_type: "Report an incident"  # Jira only: set the JSM request type (name or id)
           jira_fields:          # Jira only: set fields, e.g. the field a JSM queue filters on
             customfield_10050: "Tier 2"       # field id or name -> value
+          suggest: false        # true: suggest mode, see below
           stop: true            # matching this rule ends evaluation
+
+Suggest mode (`suggest: true`): the priority, group, assignee, request_type and jira_fields the rule
+would set are not set; the internal note (forced on) carries them as "Suggested (not applied): ...",
+with a machine-readable "Suggestion code:" line, and each gets a tag {prefix}suggested_{field}_{value}
+(worker/suggestions.py). Tags, note_text and notify_slack still apply. Merging: a later rule's
+suggestion for a field replaces an earlier one; a value a rule sets beats a suggestion for that field,
+whichever comes first (adding a suggest rule never changes what other rules write). What would not be
+set is not suggested either (the ticket has it already; an agent chose the priority or assignee and
+the rule lacks override_human). When an agent later sets a value, `triage history pull` records the
+suggestion as accepted or rejected (worker/history.py).
+
+Learned routing: `group: predicted` (or, Jira, `request_type: predicted`: a routing head learnt from
+Jira history predicts request types) routes to the group the model's routing head predicts, when it has
+one and did not abstain; else the rule sets no group. It is a suggestion unless the top-level
+`learned_routing: apply` is set and the rule is not in suggest mode. A group literally named
+"predicted" must be given by id. The note shows the prediction whenever the model has a routing head
+("group (learned): Billing 72%").
 
 Jira-only conditions (project, issue_type, request_type) and actions (request_type,
 jira_fields) in a rule whose `source` excludes jira are errors: the rule could never apply.

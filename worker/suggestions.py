@@ -68,7 +68,7 @@ def tags(prefix: str, suggested: Iterable[tuple[str, str]]) -> tuple[str, ...]:
     out = []
     for name, value in suggested:
         field = f"field_{slug(name[6:])}" if name.startswith("field:") else name
-        out.append(f"{prefix}suggested_{field}_{slug(value)}".lower())
+        out.append("_".join(f"{prefix}suggested_{field}_{slug(value)}".lower().split()))  # as normalize_tag
     return tuple(dict.fromkeys(out))
 
 
