@@ -73,6 +73,8 @@ class LearnConfig:
     threads: int = 1
     cache_dir: Path | None = None  # pooled features by (model, text); default ~/.cache/helpdesk-triage
     shuffle_labels: bool = False  # a deliberately bad challenger (bench: the gate must refuse it)
+    route_by: str = "group"  # the routing head's history field (model/routing_head.py); "": none
+    min_group_tickets: int | None = None  # default: routing_head.MIN_GROUP_TICKETS
     progress: bool = True
 
 
@@ -97,6 +99,7 @@ class LearnResult:
     counts: dict[str, Any]
     c: float
     seconds: dict[str, float]
+    routing: dict[str, Any] | None = None  # the routing head's summary (model/routing_head.py)
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -366,10 +369,17 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
         "shuffled_labels": cfg.shuffle_labels, "notes": notes,
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
     seconds["export"] = time.monotonic() - t0
+    routing = None
+    if cfg.route_by:  # the routing head, from the same history (written into `out` when it ships)
+        from model.routing_head import attach
+
+        routing = attach(out, cfg.data, cache.features, cfg.route_by, cfg.min_group_tickets, stage,
+                         cfg.eval_share, cfg.val_share, cfg.seed)
+        seconds["routing"] = time.monotonic() - t0 - seconds["export"]
     eval_rows = [Row(e.text, -1, e.y, e.weight, "team") for e in newest]
     seconds["total"] = time.monotonic() - began
     return LearnResult(out, version, base, base_meta["version"], len(train), eval_rows,
-                       {"team": counts, "replay": len(replay), "feedback": len(extra)}, c, seconds)
+                       {"team": counts, "replay": len(replay), "feedback": len(extra)}, c, seconds, routing)
 
 
 def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, temperature: float,
@@ -454,7 +464,7 @@ def learn_and_compare(cfg: LearnConfig, champion: Path | None = None) -> Outcome
     result.seconds["total"] += result.seconds["compare"]
     context = {"champion": str(champ_dir), "challenger": str(result.out), "data": [str(p) for p in cfg.data],
                "counts": result.counts, "C": result.c, "seconds": {k: round(v, 1) for k, v in result.seconds.items()}}
-    report = gate.write_report(result.out / "learn_report", reports, verdict, context)
+    report = gate.write_report(result.out / "learn_report", reports, verdict, context, result.routing)
     (result.out / "gate.json").write_text(json.dumps({"champion": reports["champion"]["model_version"],
                                                       **verdict.to_dict()}, indent=2))
     return Outcome(result, verdict, report, reports)
