@@ -15,6 +15,10 @@ The gate (all must hold):
   champion's and high-urgency recall not more than 2 points below: a team's head must not unlearn
   that an outage is urgent. (Beyond issue 17's gate: without it, the synthetic team's challenger,
   better on the team's tickets, halves v3's high recall there and would be promoted.)
+
+The routing head (model/routing_head.py), when `triage learn` fitted one, has its own section: not a
+gate check (the gate is about urgency and sentiment), but a head that does not beat the majority
+group by a clear margin on the validation slice is not shipped, and the section says so.
 """
 
 from __future__ import annotations
@@ -183,12 +187,13 @@ def _confusion(report: dict[str, Any], labels: Sequence[str]) -> list[str]:
 
 
 def write_report(out_dir: Path, reports: dict[str, dict[str, Any]], result: GateResult,
-                 context: dict[str, Any]) -> Path:
+                 context: dict[str, Any], routing: dict[str, Any] | None = None) -> Path:
     """report.md, report.json and coverage.png in `out_dir`. `reports`: champion / challenger team
-    urgency reports, and public_champion / public_challenger sentiment reports when there are."""
+    urgency reports, and public_champion / public_challenger sentiment reports when there are;
+    `routing`: the routing head's summary (model/routing_head.py), beside the gate, not a check."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps({"context": context, "gate": result.to_dict(),
-                                                     "reports": reports}, indent=2))
+                                                     "reports": reports, "routing": routing}, indent=2))
     champ, chall = reports["champion"], reports["challenger"]
     lines = [f"# Challenger {chall['model_version']} against champion {champ['model_version']}", "",
              f"Team slice: the newest {champ['n']} tickets (held out by time). "
@@ -218,10 +223,39 @@ def write_report(out_dir: Path, reports: dict[str, dict[str, Any]], result: Gate
                       f"{rep['model_version']}", "",
                       f"macro-F1 {rep['macro_f1']:.4f}; high urgency precision {rep['high']['precision']:.3f}, "
                       f"recall {rep['high']['recall']:.3f}", ""] + _table(rep, URGENCY_LABELS)
+    if routing:
+        lines += [""] + routing_section(routing)
     lines += ["", "![precision against coverage](coverage.png)", ""]
     (out_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
     _plot(out_dir / "coverage.png", champ, chall)
     return out_dir / "report.md"
+
+
+def routing_section(routing: dict[str, Any]) -> list[str]:
+    """The routing head's part of the report: shipped or not and why, its figures against the
+    majority group on the newest tickets, per group, and the groups left out."""
+    name = routing.get("field", "group")
+    lines = [f"## Routing head (by {name}): {'shipped' if routing['shipped'] else '**not shipped**'}", "",
+             "Not a gate check: it ships only if it beats the majority on the validation slice by a clear margin.",
+             "", f"{routing['reason']}.", ""]
+    figs = routing.get("figures")
+    if figs:
+        held, gain = figs["held_out"], figs["held_out"]["accuracy_gain"]
+        lines += [f"Newest {held['n']} tickets (held out by time): accuracy {held['accuracy']:.3f} against "
+                  f"{held['majority_accuracy']:.3f} for the majority {name} ({figs['majority']}), "
+                  f"{gain['difference']:+.3f}, 95% CI [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]; macro-F1 "
+                  f"{held['macro_f1']:.3f} against {held['majority_macro_f1']:.3f}. Answered (confidence >= "
+                  f"{routing.get('floor', '-')}) {held['answered_share']:.0%}, accuracy "
+                  f"{held['answered_accuracy']:.3f} on those; {held['outside_groups']} tickets of {name}s left out "
+                  "or never seen.", "",
+                  f"| {name} | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for g, pc in held["per_group"].items():
+            lines.append(f"| {g} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} "
+                         f"| {int(pc['support'])} |")
+    left = routing.get("left_out") or {}
+    lines += ["", f"Left out (fewer than {routing.get('min_tickets')} training tickets): "
+              + (", ".join(f"{g} ({n})" for g, n in left.items()) if left else "none") + "."]
+    return lines
 
 
 def _plot(path: Path, champion: dict[str, Any], challenger: dict[str, Any]) -> None:

@@ -84,7 +84,8 @@ class RoutingHead:
 
     def summary(self) -> dict[str, Any]:
         """What learn's output and report say of it."""
-        return {"shipped": self.shipped, "reason": self.reason, **self.routing_meta()}
+        return {"shipped": self.shipped, "reason": self.reason, "floor": self.rule.abstain_below,
+                **self.routing_meta()}
 
 
 # -- data -----------------------------------------------------------------------------------------

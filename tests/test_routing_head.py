@@ -147,3 +147,28 @@ def test_learn_hook_writes_a_head_that_ships_and_none_that_does_not(team, tmp_pa
     assert TriageModel(routed).group_rule is None and "routing" not in json.loads((routed / "triage.json").read_text())
     assert attach(routed, [noise], team["cache"].features, "type", 500, said.append)["shipped"] is False
     assert "needs at least 2 types" in said[-1]
+
+
+def test_triage_learn_writes_the_routing_head_and_reports_it(team, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.cli import main
+
+    out = tmp_path / "challenger"
+    argv = ["learn", "--data", str(team["data"]), "--out", str(out), "--no-public", "--min-per-class", "10",
+            "--min-group-tickets", "20"]
+    assert main(argv) == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.splitlines()[-1])
+    assert summary["routing"]["shipped"] and summary["routing"]["left_out"] == team["head"].left_out
+    assert "routing head: validation accuracy" in captured.err
+    meta = json.loads((out / "triage.json").read_text())
+    assert meta["routing"]["labels"] == list(team["head"].labels) and "group" in meta["decision"]
+    [p] = TriageModel(out).score(TEXTS[:1])
+    assert p.group is not None and p.group.best_guess == "Incident response"
+    report = (out / "learn_report" / "report.md").read_text()
+    assert "## Routing head (by group): shipped" in report and f"{RARE} (" in report
+    assert json.loads((out / "learn_report" / "report.json").read_text())["routing"]["shipped"]
+    # --route-by none: no routing head
+    assert main([*argv[:4], str(tmp_path / "plain"), *argv[5:], "--route-by", "none"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["routing"] is None
+    assert TriageModel(tmp_path / "plain").group_rule is None
