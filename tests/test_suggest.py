@@ -81,6 +81,10 @@ def test_decide_keeps_the_fields_forces_the_note_and_tags_each_suggestion() -> N
     # what the rules would not set is not suggested: an agent's priority, a value the ticket has
     human = decide(event(priority="high", priority_set_by_human=True, group="escalations"), scores(), rules, NOW)
     assert human.actions.suggested == () and not human.actions.note
+    # made once: a later revision of a ticket that carries the suggestion's tag does not repeat it
+    again = decide(event(tags=("triage_suggested_priority_urgent", "triage_urgency_high")), scores(), rules, NOW)
+    assert again.actions.suggested == (("group", "Escalations"),)
+    assert decide(event(tags=tuple(a.add_tags)), scores(), rules, NOW).actions == Actions()
     # Jira-only suggestions mean nothing elsewhere
     jira_rules = parse_rules("rules:\n  - name: r\n    then: {request_type: Billing, suggest: true}\n")
     assert decide(event(), scores(), jira_rules, NOW).actions.suggested == ()
@@ -266,6 +270,13 @@ def test_outcomes_only_count_what_agents_set_after_the_note() -> None:
     assert suggestion_outcomes(audits, bot, {}) == ({"priority": "urgent"}, {"priority": "open"}, {})
     audits.append(audit(4, agent, {"type": "Change", "field_name": "priority", "value": "urgent"}))
     assert suggestion_outcomes(audits, bot, {})[1] == {"priority": "accepted"}
+    # a later note suggesting only the group keeps the priority's suggestion and its outcome
+    group_note = note_body(scores(), (), "", (("group", "Billing"),))
+    audits += [audit(5, bot, {"type": "Comment", "body": group_note}),
+               audit(6, agent, {"type": "Change", "field_name": "group_id", "value": 77})]
+    assert suggestion_outcomes(audits, bot, {77: "Billing"}) == (
+        {"priority": "urgent", "group": "Billing"}, {"priority": "accepted", "group": "accepted"},
+        {"priority": "urgent", "group": "Billing"})
     assert acceptance([HistoryRow("z:1", "zendesk", "", "s", "t", suggestion_outcome={"priority": "open"})]) == {
         "priority": {"accepted": 0, "rejected": 0, "open": 1, "rate": None}}
 

@@ -69,9 +69,11 @@ def decide(event: TicketEvent, scores: Scores, rules: RuleSet, now: datetime) ->
     elif actions.request_type.lower() == event.extra.get("request_type", "").lower():
         changes["request_type"] = ""
     if actions.suggested:
-        suggested = _suggestions(event, actions)
+        # made once: a suggestion whose tag the ticket carries is not repeated on every later revision
+        lowered = {t.lower() for t in current}
+        suggested = tuple(s for s in _suggestions(event, actions) if suggestion_tags(prefix, [s])[0] not in lowered)
         changes["suggested"] = suggested
-        changes["add_tags"] += tuple(t for t in suggestion_tags(prefix, suggested) if t not in current)
+        changes["add_tags"] += suggestion_tags(prefix, suggested)
         changes["note"] = actions.note or bool(suggested)  # the note carries them
     return TriageDecision(event.key, scores, matched, replace(actions, **changes))
 

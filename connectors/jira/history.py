@@ -2,7 +2,7 @@
 
 Through the `jira` client: GET /rest/api/3/search/jql with expand=changelog, nextPageToken pages. From
 the changelog: who set the priority, and whether the bot set it and an agent changed it afterwards (a
-correction). In suggest mode, the bot's last comment carrying suggestions (its "Suggestion code:"
+correction). In suggest mode, the bot's comments carrying suggestions (its "Suggestion code:"
 line, worker/suggestions.py) and the values agents set after it in the changelog: accepted or rejected
 suggestions. From the issue: summary and description, request type (or issue type), labels, created.
 
@@ -76,28 +76,27 @@ def _matches(name: str, item: Mapping[str, Any], group_field: str) -> bool:
 def suggestion_outcomes(histories: Sequence[Mapping[str, Any]], comments: Sequence[Mapping[str, Any]],
                         bot_account_id: str, priorities: PriorityMap = DEFAULT_PRIORITIES, group_field: str = ""
                         ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """(suggested: field -> value, from the bot's last comment carrying suggestions; outcome: field ->
-    accepted | rejected | open; chosen: field -> the value agents set after it, a priority as its neutral
+    """(suggested: field -> value, the latest the bot's comments suggested; outcome: field -> accepted |
+    rejected | open; chosen: field -> the value agents set after that comment, a priority as its neutral
     level). An assignee compares by accountId; `group` only with the field it is written to
     (JIRA_GROUP_FIELD)."""
     suggested: dict[str, str] = {}
-    at = None
+    at: dict[str, datetime] = {}  # field -> the time of its latest suggestion
     for comment in sorted(comments, key=lambda c: str(c.get("created", ""))):
-        if str((comment.get("author") or {}).get("accountId")) != bot_account_id:
+        created = parse_time(comment.get("created"))
+        if str((comment.get("author") or {}).get("accountId")) != bot_account_id or created is None:
             continue
         found = suggestions.parse(text_of(comment.get("body")))
-        if found:
-            suggested, at = found, parse_time(comment.get("created"))
-    if not suggested or at is None:
-        return {}, {}, {}
+        suggested.update(found)
+        at.update(dict.fromkeys(found, created))
     chosen: dict[str, str] = {}
     for history in sorted(histories, key=lambda h: (str(h.get("created", "")), str(h.get("id", "")))):
         created = parse_time(history.get("created"))
-        if str((history.get("author") or {}).get("accountId")) == bot_account_id or not created or created < at:
+        if str((history.get("author") or {}).get("accountId")) == bot_account_id or created is None:
             continue
         for item in history.get("items") or []:
             for name in suggested:
-                if _matches(name, item, group_field):
+                if created >= at[name] and _matches(name, item, group_field):
                     value = str(item.get("to") if name == "assignee" else item.get("toString") or "")
                     chosen[name] = (priorities.level_of(value) or value) if name == "priority" else value
     return suggested, {n: suggestions.outcome(v, chosen.get(n, "")) for n, v in suggested.items()}, chosen

@@ -3,8 +3,8 @@
 Through the zenpy client: the cursor-based incremental ticket export
 (GET /api/v2/incremental/tickets/cursor.json, one page per call) and each solved ticket's audits
 (GET /api/v2/tickets/{id}/audits.json). From the audits: who set the priority, and whether the bot
-set it first and an agent changed it (a correction); in suggest mode, the bot's last note carrying
-suggestions (its "Suggestion code:" line, worker/suggestions.py) and the values agents set afterwards:
+set it first and an agent changed it (a correction); in suggest mode, the bot's notes carrying
+suggestions (their "Suggestion code:" lines, worker/suggestions.py) and the values agents set afterwards:
 accepted or rejected suggestions. From the ticket: subject and description (the
 customer's first comment), group, type, tags, satisfaction rating.
 
@@ -90,27 +90,25 @@ def _ordered(audits: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def suggestion_outcomes(audits: Sequence[Mapping[str, Any]], bot_user_id: str, groups: Mapping[int, str]
                         ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """(suggested: field -> value, from the bot's last note carrying suggestions; outcome: field ->
-    accepted | rejected | open; chosen: field -> the value agents set after that note, a group as its
-    name). A group compares by name or id; an assignee by user id (a suggested e-mail never matches)."""
+    """(suggested: field -> value, the latest the bot's notes suggested; outcome: field -> accepted |
+    rejected | open; chosen: field -> the value agents set after that note, a group as its name). A group
+    compares by name or id; an assignee by user id (a suggested e-mail never matches)."""
     ordered = _ordered(audits)
     suggested: dict[str, str] = {}
-    at = -1
+    at: dict[str, int] = {}  # field -> the audit of its latest suggestion
     for i, audit in enumerate(ordered):
         if str(audit.get("author_id")) == bot_user_id:
             for event in audit.get("events") or []:
                 found = suggestions.parse(str(event.get("body") or "")) if event.get("type") == "Comment" else {}
-                if found:
-                    suggested, at = found, i
-    if not suggested:
-        return {}, {}, {}
+                suggested.update(found)
+                at.update(dict.fromkeys(found, i))
     chosen: dict[str, str] = {}
-    for audit in ordered[at + 1:]:
+    for i, audit in enumerate(ordered):
         if str(audit.get("author_id")) == bot_user_id:
             continue
         for event in audit.get("events") or []:
             name = _AUDIT_FIELDS.get(str(event.get("field_name")))
-            if name and event.get("type") in ("Create", "Change"):
+            if name in at and i > at[name] and event.get("type") in ("Create", "Change"):
                 chosen[name] = str(event.get("value") or "")
     names = {str(k): v for k, v in groups.items()}
     if chosen.get("group"):
