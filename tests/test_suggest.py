@@ -293,3 +293,26 @@ def test_rules_test_shows_suggestions_apart_from_actions(tmp_path: Path, capsys:
     actions = next(line for line in first.splitlines() if "actions:" in line)
     assert "my_team_suggested_priority_urgent" in actions and '"priority"' not in actions
     assert 'suggested, not applied: {"priority": "urgent", "group": "Tier 2"}' in first
+
+
+def test_a_priority_suggestion_is_read_back_from_its_tag_when_the_note_is_gone() -> None:
+    bot, agent = "1", "2"
+    zendesk = [{"id": 1, "author_id": bot, "created_at": "2026-01-01T00:00:00Z", "events": [
+                   {"type": "Change", "field_name": "tags", "value": ["vip", "team_suggested_priority_high"],
+                    "previous_value": ["vip"]}]},
+               {"id": 2, "author_id": agent, "created_at": "2026-01-02T00:00:00Z", "events": [
+                   {"type": "Change", "field_name": "priority", "value": "low"}]}]
+    assert suggestion_outcomes(zendesk, bot, {})[:2] == ({"priority": "high"}, {"priority": "rejected"})
+    zendesk[0]["events"][0].update(value="vip triage_suggested_priority_high", previous_value="vip")  # as words
+    assert suggestion_outcomes(zendesk, bot, {})[0] == {"priority": "high"}
+    from connectors.jira.history import suggestion_outcomes as jira_outcomes
+
+    def history(n: int, author: str, item: dict[str, Any]) -> dict[str, Any]:
+        return {"id": str(n), "author": {"accountId": author}, "created": f"2026-01-0{n}T00:00:00.000+0000",
+                "items": [item]}
+
+    labels = {"field": "labels", "fromString": "vip", "toString": "vip triage_suggested_priority_urgent"}
+    jira = [history(1, bot, labels),
+            history(2, agent, {"field": "priority", "fieldId": "priority", "toString": "Highest"})]
+    assert jira_outcomes(jira, [], bot)[:2] == ({"priority": "urgent"}, {"priority": "accepted"})
+    assert suggestions.from_tags(["triage_suggested_group_billing"]) == {}

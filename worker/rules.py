@@ -68,8 +68,9 @@ with a machine-readable "Suggestion code:" line, and each gets a tag {prefix}sug
 suggestion for a field replaces an earlier one; a value a rule sets beats a suggestion for that field,
 whichever comes first (adding a suggest rule never changes what other rules write). What would not be
 set is not suggested either (the ticket has it already; an agent chose the priority or assignee and
-the rule lacks override_human), nor what was suggested already (its tag is on the ticket). When an agent later sets a value, `triage history pull` records the
-suggestion as accepted or rejected (worker/history.py).
+the rule lacks override_human), nor what was suggested already (its tag is on the ticket). When an
+agent later sets a value, `triage history pull` records the suggestion as accepted or rejected
+(worker/history.py).
 
 Learned routing: `group: predicted` (or, Jira, `request_type: predicted`: a routing head learnt from
 Jira history predicts request types) routes to the group the model's routing head predicts, when it has

@@ -12,7 +12,7 @@ percent-encoded down to letters and digits, so that no helpdesk markup (JSM read
 wiki markup: _x_, *x*, [x], {x} ...) can change it. Each suggestion also gets a tag,
 `{prefix}suggested_{field}_{value}` (e.g. triage_suggested_priority_urgent): Zendesk views and Jira
 filters can be built on it; names become lowercase words joined by "_", so the exact value is the
-note's.
+note's (a priority is also read back from its tag, when the note is gone).
 """
 
 from __future__ import annotations
@@ -68,8 +68,19 @@ def tags(prefix: str, suggested: Iterable[tuple[str, str]]) -> tuple[str, ...]:
     out = []
     for name, value in suggested:
         field = f"field_{slug(name[6:])}" if name.startswith("field:") else name
-        out.append("_".join(f"{prefix}suggested_{field}_{slug(value)}".lower().split()))  # as normalize_tag
+        tag = "_".join(f"{prefix}suggested_{field}_{slug(value)}".lower().split())  # as normalize_tag
+        out.append(tag[:80].rstrip("_"))
     return tuple(dict.fromkeys(out))
+
+
+_PRIORITY_TAG = re.compile(r"(?:^|_)suggested_priority_(low|normal|high|urgent)$")
+
+
+def from_tags(tags: Iterable[str]) -> dict[str, str]:
+    """The priority a suggestion tag names (any tag prefix), for a ticket whose note is gone: the tags
+    of other fields are lossy (names become words), so only the priority is read back from them."""
+    found = [m[1] for m in map(_PRIORITY_TAG.search, (t.lower() for t in tags)) if m]
+    return {"priority": found[-1]} if found else {}
 
 
 def outcome(suggested: str, chosen: str, same: Mapping[str, str] | None = None) -> str:

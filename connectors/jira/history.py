@@ -80,13 +80,21 @@ def suggestion_outcomes(histories: Sequence[Mapping[str, Any]], comments: Sequen
     rejected | open; chosen: field -> the value agents set after that comment, a priority as its neutral
     level). An assignee compares by accountId; `group` only with the field it is written to
     (JIRA_GROUP_FIELD)."""
+    made: list[tuple[datetime, int, dict[str, str]]] = []  # (when, comment after label, suggestions)
+    for history in histories:  # a priority suggestion's label: read when its comment is gone
+        created = parse_time(history.get("created"))
+        if str((history.get("author") or {}).get("accountId")) == bot_account_id and created is not None:
+            for item in history.get("items") or []:
+                if str(item.get("field") or "").lower() == "labels":
+                    made.append((created, 0, suggestions.from_tags(set(str(item.get("toString") or "").split())
+                                                                   - set(str(item.get("fromString") or "").split()))))
+    for comment in comments:
+        created = parse_time(comment.get("created"))
+        if str((comment.get("author") or {}).get("accountId")) == bot_account_id and created is not None:
+            made.append((created, 1, suggestions.parse(text_of(comment.get("body")))))
     suggested: dict[str, str] = {}
     at: dict[str, datetime] = {}  # field -> the time of its latest suggestion
-    for comment in sorted(comments, key=lambda c: str(c.get("created", ""))):
-        created = parse_time(comment.get("created"))
-        if str((comment.get("author") or {}).get("accountId")) != bot_account_id or created is None:
-            continue
-        found = suggestions.parse(text_of(comment.get("body")))
+    for created, _, found in sorted(made, key=lambda m: (m[0], m[1])):
         suggested.update(found)
         at.update(dict.fromkeys(found, created))
     chosen: dict[str, str] = {}

@@ -88,6 +88,11 @@ def _ordered(audits: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(audits, key=lambda a: (str(a.get("created_at", "")), int(a.get("id") or 0)))
 
 
+def _words(value: Any) -> set[str]:
+    """An audit's tag list: an array (Zendesk) or space-separated words."""
+    return {str(t) for t in value} if isinstance(value, list) else set(str(value or "").split())
+
+
 def suggestion_outcomes(audits: Sequence[Mapping[str, Any]], bot_user_id: str, groups: Mapping[int, str]
                         ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """(suggested: field -> value, the latest the bot's notes suggested; outcome: field -> accepted |
@@ -98,10 +103,15 @@ def suggestion_outcomes(audits: Sequence[Mapping[str, Any]], bot_user_id: str, g
     at: dict[str, int] = {}  # field -> the audit of its latest suggestion
     for i, audit in enumerate(ordered):
         if str(audit.get("author_id")) == bot_user_id:
+            found: dict[str, str] = {}
             for event in audit.get("events") or []:
-                found = suggestions.parse(str(event.get("body") or "")) if event.get("type") == "Comment" else {}
-                suggested.update(found)
-                at.update(dict.fromkeys(found, i))
+                if event.get("type") == "Comment":
+                    found.update(suggestions.parse(str(event.get("body") or "")))
+                elif event.get("field_name") == "tags":  # the suggestion's tag, when its note is gone
+                    found = {**suggestions.from_tags(_words(event.get("value")) - _words(event.get("previous_value"))),
+                             **found}
+            suggested.update(found)
+            at.update(dict.fromkeys(found, i))
     chosen: dict[str, str] = {}
     for i, audit in enumerate(ordered):
         if str(audit.get("author_id")) == bot_user_id:
