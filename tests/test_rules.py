@@ -14,7 +14,7 @@ import yaml
 from worker.decision import Actions, HeadScore, Scores
 from worker.errors import RulesError
 from worker.events import TicketEvent
-from worker.rules import RuleSet, normalize_tag, parse_rules
+from worker.rules import RuleSet, normalize_tag, parse_rules, routing_warnings
 from worker.rules_file import RulesReloader, load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -647,3 +647,14 @@ def test_learned_routing_and_suggest_errors_point_at_the_line(text: str, line: i
     assert e.line == line, str(e)
     for part in parts:
         assert part in str(e), str(e)
+
+
+def test_routing_warnings_name_unknown_groups_and_a_missing_head() -> None:
+    rs = parse_rules(rule("predicted_group: [Biling, sales]"), "rules.yaml")
+    assert routing_warnings(rs, ["Billing", "Sales"]) == [
+        "rules.yaml:5: rule 'r': predicted_group 'Biling' is not a group the routing head knows (did you mean "
+        "'Billing'?); it knows: Billing, Sales"]
+    assert routing_warnings(rs, None) == ["rules.yaml:5: rule 'r' uses the routing head, which this model lacks: "
+                                          "it never matches or routes (`triage learn` fits one from the team's "
+                                          "history)"]
+    assert routing_warnings(parse_rules(rule("urgency: high")), None) == []

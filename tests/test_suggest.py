@@ -286,10 +286,12 @@ def test_rules_test_shows_suggestions_apart_from_actions(tmp_path: Path, capsys:
 
     rules = tmp_path / "rules.yaml"
     rules.write_text("tag_prefix: 'My Team '\nrules:\n  - name: s\n    then: {priority: urgent, group: Tier 2, "
-                     "suggest: true}\n")
+                     "suggest: true}\n  - name: learned\n    then: {group: predicted}\n")
     samples = Path(__file__).parents[1] / "deploy/samples/zendesk.jsonl"
     assert main(["rules", "test", str(rules), "--tickets", str(samples)]) == 0
-    first = capsys.readouterr().out.split("ticket ")[1]
+    captured = capsys.readouterr()
+    assert f"warning: {rules}:6: rule 'learned' uses the routing head, which this model lacks" in captured.err
+    first = captured.out.split("ticket ")[1]
     actions = next(line for line in first.splitlines() if "actions:" in line)
     assert "my_team_suggested_priority_urgent" in actions and '"priority"' not in actions
     assert 'suggested, not applied: {"priority": "urgent", "group": "Tier 2"}' in first

@@ -211,6 +211,7 @@ class Rule:
     stop: bool = False
     suggest: bool = False  # suggest mode: what it would set is in actions.suggested
     predicted: tuple[str, ...] = ()  # fields that take the routing head's group (group, request_type)
+    routing: tuple[tuple[str, int], ...] = ()  # what it asks of the routing head: (group name or "", line)
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,24 @@ class RuleSet:
         if rule.suggest or self.learned_routing != "apply":
             return replace(rule.actions, suggested=rule.actions.suggested + tuple(values.items()))
         return replace(rule.actions, **values)
+
+
+def routing_warnings(rules: RuleSet, labels: Iterable[str] | None) -> list[str]:
+    """What the rules ask of the routing head that a model cannot give (`labels`: its groups, None
+    without a routing head): predicted_group names it does not know, or any use without a head. Rules
+    stay valid (the next model may have the head); `triage rules test` prints these."""
+    where = f"{rules.path}:" if rules.path else "line "
+    uses = [(r, name, line) for r in rules.rules for name, line in r.routing]
+    if labels is None:  # one line a rule
+        first: dict[str, int] = {}
+        for r, _, line in uses:
+            first.setdefault(r.name, line)
+        return [f"{where}{line}: rule {name!r} uses the routing head, which this model lacks: it never "
+                f"matches or routes (`triage learn` fits one from the team's history)" for name, line in first.items()]
+    known = {label.lower(): label for label in labels}
+    return [f"{where}{line}: rule {r.name!r}: predicted_group {name!r} is not a group the routing head "
+            f"knows{_hint(name, known.values())}; it knows: {', '.join(sorted(known.values()))}"
+            for r, name, line in uses if name and name.lower() not in known]
 
 
 def learned_group(scores: Scores) -> str:
@@ -465,6 +484,7 @@ class _Parser:
         name = self.string(keys["name"][1], f"rule #{number} name")
         what = f"rule {name!r}"
         conditions: list[Condition] = []
+        routing: list[tuple[str, int]] = []
         if "when" in keys:
             when = self.mapping(keys["when"][1], f"'when' of {what}", WHEN_KEYS)
             for key, (_, value_node) in when.items():
@@ -473,6 +493,8 @@ class _Parser:
                         groups, floor = when.get("predicted_group"), when.get("predicted_group_confidence_at_least")
                         conditions.append(self.predicted_group(groups[1] if groups else None,
                                                                floor[1] if floor else None, what))
+                        routing += [(str(n.value).strip(), _line(n)) for n in self.items(groups[1], what)] \
+                            if groups else [("", _line(value_node))]
                     continue
                 conditions.append(self.condition(key, value_node, hours, f"{key} (in {what})"))
             if "confidence_at_least" in when and "confidence_below" in when:
@@ -484,7 +506,10 @@ class _Parser:
                                    f"is not below confidence_below {high:g}")
         actions, stop, suggest, predicted = self.then(keys["then"][1], what)
         self.jira_only(keys, what)
-        return Rule(name, _line(keys["name"][1]), tuple(conditions), actions, stop, suggest, predicted)
+        if predicted:
+            routing.append(("", _line(keys["then"][1])))
+        return Rule(name, _line(keys["name"][1]), tuple(conditions), actions, stop, suggest, predicted,
+                    tuple(routing))
 
     def jira_only(self, keys: dict[str, tuple[Node, Node]], what: str) -> None:
         """A rule that can only match (or act on) Jira issues but whose source excludes jira."""
