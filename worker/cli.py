@@ -169,6 +169,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     from model.runtime import TriageModel
     from model.textprep import ticket_text
     from worker.decision import learned_group
+    from worker.rules import routing_warnings
     from worker.rules_file import load_rules
     from worker.sample_tickets import read_sample_tickets
     from worker.scoring import ModelScorer
@@ -177,7 +178,10 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.file)
     events = read_sample_tickets(args.tickets)
-    scorer = ModelScorer(TriageModel.load(args.model_dir or model_dir_setting() or None))
+    model = TriageModel.load(args.model_dir or model_dir_setting() or None)
+    for warning in routing_warnings(rules, model.group_rule.labels if model.group_rule else None):
+        print(f"warning: {warning}", file=sys.stderr)
+    scorer = ModelScorer(model)
     scores = scorer.score([ticket_text(e.subject, e.text) for e in events])
     now = datetime.now(UTC)
     for event, s in zip(events, scores):
