@@ -318,3 +318,12 @@ def test_a_priority_suggestion_is_read_back_from_its_tag_when_the_note_is_gone()
             history(2, agent, {"field": "priority", "fieldId": "priority", "toString": "Highest"})]
     assert jira_outcomes(jira, [], bot)[:2] == ({"priority": "urgent"}, {"priority": "accepted"})
     assert suggestions.from_tags(["triage_suggested_group_billing"]) == {}
+
+
+def test_slack_says_what_the_rules_would_suggest() -> None:
+    from connectors.slack.blocks import describe_actions
+
+    a = decide(event(), scores(), parse_rules(SUGGEST), NOW).actions
+    described = describe_actions(a, "zendesk", {})
+    assert "suggest priority *urgent*, group *Escalations*" in described and "internal note" in described
+    assert not any(d.startswith(("priority", "group")) for d in described)

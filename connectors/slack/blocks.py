@@ -10,6 +10,7 @@ from connectors.slack.context import Triaged
 from connectors.slack.text import escape, reactions_for, snippet
 from worker.decision import Actions, HeadScore, Scores
 from worker.feedback import HEADS, LABELS
+from worker.suggestions import label as suggestion_label
 
 COMMAND = "/triage"
 FEEDBACK_VIEW = "triage_feedback"
@@ -104,6 +105,8 @@ def describe_actions(a: Actions, source: str, reactions: Mapping[str, str]) -> l
             out.append(f"group *{escape(a.group)}*")
         if a.assignee:
             out.append(f"assign *{escape(a.assignee)}*")
+        if a.suggested:  # suggest mode: in the note, not set
+            out.append("suggest " + ", ".join(f"{suggestion_label(n)} *{escape(v)}*" for n, v in a.suggested))
         if a.note:
             out.append("internal note")
     if a.notify_slack:
