@@ -153,7 +153,6 @@ def note_body(scores: Scores, matched_rules: tuple[str, ...], extra: str = "",
               suggested: tuple[tuple[str, str], ...] = ()) -> str:
     """The internal note agents read: scores, the words behind them, the learned group, the rules that
     fired, what the rules suggest (suggest mode)."""
-
     lines = ["Triage (automatic)"]
     if scores.unreadable_language:
         guesses = ", ".join(f"{h} {getattr(scores, h).best_guess}" for h in ("sentiment", "urgency")
