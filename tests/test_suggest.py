@@ -327,3 +327,18 @@ def test_slack_says_what_the_rules_would_suggest() -> None:
     described = describe_actions(a, "zendesk", {})
     assert "suggest priority *urgent*, group *Escalations*" in described and "internal note" in described
     assert not any(d.startswith(("priority", "group")) for d in described)
+
+
+def test_the_decision_log_keeps_the_learned_group_for_dry_runs(redis: Redis) -> None:
+    from worker.admin.views import dry_run
+
+    group = HeadScore("Billing", {"Billing": 0.8, "Sales": 0.2}, 0.8)
+    d = decide(event(), scores(group), parse_rules("rules: []\n"), NOW)
+    log = DecisionLog(redis)
+    log.record(event(), "nothing_to_write", d)
+    [entry] = log.recent(10)
+    assert entry.scores().group == HeadScore("Billing", {"Billing": 0.8, "Sales": 0.2}, 0.8)
+    edited = parse_rules("rules:\n  - name: learned\n    when: {predicted_group: billing}\n"
+                         "    then: {group: predicted}\n")
+    [change] = dry_run(edited, parse_rules("rules: []\n"), None, [entry], False)["changes"]
+    assert change["rules_after"] == ("learned",) and change["diff"]["suggested"][1] == (("group", "Billing"),)

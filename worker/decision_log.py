@@ -173,7 +173,11 @@ class LoggedDecision:
         heads = {h: HeadScore(d["label"], dict(d.get("probabilities", {})), float(d.get("confidence", 0.0)),
                               bool(d.get("abstained"))) for h in ("sentiment", "urgency")
                  for d in [self.data.get(h, {"label": "unsure"})]}
-        return Scores(heads["sentiment"], heads["urgency"], self.data.get("model_version", ""))
+        group = self.data.get("group")
+        return Scores(heads["sentiment"], heads["urgency"], self.data.get("model_version", ""),
+                      group=HeadScore(group["label"], dict(group.get("probabilities", {})),
+                                      float(group.get("confidence", 0.0)), bool(group.get("abstained")))
+                      if group else None)
 
 
 def _decode(value: Any) -> str:
@@ -251,6 +255,8 @@ class DecisionLog:
                       "assignee_set_by_human": event.assignee_set_by_human,
                       "extra": {k: v for k, v in event.extra.items() if k in _EXTRA_KEPT}},
         }
+        if s.group is not None:  # the routing head's answer: a dry run of predicted_group rules replays it
+            data["group"] = _head(s.group)
         if self.keep_text:
             data["subject"], data["text"] = event.subject, event.text
         return data
