@@ -636,9 +636,12 @@ def test_suggest_mode_moves_what_a_rule_sets_into_suggestions() -> None:
     (rule("predicted_group_confidence_at_least: 1.5"), 5, ["predicted_group_confidence_at_least",
                                                            "between 0 and 1"]),
     (rule("predicted_group: []"), 5, ["predicted_group"]),
-    (rule(then="{suggest: true, add_tags: [x]}"), 4, ["has suggest: true but nothing to suggest"]),
-    (rule(then="{suggest: maybe, priority: high}"), 4, ["suggest (in rule 'r') must be true or false"]),
+    (rule(then="{suggest: true, add_tags: [x]}"), 4, ["has suggest but sets nothing it could suggest"]),
+    (rule(then="{suggest: maybe, priority: high}"), 4, ["suggest (in rule 'r') must be true, false or a list"]),
     (rule(then="{sugest: true}"), 4, ["unknown key 'sugest'", "did you mean 'suggest'"]),
+    (rule(then="{suggest: [grop], group: x}"), 4, ["unknown field to suggest 'grop'", "did you mean 'group'",
+                                                  "allowed: assignee, group, jira_fields, priority"]),
+    (rule(then="{suggest: [assignee], group: x}"), 4, ["has suggest but sets nothing it could suggest"]),
     ("rules:\n  - name: r\n    when: {source: zendesk}\n    then: {request_type: predicted}\n", 4,
      ["request_type applies only to Jira issues"]),
 ])
@@ -658,3 +661,17 @@ def test_routing_warnings_name_unknown_groups_and_a_missing_head() -> None:
                                           "it never matches or routes (`triage learn` fits one from the team's "
                                           "history)"]
     assert routing_warnings(parse_rules(rule("urgency: high")), None) == []
+
+
+def test_suggest_a_list_of_fields_sets_the_others() -> None:
+    a = decide_one({"priority": "urgent", "group": "Tier 2", "suggest": ["group"]}, scores())
+    assert a == Actions(priority="urgent", suggested=(("group", "Tier 2"),))
+    a = decide_one({"jira_fields": {"customfield_1": "x"}, "priority": "low", "suggest": ["jira_fields"]}, scores())
+    assert a == Actions(priority="low", suggested=(("field:customfield_1", "x"),))
+    # the predicted group follows the list too, once learned routing is applied
+    apply = {"learned_routing": "apply"}
+    assert decide_one({"group": "predicted", "priority": "high", "suggest": ["group"]}, routed(), **apply) == \
+        Actions(priority="high", suggested=(("group", "Billing"),))
+    assert decide_one({"group": "predicted", "priority": "high", "suggest": ["priority"]}, routed(), **apply) == \
+        Actions(group="Billing", suggested=(("priority", "high"),))
+    assert decide_one({"priority": "high", "suggest": False}, scores()) == Actions(priority="high")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -97,12 +98,17 @@ class Actions:
             return next((v for f, v in self.jira_fields if f.lower() == wanted), "")
         return str(getattr(self, name, "") or "")
 
-    def as_suggestions(self) -> Actions:
-        """These actions in suggest mode: what they would set becomes suggestions (tags, note, Slack stay)."""
-        moved = [(n, getattr(self, n)) for n in ("priority", "group", "assignee", "request_type") if getattr(self, n)]
-        moved += [(f"field:{f}", v) for f, v in self.jira_fields]
-        return replace(self, priority="", group="", assignee="", request_type="", jira_fields=(),
-                       suggested=tuple(moved))
+    def as_suggestions(self, fields: Collection[str] = ("priority", "group", "assignee", "request_type",
+                                                        "jira_fields")) -> Actions:
+        """These actions in suggest mode: what they would set in `fields` becomes suggestions (tags, note,
+        Slack and the other fields stay)."""
+        names = [n for n in ("priority", "group", "assignee", "request_type") if n in fields and getattr(self, n)]
+        moved = [(n, getattr(self, n)) for n in names]
+        cleared: dict[str, Any] = dict.fromkeys(names, "")
+        if "jira_fields" in fields:
+            moved += [(f"field:{f}", v) for f, v in self.jira_fields]
+            cleared["jira_fields"] = ()
+        return replace(self, **cleared, suggested=self.suggested + tuple(moved))
 
     def merge(self, other: Actions) -> Actions:
         """Later rules add tags and notifications; a later explicit value wins. Suggestions: a later

@@ -58,24 +58,25 @@ File format (see deploy/rules.example.yaml for a commented example)::
           request_type: "Report an incident"  # Jira only: set the JSM request type (name or id)
           jira_fields:          # Jira only: set fields, e.g. the field a JSM queue filters on
             customfield_10050: "Tier 2"       # field id or name -> value
-          suggest: false        # true: suggest mode, see below
+          suggest: false        # true: suggest mode, see below; or a list of the fields to suggest
+                                # (priority, group, assignee, request_type, jira_fields), the rest set
           stop: true            # matching this rule ends evaluation
 
 Suggest mode (`suggest: true`): the priority, group, assignee, request_type and jira_fields the rule
-would set are not set; the internal note (forced on) carries them as "Suggested (not applied): ...",
-with a machine-readable "Suggestion code:" line, and each gets a tag {prefix}suggested_{field}_{value}
-(worker/suggestions.py). Tags, note_text and notify_slack still apply. Merging: a later rule's
-suggestion for a field replaces an earlier one; a value a rule sets beats a suggestion for that field,
-whichever comes first (adding a suggest rule never changes what other rules write). What would not be
-set is not suggested either (the ticket has it already; an agent chose the priority or assignee and
-the rule lacks override_human), nor what was suggested already (its tag is on the ticket). When an
-agent later sets a value, `triage history pull` records the suggestion as accepted or rejected
-(worker/history.py).
+would set are not set (`suggest: [group]`: only those listed; the rest is set); the internal note
+(forced on) carries them as "Suggested (not applied): ...", with a machine-readable "Suggestion
+code:" line, and each gets a tag {prefix}suggested_{field}_{value} (worker/suggestions.py). Tags,
+note_text and notify_slack still apply. Merging: a later rule's suggestion for a field replaces an
+earlier one; a value a rule sets beats a suggestion for that field, whichever comes first (adding a
+suggest rule never changes what other rules write). What would not be set is not suggested either
+(the ticket has it already; an agent chose the priority or assignee and the rule lacks
+override_human), nor what was suggested already (its tag is on the ticket). When an agent later sets
+a value, `triage history pull` records the suggestion as accepted or rejected (worker/history.py).
 
 Learned routing: `group: predicted` (or, Jira, `request_type: predicted`: a routing head learnt from
 Jira history predicts request types) routes to the group the model's routing head predicts, when it has
 one and did not abstain; else the rule sets no group. It is a suggestion unless the top-level
-`learned_routing: apply` is set and the rule is not in suggest mode. A group literally named
+`learned_routing: apply` is set and the rule does not suggest that field. A group literally named
 "predicted" must be given by id. The note shows the prediction whenever the model has a routing head
 ("group (learned): Billing 72%").
 
@@ -112,6 +113,7 @@ _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday"
 
 TOP_KEYS = ("version", "tag_prefix", "default_tags", "business_hours", "learned_routing", "rules")
 LEARNED_ROUTING = ("suggest", "apply")  # what `group: predicted` does: suggest it (default), or set it
+SUGGESTABLE = frozenset(("priority", "group", "assignee", "request_type", "jira_fields"))
 PREDICTED = "predicted"  # `group: predicted`, `request_type: predicted`: the routing head's group
 HOURS_KEYS = ("timezone", "days", "start", "end")
 RULE_KEYS = ("name", "when", "then")
@@ -209,7 +211,7 @@ class Rule:
     conditions: tuple[Condition, ...] = ()
     actions: Actions = Actions()
     stop: bool = False
-    suggest: bool = False  # suggest mode: what it would set is in actions.suggested
+    suggest: frozenset[str] = frozenset()  # suggest mode: the fields it suggests (in actions.suggested)
     predicted: tuple[str, ...] = ()  # fields that take the routing head's group (group, request_type)
     routing: tuple[tuple[str, int], ...] = ()  # what it asks of the routing head: (group name or "", line)
 
@@ -251,9 +253,9 @@ class RuleSet:
         if not group:
             return rule.actions
         values: dict[str, Any] = {name: group for name in rule.predicted}
-        if rule.suggest or self.learned_routing != "apply":
-            return replace(rule.actions, suggested=rule.actions.suggested + tuple(values.items()))
-        return replace(rule.actions, **values)
+        suggested = {n: v for n, v in values.items() if n in rule.suggest or self.learned_routing != "apply"}
+        applied = {n: v for n, v in values.items() if n not in suggested}
+        return replace(rule.actions, suggested=rule.actions.suggested + tuple(suggested.items()), **applied)
 
 
 def routing_warnings(rules: RuleSet, labels: Iterable[str] | None) -> list[str]:
@@ -610,7 +612,7 @@ class _Parser:
             raise self.err(node, f"{what}: invalid regex {pattern!r}: {e.msg} "
                                  f"at position {e.pos}") from None
 
-    def then(self, node: Node, what: str) -> tuple[Actions, bool, bool, tuple[str, ...]]:
+    def then(self, node: Node, what: str) -> tuple[Actions, bool, frozenset[str], tuple[str, ...]]:
         keys = self.mapping(node, f"'then' of {what}", THEN_KEYS)
         values: dict[str, Any] = {}
         predicted: list[str] = []
@@ -619,7 +621,9 @@ class _Parser:
             if key in ("group", "request_type") and isinstance(value_node, ScalarNode) and \
                     str(value_node.value).strip().lower() == PREDICTED:
                 predicted.append(key)  # the routing head's group, resolved per ticket (RuleSet.decide)
-            elif key in ("note", "override_human", "stop", "suggest"):
+            elif key == "suggest":
+                values[key] = self.suggest(value_node, label)
+            elif key in ("note", "override_human", "stop"):
                 values[key] = self.boolean(value_node, label)
             elif key == "add_tags":
                 values[key] = self.tags(value_node, label)
@@ -636,14 +640,24 @@ class _Parser:
                 raise self.err(keys["note"][1], f"{what} has note_text but note: false")
             values["note"] = True
         stop = values.pop("stop", False)
-        suggest = values.pop("suggest", False)
+        suggest: frozenset[str] = values.pop("suggest", frozenset())
         actions = Actions(**values)
         if suggest:
-            actions = actions.as_suggestions()
-            if not actions.suggested and not predicted:
-                raise self.err(keys["suggest"][0], f"{what} has suggest: true but nothing to suggest: give "
-                                                   "priority, group, assignee, request_type or jira_fields")
+            actions = actions.as_suggestions(suggest)
+            if not actions.suggested and not suggest & set(predicted):
+                raise self.err(keys["suggest"][0], f"{what} has suggest but sets nothing it could suggest: "
+                                                   "give the suggested fields (priority, group, assignee, "
+                                                   "request_type, jira_fields)")
         return actions, stop, suggest, tuple(predicted)
+
+    def suggest(self, node: Node, what: str) -> frozenset[str]:
+        """true: every field the rule sets is suggested; false: none; a list: those fields."""
+        if isinstance(node, ScalarNode) and node.tag == _T + "bool":
+            return SUGGESTABLE if self.boolean(node, what) else frozenset()
+        if not isinstance(node, SequenceNode):
+            raise self.err(node, f"{what} must be true, false or a list of fields "
+                                 f"({', '.join(sorted(SUGGESTABLE))}), got {_describe(node)}")
+        return self.choices(node, "field to suggest", tuple(sorted(SUGGESTABLE)))
 
     def jira_fields(self, node: Node, what: str) -> tuple[tuple[str, str], ...]:
         """A mapping of Jira field id (customfield_10050) or name -> one value."""
