@@ -19,6 +19,7 @@ tags, priority, routing and an internal note back to Zendesk or Jira Service Man
 
 Start here:
   triage demo                      the whole flow on a sandbox helpdesk, no account needed
+  triage demo --learn              the learning loop on a sandbox team: pull, learn, gate, promote
   triage score "text"              score a text with the local model
   triage rules check rules.yaml    validate a routing rules file
 
@@ -333,6 +334,12 @@ def cmd_llm_labels(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.learn:
+        if args.llm:
+            raise TriageError("--llm is for the triage demo, not --learn")
+        from worker.demo_learn import run_demo_learn
+
+        return run_demo_learn(tickets=args.tickets, folder=args.dir)
     from worker.demo import run_demo
 
     return run_demo(tickets=args.tickets, llm=args.llm)
@@ -342,13 +349,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triage", description=DESCRIPTION, formatter_class=FMT)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="run the whole flow on a sandbox helpdesk (no account needed)",
+    p = sub.add_parser("demo", formatter_class=FMT, help="run the whole flow on a sandbox helpdesk (no account needed)",
                        description="Starts Redis (when REDIS_URL is not set), a sandbox Zendesk with sample "
                                    "tickets, the webhook ingress and a worker; sends each ticket's webhook "
-                                   "and prints what was written back.")
-    p.add_argument("--tickets", type=int, default=0, help="how many sample tickets (default: all)")
+                                   "and prints what was written back.\n\n"
+                                   "--learn: the learning loop instead (docs/learning.md): a sandbox Zendesk with a "
+                                   "team's solved\ntickets, history pull, learn, the gate's report, model list, "
+                                   "then promote (or its refusal)\nand a running worker hot-swapping to the new "
+                                   "champion. Each step prints the real command it runs.",
+                       epilog="examples:\n  triage demo\n  triage demo --learn                 # a few minutes "
+                              "on 2 cores\n  triage demo --learn --tickets 1000   # faster, a smaller team")
+    p.add_argument("--tickets", type=int, default=0,
+                   help="how many sample tickets (default: all); with --learn the team's size (default: all "
+                        "3,084 of the synthetic set, or 1,000 generated without it)")
     p.add_argument("--llm", action="store_true", help="also run the LLM second opinion against a local "
                                                       "OpenAI-compatible sandbox (docs/llm.md)")
+    p.add_argument("--learn", action="store_true", help="the learning loop: history pull, learn, gate, promote, "
+                                                        "hot swap (docs/learning.md)")
+    p.add_argument("--dir", default="demo-learn", help="with --learn: the folder it writes to, history and "
+                                                       "models (default ./demo-learn; emptied at each run)")
     p.set_defaults(func=cmd_demo)
 
     model_cli.add_commands(sub)

@@ -116,18 +116,25 @@ def _drain(rt: bootstrap.Runtime, until_s: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def _print_ticket(rt: bootstrap.Runtime, zd: ZendeskSandbox, before: dict, after: dict) -> None:
-    print(f"\n#{after['id']} {after['subject'][:78]}")
+def job_result(rt: bootstrap.Runtime, zd: ZendeskSandbox, ticket_id: int) -> tuple[dict | None, str]:
+    """The triage job's result for a ticket's last public comment (its "decision" when triaged), and the
+    job's status."""
     event_key = None
-    for c in reversed(zd.comments(after["id"])):
+    for c in reversed(zd.comments(ticket_id)):
         if c["public"]:
-            event_key = f"zendesk:{after['id']}:{c['id']}"
+            event_key = f"zendesk:{ticket_id}:{c['id']}"
             break
     job_id = rt.enqueuer.job_of(event_key) if event_key else None
     job = Job.fetch(job_id, connection=rt.redis, serializer=JSONSerializer) if job_id else None
     result = next((r for r in (job.return_value() or []) if r.get("key") == event_key), None) if job else None
+    return result, str(job.get_status()) if job else "no job"
+
+
+def _print_ticket(rt: bootstrap.Runtime, zd: ZendeskSandbox, before: dict, after: dict) -> None:
+    print(f"\n#{after['id']} {after['subject'][:78]}")
+    result, status = job_result(rt, zd, after["id"])
     if not result or not result.get("decision"):
-        print(f"  not triaged ({job.get_status() if job else 'no job'})")
+        print(f"  not triaged ({status})")
         return
     d = result["decision"]
     s, u = d["scores"]["sentiment"], d["scores"]["urgency"]
