@@ -81,6 +81,17 @@ def prepare_dir(folder: Path) -> Path:
     return folder
 
 
+def _needs(*modules: str) -> None:
+    """`triage learn` needs the train extra's scikit-learn and onnx (not torch): say so before starting."""
+    from importlib.util import find_spec
+
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        names = " ".join({"sklearn": "scikit-learn"}.get(m, m) for m in missing)
+        raise TriageError(f"triage demo --learn runs triage learn, which needs {names}: pip install {names} "
+                          "(scripts/setup --dev installs the whole train extra)")
+
+
 def pick_team(tickets: int) -> tuple[list[Any], str]:
     """The synthetic team (its first `tickets`, 0: all) when its folder is there, else a generated one."""
     from connectors.zendesk.sandbox_history import generated_team, synthetic_team
@@ -101,6 +112,7 @@ def run_demo_learn(tickets: int = 0, folder: str | Path = "demo-learn") -> int:
     from connectors.zendesk.sandbox_history import load_history
     from worker.local_redis import LocalRedis
 
+    _needs("sklearn", "onnx")
     demo = prepare_dir(Path(folder))
     models, history = demo / "models", demo / "history" / "zendesk.jsonl"
     team, which = pick_team(tickets)
