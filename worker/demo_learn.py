@@ -255,8 +255,8 @@ def _live(zd: Any, redis_url: str, registry: Any, challenger: Any, passed: bool)
     hook = f"http://127.0.0.1:{port}/webhooks/zendesk"
     arrivals = iter(range(10_000))
     try:
-        def ticket() -> dict[str, Any]:
-            return _new_ticket(zd, rt, hook, next(arrivals))
+        def ticket(kind: int | None = None) -> dict[str, Any]:
+            return _new_ticket(zd, rt, hook, next(arrivals), kind)
 
         first = ticket()
         _print_decision(first, note=True)
@@ -287,13 +287,14 @@ def _live(zd: Any, redis_url: str, registry: Any, challenger: Any, passed: bool)
         server.should_exit = True
 
 
-def _new_ticket(zd: Any, rt: Any, hook: str, k: int) -> dict[str, Any]:
-    """A customer opens a ticket; Zendesk's trigger sends the webhook; the worker triages it."""
+def _new_ticket(zd: Any, rt: Any, hook: str, k: int, kind: int | None = None) -> dict[str, Any]:
+    """A customer opens a ticket (the `k`th to arrive; `kind`: which of NEW_TICKETS, default in turn);
+    Zendesk's trigger sends the webhook; the worker triages it."""
     import requests
 
     from worker.demo import SECRET, _drain, job_result
 
-    subject, body = NEW_TICKETS[k % len(NEW_TICKETS)]
+    subject, body = NEW_TICKETS[k % len(NEW_TICKETS) if kind is None else kind]
     tid = int(zd.add_ticket(subject, body if k < len(NEW_TICKETS) else f"{body} ({k})")["id"])
     data, headers = zd.signed_trigger(tid, SECRET)
     requests.post(hook, data=data, headers=headers, timeout=10).raise_for_status()
@@ -330,18 +331,20 @@ def _print_shadow(redis: Any) -> None:
           "(triage:shadow in Redis, no ticket text), never written to the ticket")
 
 
-def _watch_swap(wanted: str, ticket: Callable[[], dict[str, Any]], limit_s: float = 40.0,
+def _watch_swap(wanted: str, ticket: Callable[..., dict[str, Any]], limit_s: float = 40.0,
                 note: bool = False) -> None:
     """Tickets keep arriving; the worker checks the champion pointer every few seconds, loads the new
-    one in the background while the old one scores, then swaps: no restart."""
+    one in the background while the old one scores, then swaps: no restart. `note`: then an outage
+    ticket, with the internal note the new champion writes."""
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
         d = ticket()
-        swapped = bool(d["scores"]) and d["scores"]["model_version"] == wanted
-        _print_decision(d, note=note and swapped)
-        if swapped:
+        _print_decision(d)
+        if d["scores"] and d["scores"]["model_version"] == wanted:
             print(f"  the worker swapped to {wanted} {time.monotonic() - started:.0f}s after the change, "
                   "without a restart; no ticket was scored by a half-loaded model")
+            if note:
+                _print_decision(ticket(0), note=True)
             return
         time.sleep(1.0)
     print(f"  the worker had not swapped to {wanted} after {limit_s:.0f}s", file=sys.stderr)
