@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
@@ -535,10 +535,9 @@ class Escalation:
         model_said = f"the model said {scores.sentiment.label} / {scores.urgency.label}"
         line = (f"- decided by the LLM second opinion ({self.cfg.model}; asked because {WHY.get(why, why)}; "
                 f"{model_said}; language {a.language}{'; a cached answer' if cached else ''}): {a.reason}")
-        extra = {"language": a.language} if "language" in {f.name for f in fields(scores)} else {}
         return replace(scores, sentiment=HeadScore(a.sentiment, {a.sentiment: a.confidence}, a.confidence),
                        urgency=HeadScore(a.urgency, {a.urgency: a.confidence}, a.confidence),
-                       top_words={}, decided_by="llm", second_opinion=line, **extra)
+                       top_words={}, decided_by="llm", second_opinion=line, language=a.language)
 
     def _fallback(self, scores: Scores, why: str, reason: str) -> Scores:
         self.counters.add(f"outcome_fallback_{reason}")
