@@ -134,10 +134,12 @@ def fit_linear(x: np.ndarray, y: np.ndarray, classes: int, c: float, seed: int =
     """Class-balanced multinomial logistic regression on standardised features, folded back into raw
     feature space: W (classes, hidden), b (classes,). A class absent from y keeps zero weights."""
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     mu, sd = x.mean(0), x.std(0) + 1e-6
     clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced", random_state=seed)
-    clf.fit((x - mu) / sd, y)
+    with threadpool_limits(1):  # a small problem: more BLAS threads only contend with the machine's other work
+        clf.fit((x - mu) / sd, y)
     coef, intercept = clf.coef_, clf.intercept_
     if len(clf.classes_) == 2:  # one row for the second class: as two softmax rows, the same probabilities
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
