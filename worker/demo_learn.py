@@ -21,6 +21,7 @@ would follow the demo's model.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -62,8 +63,6 @@ def _step(n: int, what: str, command: str) -> None:
 
 def _triage(command: str) -> int:
     """Run `triage ...` as typed (one process: the sandbox and Redis are in this one)."""
-    import shlex
-
     from worker.cli import build_parser
 
     args = build_parser().parse_args(shlex.split(command)[1:])
@@ -115,6 +114,7 @@ def run_demo_learn(tickets: int = 0, folder: str | Path = "demo-learn") -> int:
     _needs("sklearn", "onnx")
     demo = prepare_dir(Path(folder))
     models, history = demo / "models", demo / "history" / "zendesk.jsonl"
+    data = shlex.quote(_show(history))
     team, which = pick_team(tickets)
     if os.environ.get("REDIS_URL"):
         print("note: your REDIS_URL is not used: promoting the demo's model there would switch your workers to it")
@@ -134,11 +134,11 @@ def run_demo_learn(tickets: int = 0, folder: str | Path = "demo-learn") -> int:
               "your ./models is untouched)")
 
         _step(2, "pull the solved tickets, with the agents' priorities and corrections",
-              f"triage history pull zendesk --out {_show(history)}")
-        _triage(f"triage history pull zendesk --out {_show(history)}")
+              f"triage history pull zendesk --out {data}")
+        _triage(f"triage history pull zendesk --out {data}")
 
         _step(3, "learn a challenger from them, compared with the champion (the shipped model)",
-              f"triage learn --data {_show(history)}")
+              f"triage learn --data {data}")
         from model.learn import LearnRefused
 
         if not sys.stderr.isatty():  # no progress bars: say what the wait is
@@ -146,7 +146,7 @@ def run_demo_learn(tickets: int = 0, folder: str | Path = "demo-learn") -> int:
                   "features are cached for the next run)", flush=True)
 
         try:
-            _triage(f"triage learn --data {_show(history)}")
+            _triage(f"triage learn --data {data}")
         except LearnRefused as e:
             print(f"  learn refused: {e}\n  (a larger team learns: triage demo --learn --tickets "
                   f"{max(len(team) * 2, GENERATED_DEFAULT)})")
