@@ -172,3 +172,22 @@ def test_triage_learn_writes_the_routing_head_and_reports_it(team, tmp_path: Pat
     assert main([*argv[:4], str(tmp_path / "plain"), *argv[5:], "--route-by", "none"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["routing"] is None
     assert TriageModel(tmp_path / "plain").group_rule is None
+
+
+@pytest.mark.parametrize("system", ["zendesk", "jira"])
+def test_the_sandbox_team_is_routed_by_type_and_keeps_its_queue(system: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from connectors.jira.sandbox_history import REQUEST_TYPES
+    from connectors.zendesk.sandbox_history import GROUPS
+    from worker.cli import main
+    from worker.history import read_rows
+
+    out = tmp_path / f"{system}.jsonl"
+    assert main(["history", "pull", system, "--sandbox", "40", "--out", str(out)]) == 0, capsys.readouterr().err
+    rows = read_rows(out)
+    names = set(GROUPS.values()) if system == "zendesk" else {name for name, _ in REQUEST_TYPES.values()}
+    assert rows and {r.group for r in rows} <= names and len({r.group for r in rows}) > 1
+    for r in rows:
+        assert any(t.startswith("queue_" if system == "zendesk" else "queue-") for t in r.tags), r.tags
+        if system == "jira":  # the request type and its issue type
+            assert (r.group, r.type) in set(REQUEST_TYPES.values())
