@@ -15,7 +15,8 @@ TRIAGE_DECISION_LOG_DAYS days):
   that an agent changed it (priority, group, assignee, a removed tag), an entry goes to the
   overrides stream (`triage:overrides`), naming the decision it overrode (its event key and time).
 
-Everything of one record goes to Redis in one round trip. A Redis error is logged (a warning,
+Everything of one record goes to Redis in one command (a script: one command costs the worker less
+CPU than a pipeline of a dozen, docs/performance.md, "Hot path devices"). A Redis error is logged (a warning,
 without ticket data) and counted, never raised: the write-back it describes is already done.
 """
 
@@ -218,6 +219,7 @@ class DecisionLog:
         self.clock = clock
         self.errors = 0  # records lost to a Redis error (also a metric)
         self._since_trim = TRIM_EVERY  # trim by age on the first record
+        self._record = redis.register_script(_RECORD)
 
     # -- the port ------------------------------------------------------------------------------------
 
@@ -277,32 +279,23 @@ class DecisionLog:
         counters = [f"s:{data['sentiment']['label']}", f"u:{data['urgency']['label']}", f"st:{status}",
                     f"src:{event.source}", f"lang:{data['language']}", f"ab:{data['abstain_reason']}"]
         counters += [f"r:{r}" for r in decision.matched_rules]
+        last = ""
+        if status == "written":  # what the bot set now; what a later agent change is compared with
+            last = json.dumps({"key": event.key, "at": at, "priority": a.priority, "group": a.group,
+                               "assignee": a.assignee, "tags": list(a.add_tags)})
+        self._since_trim += 1
+        trim = ""
+        if self._since_trim >= TRIM_EVERY:
+            self._since_trim = 0
+            trim = f"{int((at - self.retention_s) * 1000)}"
+        latency = "" if data["latency_ms"] is None else str(data["latency_ms"])
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.get(last_key)
-            pipe.xadd(STREAM, {"v": json.dumps(data, separators=(",", ":"), ensure_ascii=False)},
-                      id=f"{int(at * 1000)}-*" if replay else "*", maxlen=self.max_entries, approximate=True)
-            pipe.hincrby(hour, "n", 1)
-            for c in counters:
-                pipe.hincrby(hour, c, 1)
-            if data["latency_ms"] is not None:
-                pipe.hincrbyfloat(hour, "lat_ms", data["latency_ms"])
-                pipe.hincrby(hour, "lat_n", 1)
-            pipe.expire(hour, self.retention_s + 86400)
-            self._since_trim += 1
-            if status == "written":  # what the bot set now; what a later agent change is compared with
-                pipe.set(last_key, json.dumps({"key": event.key, "at": at, "priority": a.priority, "group": a.group,
-                                               "assignee": a.assignee, "tags": list(a.add_tags)}),
-                         ex=self.retention_s)
-            if self._since_trim >= TRIM_EVERY:
-                self._since_trim = 0
-                oldest = f"{int((at - self.retention_s) * 1000)}"
-                pipe.xtrim(STREAM, minid=oldest, approximate=False)
-                pipe.xtrim(OVERRIDES, minid=oldest, approximate=False)
-            result = pipe.execute()
-            entry_id = _decode(result[1])
-            if result[0]:
-                self._check_override(event, json.loads(result[0]), data, at, replay)
+            entry, prev = self._record(keys=[STREAM, hour, last_key, OVERRIDES], args=[
+                f"{int(at * 1000)}-*" if replay else "*", json.dumps(data, separators=(",", ":"), ensure_ascii=False),
+                self.max_entries, self.retention_s + 86400, latency, last, self.retention_s, trim, *counters])
+            entry_id = _decode(entry)
+            if prev:
+                self._check_override(event, json.loads(prev), data, at, replay)
         except RedisError as e:
             self.errors += 1
             log.warning("decision of %s ticket %s not logged: Redis unreachable (%s)", event.source,
@@ -430,3 +423,28 @@ def summarise(hours: Sequence[tuple[datetime, dict[str, float]]]) -> dict[str, f
         for k, v in counts.items():
             total[k] = total.get(k, 0.0) + v
     return total
+
+
+# One decision (DecisionLog.record): the ticket's last decision read, the entry added, its hour's
+# counters, what the bot set, and now and then the streams trimmed by age.
+# KEYS[1]: the stream; KEYS[2]: the hour's counters; KEYS[3]: the ticket's last decision; KEYS[4]: overrides
+# ARGV: entry id ('*' or 'MS-*'), entry JSON, max entries, the hour's TTL, latency ms or '', the last
+# decision's JSON or '' (kept as is), its TTL, the trim's MINID or '' (no trim), then the counters to add 1 to
+# Returns {entry id, the ticket's last decision before this one or nil}.
+_RECORD = """
+local prev = redis.call('GET', KEYS[3])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'v', ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'n', 1)
+for i = 9, #ARGV do redis.call('HINCRBY', KEYS[2], ARGV[i], 1) end
+if ARGV[5] ~= '' then
+  redis.call('HINCRBYFLOAT', KEYS[2], 'lat_ms', ARGV[5])
+  redis.call('HINCRBY', KEYS[2], 'lat_n', 1)
+end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+if ARGV[6] ~= '' then redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[7]) end
+if ARGV[8] ~= '' then
+  redis.call('XTRIM', KEYS[1], 'MINID', ARGV[8])
+  redis.call('XTRIM', KEYS[4], 'MINID', ARGV[8])
+end
+return {id, prev}
+"""
