@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,19 @@ def _date(text: str) -> datetime:
         return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date like 2026-01-31, got {text!r}") from None
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= minimum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -50,11 +64,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-scrub", action="store_true",
                    help="keep e-mail addresses, phone and card numbers (scrubbed by default)")
     p.add_argument("--weight", action="append", default=[], metavar="PROVENANCE=W", help="a provenance's weight")
-    p.add_argument("--per-page", type=int, default=1000,
+    p.add_argument("--per-page", type=_at_least(1), default=1000,
                    help="tickets per export page (default 1000; Jira answers at most 100)")
     p.add_argument("--jql", default="", help='jira: which issues (default "statusCategory = Done AND created >= '
                                             'SINCE"); no ORDER BY')
-    p.add_argument("--sandbox", type=int, metavar="N",
+    p.add_argument("--sandbox", type=_at_least(1), metavar="N",
                    help="pull from a local sandbox Zendesk (or Jira) seeded with a team of N solved tickets "
                         "(built from ../shared/data/synthetic_tickets_nc when present): the demo, no account needed")
     p.set_defaults(func=cmd_history_pull)
@@ -77,20 +91,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", type=Path, help="model to start from and compare with (default: the champion)")
     p.add_argument("--feedback-csv", action="append", type=Path, default=[],
                    help="Slack corrections from `triage feedback export` (repeatable)")
-    p.add_argument("--replay", type=int, default=1000, help="public urgency rows mixed in (default 1000; 0: none)")
+    p.add_argument("--replay", type=_at_least(0), default=1000,
+                   help="public urgency rows mixed in (default 1000; 0: none)")
     p.add_argument("--data-root", type=Path, help="public data folder (default $TRIAGE_DATA_ROOT or ../shared/data)")
     p.add_argument("--no-public", action="store_true", help="no public replay and no public sentiment check")
-    p.add_argument("--min-per-class", type=int,
+    p.add_argument("--min-per-class", type=_at_least(1),
                    help="labelled training tickets each class needs (default 120, measured: docs/learning.md)")
     p.add_argument("--weight", action="append", default=[], metavar="PROVENANCE=W", help="a provenance's weight")
     p.add_argument("--version", default="", help="version name (default BASE+team-DATE)")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    p.add_argument("--threads", type=_at_least(1), default=1, help="onnxruntime threads (default 1)")
     p.add_argument("--shuffle-labels", action="store_true",
                    help="train on shuffled labels: a deliberately bad challenger, to see the gate refuse it")
     p.add_argument("--route-by", choices=["group", "type", "none"], default="group",
                    help="the routing head learns which group agents assign (Zendesk group, Jira request type) "
                         "or the ticket type; none: no routing head (default group)")
-    p.add_argument("--min-group-tickets", type=int,
+    p.add_argument("--min-group-tickets", type=_at_least(1),
                    help="training tickets a group needs to be routed to; rarer ones are left out (default 30)")
     p.set_defaults(func=cmd_learn)
 
