@@ -217,7 +217,7 @@ class Registry:
             figures = _figures(v.gate) or {}
             rows.append({"n": v.n, "name": v.name, "aliases": aliases, "added": v.added, "source": v.source,
                          "gate": {True: "passed", False: "FAILED", None: "-"}[v.gate_passed], **figures,
-                         "path": str(self.path(v))})
+                         "routing": _routing(self.path(v)), "path": str(self.path(v))})
         return rows
 
 
@@ -236,6 +236,19 @@ def _figures(gate: dict[str, Any] | None) -> dict[str, Any] | None:
     f1 = checks.get("team urgency macro-F1", {})
     return {"passed": gate.get("passed"), "champion_macro_f1": _round(f1.get("champion")),
             "challenger_macro_f1": _round(f1.get("challenger")), "champion_at_gate": gate.get("champion")}
+
+
+def _routing(folder: Path) -> dict[str, Any] | None:
+    """The routing head's headline (model/routing_head.py), None when the version has none."""
+    try:
+        routing = json.loads((folder / "triage.json").read_text()).get("routing")
+    except (OSError, ValueError):
+        return None
+    if not routing:
+        return None
+    held = (routing.get("figures") or {}).get("held_out") or {}
+    return {"field": routing.get("field"), "groups": len(routing.get("labels") or ()),
+            "accuracy": held.get("accuracy"), "majority_accuracy": held.get("majority_accuracy")}
 
 
 def _round(v: Any) -> Any:
@@ -291,12 +304,16 @@ def _cmd_list(args: Any) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'n':>3}  {'name':<34} {'aliases':<20} {'gate':<7} {'macro-F1 vs champion':<22} added")
+    print(f"{'n':>3}  {'name':<34} {'aliases':<20} {'gate':<7} {'macro-F1 vs champion':<22} "
+          f"{'routing (accuracy vs majority)':<32} added")
     for r in rows:
         figures = (f"{r['challenger_macro_f1']} vs {r['champion_macro_f1']}"
                    if r.get("challenger_macro_f1") is not None else "-")
+        route = r.get("routing")
+        routed = (f"{route['groups']} {route['field']}s, {route['accuracy']} vs {route['majority_accuracy']}"
+                  if route else "-")
         print(f"{r['n']:>3}  {r['name'][:34]:<34} {','.join(r['aliases']) or '-':<20} {r['gate']:<7} "
-              f"{figures:<22} {r['added']}")
+              f"{figures:<22} {routed:<32} {r['added']}")
     print(f"models folder: {reg.root}", file=__import__('sys').stderr)
     return 0
 

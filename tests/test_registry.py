@@ -110,3 +110,22 @@ def test_cli_list_promote_rollback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert main(["model", "list", "--audit"]) == 0
     assert [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()] == \
         ["add", "promote", "rollback"]
+
+
+def test_list_shows_the_routing_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.cli import main
+
+    monkeypatch.setenv("TRIAGE_MODELS_DIR", str(tmp_path / "models"))
+    folder, gate = candidate(tmp_path, "team-routed", True)
+    meta = json.loads((folder / "triage.json").read_text())
+    meta["routing"] = {"field": "group", "labels": ["Billing", "Tier 2", "Service desk"],
+                       "figures": {"held_out": {"accuracy": 0.68, "majority_accuracy": 0.36}}}
+    (folder / "triage.json").write_text(json.dumps(meta))
+    Registry().add(folder, gate=gate)
+    assert main(["model", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "3 groups, 0.68 vs 0.36" in lines[2] and " - " in lines[1]  # v0, the shipped model: no routing head
+    assert main(["model", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["routing"] is None and rows[1]["routing"]["groups"] == 3
