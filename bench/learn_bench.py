@@ -8,7 +8,8 @@
 3. The in-domain reference: TF-IDF + logistic regression trained on the same older part.
 4. A deliberately bad challenger (labels shuffled): the gate must refuse it.
 
-    nice -n 10 python bench/learn_bench.py [--limit N] [--replay 1000] [--out bench/out/learn]
+    nice -n 19 python bench/learn_bench.py [--limit N] [--replay 1000] [--out bench/out/learn]
+        [--prototype-share S] [--support-share S]   # the ablations of docs/learning.md
     nice -n 10 python bench/learn_bench.py --needs OUT/team.jsonl --champion-f1 F   # steps 5-6 alone
 
 5. How many labelled tickets a class needs: heads fitted on k per class, scored on the newest 20%.
@@ -190,16 +191,10 @@ def shadow_cost(texts: list[str], rounds: int = 3) -> dict:
 
 def champion_head(model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(W, b) of the urgency head in a graph written by model/urgency_head.py's write_head (fp32)."""
-    import onnx
-    from onnx import numpy_helper
+    from model.urgency_head import read_head
 
-    from model.urgency_head import FP32_HEAD
-
-    graph = onnx.load(str(model_dir / "model.int8.onnx")).graph
-    inits = {i.name: i for i in graph.initializer}
-    add = next(n for n in graph.node if n.op_type == "Add" and "urgency_logits" in n.output)
-    bias = numpy_helper.to_array(inits[next(i for i in add.input if i in inits)]).astype(np.float64)
-    return numpy_helper.to_array(inits[FP32_HEAD]).astype(np.float64).T, bias
+    w, b, _ = read_head(model_dir)
+    return w, b
 
 
 def prior_sweep(data: Path) -> dict:
@@ -261,6 +256,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, help="team size (default: every English synthetic row)")
     ap.add_argument("--replay", type=int, default=1000)
+    ap.add_argument("--prototype-share", type=float, default=None, help="default: model/learn.py's")
+    ap.add_argument("--support-share", type=float, default=None, help="default: model/learn.py's")
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "learn")
     ap.add_argument("--needs", type=Path, metavar="TEAM.jsonl",
@@ -289,9 +286,15 @@ def main() -> int:
     summary: dict = {"pull": pull(args.limit, data)}
     root = args.data_root if args.data_root.is_dir() else None
 
+    knobs: dict = {}
+    if args.prototype_share is not None:
+        knobs["prototype_share"] = args.prototype_share
+    if args.support_share is not None:
+        knobs["support_share"] = args.support_share
+    summary["knobs"] = knobs
     t0 = time.monotonic()
     good = learn_and_compare(LearnConfig(data=[data], out=out / "challenger", data_root=root, replay=args.replay,
-                                         progress=False))
+                                         progress=False, **knobs))
     learn_s = time.monotonic() - t0
     y = np.array([r.urgency for r in good.result.eval_rows])
     champ = predictions(Path(DEFAULT_MODEL_DIR), good.result.eval_rows)
@@ -300,16 +303,22 @@ def main() -> int:
     base = tfidf([(e.text, e.y, e.weight) for e in older], good.result.eval_rows)
     stages = {k: round(v, 1) for k, v in good.result.seconds.items()}
     summary["learn"] = {"seconds": round(learn_s, 1), "stages": stages,
-                        "train_rows": good.result.train, "eval_rows": len(y), "C": good.result.c,
+                        "train_rows": good.result.train, "eval_rows": len(y), "l2": good.result.c,
                         "champion": good.reports["champion"]["model_version"]}
     summary["macro_f1"] = {"champion": round(macro_f1(y, champ), 4), "challenger": round(macro_f1(y, chall), 4),
                            "tfidf_lr": round(macro_f1(y, base), 4)}
     summary["challenger_minus_champion"] = bootstrap(y, chall, champ)
     summary["challenger_minus_tfidf"] = bootstrap(y, chall, base)
     summary["gate"] = good.gate.to_dict()
+    summary["team_recall"] = {name: {lab: round(good.reports[name]["per_class"][lab]["recall"], 3)
+                                     for lab in URGENCY_LABELS} for name in ("champion", "challenger")}
+    summary["support_report_half"] = {name: {"n": good.reports[f"support_{name}"]["n"],
+                                             "macro_f1": round(good.reports[f"support_{name}"]["macro_f1"], 4),
+                                             "high_recall": round(good.reports[f"support_{name}"]["high"]["recall"], 3)}
+                                      for name in ("champion", "challenger") if f"support_{name}" in good.reports}
 
     bad = learn_and_compare(LearnConfig(data=[data], out=out / "shuffled", data_root=root, replay=args.replay,
-                                        shuffle_labels=True, progress=False))
+                                        shuffle_labels=True, progress=False, **knobs))
     summary["shuffled"] = {"macro_f1": round(bad.reports["challenger"]["macro_f1"], 4), "gate": bad.gate.passed,
                            "reasons": bad.gate.reasons}
     summary["needs"] = curve_and_routing(data, summary["macro_f1"]["champion"])

@@ -1,10 +1,12 @@
 """`triage learn`: a challenger model from a team's own history, on CPU, in minutes.
 
-Starts from the shipped (or champion) model and keeps its encoder: every ticket's pooled vector is
-computed once from the int8 graph as served (model/urgency_head.py, cached on disk by text and
-model), and a new urgency head is fitted on those vectors, then written back into a copy of the
-graph. Sentiment and the encoder are untouched, so the challenger costs exactly what the champion
-costs to run.
+Starts from the shipped (or champion) model and keeps its encoder and its urgency head: the challenger's
+urgency logits are the champion's plus a "wide" correction learnt from the team, a per-wordpiece weight
+table gathered over input_ids and averaged over the text's tokens inside the graph
+(model/urgency_head.py `write_head(wide=...)`), the team's own vocabulary as a TF-IDF model would use
+it, in the same single ONNX call (top_words include its per-token shares exactly). The champion's logits
+come from every ticket's pooled vector, computed once from the int8 graph as served (cached on disk by
+text and model). Sentiment and the encoder are untouched.
 
     result = learn(LearnConfig(data=[Path("history/zendesk.jsonl")], out=Path("models/candidate")))
 
@@ -12,10 +14,15 @@ Data: the history file(s) (`triage history pull`), Slack corrections (`triage fe
 CSVs: provenance slack-correction) and a replay sample of the public urgency data (provenance
 public, so the head does not forget what the public sets taught it). Labels weigh by provenance.
 
+Support-like replay: the urgency prototypes (model/prototypes) and the `select` half of the support-like
+validation set (model/validation/urgency_support.csv) are mixed into training, each with a fixed share of
+the team's total weight, so the correction keeps what the champion knows about obvious urgency while it
+learns the team's priorities. The gate's support-like checks then use only that set's `report` half.
+
 Split by time: the newest `eval_share` of the team's tickets is held out for the challenger-vs-champion
-report; the newest `val_share` of the rest picks the regularisation, fits the temperature and the
-decision rule (log-prior shifts and the high-urgency threshold, keeping every class's recall near the
-champion's); the head is then refitted on all the training part.
+report; the newest `val_share` of the rest picks the correction's L2 strength, fits the temperature and
+the decision rule (log-prior shifts and the high-urgency threshold, keeping every class's recall near the
+champion's); the correction is then refitted on all the training part.
 
 Refuses (LearnRefused) when the training part has fewer than `min_per_class` labelled tickets of a
 class, or when one class holds more than `max_share` of them.
@@ -42,13 +49,19 @@ import numpy as np
 
 from model import metrics
 from model.data import URGENCY_LABELS, Row, urgency_index
+from model.gate import RECALL_DROP
 from model.textprep import ticket_text
 from worker.errors import TriageError
 from worker.history import PROVENANCE_WEIGHTS, read_rows
 
 MIN_PER_CLASS = 120  # labelled training tickets a class needs: measured, docs/learning.md
 MAX_SHARE = 0.9
-C_GRID = (0.03, 0.1, 0.3, 1.0)
+L2_GRID = (3e-3, 1e-3, 3e-4)  # the wide correction's L2 strength, picked on the validation slice
+WIDE_SCALE = 30.0  # the bag-of-wordpieces columns' scale (fixed; the L2 strength does the rest)
+WIDE_MIN_DOCS = 2  # a wordpiece gets a weight when at least this many training texts have it
+PROTOTYPE_SHARE = 0.3  # the prototypes' total weight, as a share of the team's (measured: docs/learning.md)
+SUPPORT_SHARE = 0.1  # the support set's select half, likewise
+PROTOTYPES = Path(__file__).parent / "prototypes" / "urgency_prototypes.csv"
 
 
 class LearnRefused(TriageError):
@@ -73,6 +86,8 @@ class LearnConfig:
     threads: int = 1
     cache_dir: Path | None = None  # pooled features by (model, text); default ~/.cache/helpdesk-triage
     shuffle_labels: bool = False  # a deliberately bad challenger (bench: the gate must refuse it)
+    prototype_share: float = PROTOTYPE_SHARE  # support-like replay (0: none)
+    support_share: float = SUPPORT_SHARE
     route_by: str = "group"  # the routing head's history field (model/routing_head.py); "": none
     min_group_tickets: int | None = None  # default: routing_head.MIN_GROUP_TICKETS
     progress: bool = True
@@ -97,7 +112,7 @@ class LearnResult:
     train: int
     eval_rows: list[Row]
     counts: dict[str, Any]
-    c: float
+    c: float  # the wide correction's L2 strength
     seconds: dict[str, float]
     routing: dict[str, Any] | None = None  # the routing head's summary (model/routing_head.py)
 
@@ -163,6 +178,35 @@ def replay_examples(data_root: Path | None, n: int, seed: int,
     rng.shuffle(rows)
     weight = {**PROVENANCE_WEIGHTS, **(weights or {})}["public"]
     return [Example(r.text, r.urgency, weight, "public", "", "") for r in rows[:n]]
+
+
+def _csv_rows(path: Path, split: str | None = None) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if split is None or r.get("split") == split]
+
+
+def support_replay(team: Sequence[Example], prototype_share: float, support_share: float) -> list[Example]:
+    """The urgency prototypes and the support set's `select` half, each weighing `share` of the team's total."""
+    from model.gate import SUPPORT_SET
+
+    total = sum(e.weight for e in team)
+    out = []
+    for rows, share, provenance in ((_csv_rows(PROTOTYPES), prototype_share, "prototype"),
+                                    (_csv_rows(SUPPORT_SET, "select"), support_share, "support-select")):
+        if share > 0 and rows:
+            out += [Example(r["text"], URGENCY_LABELS.index(r["urgency"]), share * total / len(rows), provenance)
+                    for r in rows]
+    return out
+
+
+def support_report_rows() -> list[Row]:
+    """The support set's `report` half: what the gate checks (the `select` half is trained on)."""
+    from model.gate import SUPPORT_SET
+
+    return [Row(r["text"], -1, URGENCY_LABELS.index(r["urgency"]), 1.0, "support_validation")
+            for r in _csv_rows(SUPPORT_SET, "report")]
 
 
 def time_split(examples: list[Example], share: float) -> tuple[list[Example], list[Example]]:
@@ -238,10 +282,34 @@ class FeatureCache:
         tmp.replace(self.path)
 
 
+class Wide:
+    """The wide part's inputs: WIDE_SCALE * bag of wordpieces, over the wordpieces training uses."""
+
+    def __init__(self, model_dir: Path, train_texts: Sequence[str]):
+        from model.urgency_head import bag_features, token_ids, vocab_size
+
+        self.model_dir = model_dir
+        self.vocab = vocab_size(model_dir)
+        bag = bag_features(token_ids(model_dir, train_texts), self.vocab)
+        docs = np.bincount(bag.indices, minlength=self.vocab)  # csr: one entry per (text, wordpiece)
+        self.columns = np.flatnonzero(docs >= WIDE_MIN_DOCS)
+
+    def matrix(self, texts: Sequence[str]) -> Any:
+        from model.urgency_head import bag_features, token_ids
+
+        return bag_features(token_ids(self.model_dir, texts), self.vocab)[:, self.columns] * WIDE_SCALE
+
+    def table(self, delta: np.ndarray) -> np.ndarray:
+        """(vocab, classes): the fitted columns' weights in the graph's per-token table."""
+        table = np.zeros((self.vocab, delta.shape[1]))
+        table[self.columns] = delta * WIDE_SCALE
+        return table
+
+
 # -- fitting ------------------------------------------------------------------------------------------
 
 
-def _logits(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _logits(x: Any, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(x @ w.T + b)
 
 
@@ -251,12 +319,9 @@ def decision(probs: np.ndarray, y: np.ndarray, floor: Sequence[float] | None = N
     within the gate's 2 points of the champion's recall there (`floor`); when none does, the best
     macro-F1 (the gate will say). (model/export.py's cost-based threshold, tuned on the public mix,
     calls nearly every team ticket high when the head is unsure, as a team's priorities often leave it.)"""
-    from model.decision import DecisionRule
-    from model.gate import RECALL_DROP
 
     def key(bias: tuple[float, ...], t: float) -> tuple[bool, float, float, float]:
-        rule = DecisionRule(URGENCY_LABELS, bias=bias, threshold_label="high" if t < 1.0 else "", threshold=t)
-        m = metrics.summary(y, rule.decide_indices(probs), URGENCY_LABELS)
+        m = _rule_summary(probs, y, (bias, t))
         recalls = [m["per_class"][lab]["recall"] for lab in URGENCY_LABELS]
         kept = floor is None or all(r >= f - RECALL_DROP for r, f, lab in zip(recalls, floor, URGENCY_LABELS)
                                     if m["per_class"][lab]["support"])
@@ -268,45 +333,80 @@ def decision(probs: np.ndarray, y: np.ndarray, floor: Sequence[float] | None = N
     return max(options, key=lambda o: key(*o))
 
 
-def champion_recalls(model_dir: Path, texts: Sequence[str], y: np.ndarray, threads: int = 1) -> list[float]:
-    """The champion's recall of each urgency class on the validation slice, as it decides."""
+def base_head(base: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The champion's urgency head (W, b, wide table or None); LearnRefused for a graph whose head is not
+    one model/urgency_head.py wrote (an int8 export of model/export.py: refit it first)."""
+    from model.urgency_head import read_head
+
+    try:
+        return read_head(base)
+    except ValueError as e:
+        raise LearnRefused(f"{e}: `python -m model.urgency_head` writes one") from None
+
+
+def champion_report(model_dir: Path, texts: Sequence[str], y: np.ndarray, threads: int = 1) -> dict[str, Any]:
+    """The champion's urgency report (model/gate.py) on labelled texts, as it decides."""
     from model.gate import evaluate
     from model.runtime import TriageModel
 
     rows = [Row(t, -1, int(label)) for t, label in zip(texts, y)]
-    report = evaluate(TriageModel(model_dir, threads=threads), rows, "urgency")
+    return evaluate(TriageModel(model_dir, threads=threads), rows, "urgency")
+
+
+def champion_recalls(model_dir: Path, texts: Sequence[str], y: np.ndarray, threads: int = 1) -> list[float]:
+    """The champion's recall of each urgency class on the validation slice, as it decides."""
+    report = champion_report(model_dir, texts, y, threads)
     return [report["per_class"][lab]["recall"] for lab in URGENCY_LABELS]
 
 
-def fit(train_x: np.ndarray, train: Sequence[Example], val_x: np.ndarray, val: Sequence[Example],
-        seed: int, floor: Sequence[float] | None = None
+def fit(train: tuple[np.ndarray, Any, Sequence[Example]], val: tuple[np.ndarray, Any, Sequence[Example]],
+        floor: Sequence[float] | None = None
         ) -> tuple[np.ndarray, np.ndarray, float, float, tuple[tuple[float, ...], float], dict]:
-    """Pick C on the validation slice, fit the temperature and the decision rule there, refit on all.
-    Returns (W, b, C, temperature, (bias, high threshold), notes)."""
-    from model.urgency_head import fit_head
+    """The wide correction on the champion's logits. `train`, `val`: (champion logits, wide inputs, rows).
+    For each L2 strength, a fit on `train`, the temperature and the decision rule on the validation slice;
+    the strength kept is the best validation macro-F1 after its rule among those whose rule keeps every
+    class's recall within 2 points of the champion's there (`floor`). Then refitted on both.
+    Returns (D, d, strength, temperature, (bias, high threshold), notes)."""
+    from model.urgency_head import fit_wide
 
-    y_tr = np.array([e.y for e in train])
-    w_tr = np.array([e.weight for e in train], dtype=float)
-    y_val = np.array([e.y for e in val])
-    scores = {}
-    for c in C_GRID:
-        w, b = fit_head(train_x, y_tr, w_tr, c=c, seed=seed, class_weighting="balanced")
-        pred = _logits(val_x, w, b).argmax(1)
-        scores[c] = metrics.summary(y_val, pred, URGENCY_LABELS)["macro_f1"]
-    c = max(C_GRID, key=lambda k: (round(scores[k], 4), -k))  # ties: the stronger regularisation
-    w, b = fit_head(train_x, y_tr, w_tr, c=c, seed=seed, class_weighting="balanced")
-    val_logits = _logits(val_x, w, b)
-    temperature = metrics.fit_temperature(val_logits, y_val)
-    rule = decision(metrics.softmax(val_logits, temperature), y_val, floor)
-    all_x = np.concatenate([train_x, val_x])
-    all_y = np.concatenate([y_tr, y_val])
-    all_w = np.concatenate([w_tr, [e.weight for e in val]])
-    w, b = fit_head(all_x, all_y, all_w, c=c, seed=seed, class_weighting="balanced")
-    notes = {"C": c, "validation_macro_f1_by_C": {str(k): round(v, 4) for k, v in scores.items()},
+    (z_t, x_t, rows_t), (z_v, x_v, rows_v) = train, val
+    y_t, y_v = np.array([e.y for e in rows_t]), np.array([e.y for e in rows_v])
+    w_t, w_v = np.array([e.weight for e in rows_t], float), np.array([e.weight for e in rows_v], float)
+    tried = {}
+    for lam in L2_GRID:
+        d_w, d_b = fit_wide(z_t, x_t, y_t, w_t, lam)
+        logits = z_v + x_v @ d_w + d_b
+        temperature = metrics.fit_temperature(logits, y_v)
+        probs = metrics.softmax(logits, temperature)
+        rule = decision(probs, y_v, floor)
+        m = _rule_summary(probs, y_v, rule)
+        kept = floor is None or all(m["per_class"][lab]["recall"] >= f - RECALL_DROP - 1e-12
+                                    for lab, f in zip(URGENCY_LABELS, floor) if m["per_class"][lab]["support"])
+        tried[lam] = (kept, round(m["macro_f1"], 4), temperature, rule)
+    lam = max(L2_GRID, key=lambda k: (tried[k][0], tried[k][1], k))  # ties: the stronger regularisation
+    _, _, temperature, rule = tried[lam]
+    d_w, d_b = fit_wide(np.concatenate([z_t, z_v]), _vstack(x_t, x_v), np.concatenate([y_t, y_v]),
+                        np.concatenate([w_t, w_v]), lam)
+    notes = {"l2": lam, "validation_macro_f1_by_l2": {str(k): v[1] for k, v in tried.items()},
+             "validation_rule_keeps_champion_recalls_by_l2": {str(k): v[0] for k, v in tried.items()},
              "temperature": "NLL on the validation slice (newest part of the training tickets)",
              "bias_and_threshold": "best macro-F1 on the validation slice keeping every class's recall within "
                                    "2 points of the champion's there (threshold 1.0: none)"}
-    return w, b, c, temperature, rule, notes
+    return d_w, d_b, lam, temperature, rule, notes
+
+
+def _rule_summary(probs: np.ndarray, y: np.ndarray, decided: tuple[tuple[float, ...], float]) -> dict[str, Any]:
+    from model.decision import DecisionRule
+
+    bias, t = decided
+    rule = DecisionRule(URGENCY_LABELS, bias=bias, threshold_label="high" if t < 1.0 else "", threshold=t)
+    return metrics.summary(y, rule.decide_indices(probs), URGENCY_LABELS)
+
+
+def _vstack(*parts: Any) -> Any:
+    import scipy.sparse as sp
+
+    return sp.vstack(list(parts)).tocsr()
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -337,7 +437,8 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
     counts = check_enough(older, cfg.min_per_class, cfg.max_share)
     extra = feedback_examples(cfg.feedback_csv, cfg.weights)
     replay = replay_examples(cfg.data_root, cfg.replay, cfg.seed, cfg.weights)
-    train = fit_part + extra + replay
+    supported = support_replay(fit_part, cfg.prototype_share, cfg.support_share)
+    train = fit_part + extra + replay + supported
     if cfg.shuffle_labels:
         rng = random.Random(cfg.seed)
         ys = [e.y for e in train]
@@ -345,24 +446,40 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
         train = [Example(e.text, y, e.weight, e.provenance, e.created_at, e.id) for e, y in zip(train, ys)]
     seconds["data"] = time.monotonic() - began
     stage(f"learn: {len(fit_part)} team tickets to fit, {len(val_part)} to tune, {len(newest)} newest held out; "
-          f"{len(extra)} Slack corrections, {len(replay)} public rows replayed")
+          f"{len(extra)} Slack corrections, {len(replay)} public rows and {len(supported)} support-like ones replayed")
 
     t0 = time.monotonic()
     cache = FeatureCache(base, cfg.cache_dir, cfg.threads, cfg.progress)
-    x = cache.features([e.text for e in train + val_part])
+    head_w, head_b, old_table = base_head(base)
+    wide = Wide(base, [e.text for e in train])
+    parts = []
+    for part in (train, val_part):  # the champion's logits from its pooled vectors and wide part (if any)
+        texts = [e.text for e in part]
+        z = cache.features(texts).astype(np.float64) @ head_w.T + head_b if texts else np.zeros((0, 3))
+        if old_table is not None and texts:
+            from model.urgency_head import bag_features, token_ids
+
+            z = z + bag_features(token_ids(base, texts), wide.vocab) @ old_table
+        parts.append((np.asarray(z), wide.matrix(texts), part))
     seconds["features"] = time.monotonic() - t0
     t0 = time.monotonic()
-    stage("learn: fitting the urgency head")
+    stage("learn: fitting the urgency head's wide correction")
     floor = champion_recalls(base, [e.text for e in val_part], np.array([e.y for e in val_part]), cfg.threads)
-    w, b, c, temperature, rule, notes = fit(x[: len(train)], train, x[len(train):], val_part, cfg.seed, floor)
+    d_w, d_b, lam, temperature, rule, notes = fit(parts[0], parts[1], floor)
+    table = wide.table(d_w) + (old_table if old_table is not None else 0.0)
+    notes["wide"] = {"wordpieces": int(len(wide.columns)), "scale": WIDE_SCALE, "min_texts": WIDE_MIN_DOCS}
     notes["champion_validation_recall"] = {lab: round(r, 4) for lab, r in zip(URGENCY_LABELS, floor)}
     seconds["fit"] = time.monotonic() - t0
 
     t0 = time.monotonic()
     version = cfg.version or f"{base_meta['version']}+team-{datetime.now(UTC):%Y%m%d%H%M}"
-    out = export_challenger(base, cfg.out, w, b, temperature, rule, version, write_head, {
+    out = export_challenger(base, cfg.out, head_w, head_b + d_b, temperature, rule, version,
+                            partial(write_head, wide=table), {
         "base": str(base), "base_version": base_meta["version"], "data": [str(p) for p in cfg.data],
         "feedback_csv": [str(p) for p in cfg.feedback_csv], "replay_public_rows": len(replay),
+        "replay_support_like": {"prototypes": sum(e.provenance == "prototype" for e in supported),
+                                "support_select_half": sum(e.provenance == "support-select" for e in supported),
+                                "shares": [cfg.prototype_share, cfg.support_share]},
         "team_train_counts": counts, "train_rows": len(train), "validation_rows": len(val_part),
         "held_out_newest": len(newest), "split": "by created_at: older part trains, newest held out",
         "provenance": {p: sum(1 for e in train if e.provenance == p) for p in sorted({e.provenance for e in train})},
@@ -379,7 +496,7 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
     eval_rows = [Row(e.text, -1, e.y, e.weight, "team") for e in newest]
     seconds["total"] = time.monotonic() - began
     return LearnResult(out, version, base, base_meta["version"], len(train), eval_rows,
-                       {"team": counts, "replay": len(replay), "feedback": len(extra)}, c, seconds, routing)
+                       {"team": counts, "replay": len(replay), "feedback": len(extra)}, lam, seconds, routing)
 
 
 def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, temperature: float,
@@ -452,7 +569,7 @@ def learn_and_compare(cfg: LearnConfig, champion: Path | None = None) -> Outcome
         stage(f"learn: scoring {len(public)} public sentiment texts with both")
         reports["public_champion"] = gate.evaluate(champ, public, "sentiment")
         reports["public_challenger"] = gate.evaluate(chall, public, "sentiment")
-    support = gate.support_rows()
+    support = support_report_rows()  # the report half: the select half is trained on
     if support:  # obvious urgency a team's head must not unlearn
         stage(f"learn: scoring the {len(support)} support-like urgency validation texts with both")
         reports["support_champion"] = gate.evaluate(champ, support, "urgency")
@@ -463,7 +580,7 @@ def learn_and_compare(cfg: LearnConfig, champion: Path | None = None) -> Outcome
     result.seconds["compare"] = time.monotonic() - t0
     result.seconds["total"] += result.seconds["compare"]
     context = {"champion": str(champ_dir), "challenger": str(result.out), "data": [str(p) for p in cfg.data],
-               "counts": result.counts, "C": result.c, "seconds": {k: round(v, 1) for k, v in result.seconds.items()}}
+               "counts": result.counts, "l2": result.c, "seconds": {k: round(v, 1) for k, v in result.seconds.items()}}
     report = gate.write_report(result.out / "learn_report", reports, verdict, context, result.routing)
     (result.out / "gate.json").write_text(json.dumps({"champion": reports["champion"]["model_version"],
                                                       **verdict.to_dict()}, indent=2))

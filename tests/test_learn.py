@@ -70,6 +70,10 @@ def test_the_report_compares_both_models_on_the_newest_tickets(outcome) -> None:
         rep = report["reports"][name]
         assert rep["n"] == 30 and {"per_class", "confusion", "ece", "high", "answered"} <= set(rep)
     assert "support-like high-urgency recall" in {c["name"] for c in report["gate"]["checks"]}
+    # the select half is trained on, so the gate checks the report half only
+    from model.learn import support_report_rows
+
+    assert report["reports"]["support_champion"]["n"] == len(support_report_rows()) > 100
     md = (folder / "report.md").read_text()
     assert "Gate:" in md and "| high |" in md and "coverage.png" in md
     assert (folder / "coverage.png").read_bytes()[:4] == b"\x89PNG"
@@ -181,3 +185,17 @@ def test_weights_come_from_the_pull_unless_learn_overrides_them(tmp_path: Path) 
     got = {e.provenance: e.weight for e in team_examples([data])}
     assert got == {"agent-corrected-bot": 3.0, "agent-set": 1.25}
     assert {e.weight for e in team_examples([data], {"agent-set": 0.0})} == {3.0}  # 0: left out
+
+
+def test_the_challenger_replays_support_like_text_and_has_a_wide_part(outcome) -> None:
+    from model.urgency_head import wide_table
+
+    learned = json.loads((outcome.result.out / "triage.json").read_text())["learned"]
+    replayed = learned["replay_support_like"]
+    assert replayed["prototypes"] > 100 and replayed["support_select_half"] > 100
+    assert learned["provenance"]["prototype"] == replayed["prototypes"]
+    table = wide_table(outcome.result.out)
+    assert table is not None and table.any() and learned["notes"]["wide"]["wordpieces"] == \
+        int(table.any(axis=1).sum())
+    [p] = TriageModel(outcome.result.out).score(["The checkout is down for everyone, we are losing sales"])
+    assert p.urgency.best_guess == "high" and p.top_words["urgency"]
