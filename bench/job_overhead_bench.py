@@ -6,8 +6,9 @@ cost is the model bench's business), a real redis-server. The ways, alternating 
           groups deliveries that arrive together), then `TriageWorker.work(burst=True)`: RQ's
           per-job bookkeeping, the job's revision leases, the use case, the zenpy write-back
   direct  `TriageService.process` called on each event in a loop: the use case and the write-back only
-Prints the median CPU milliseconds per ticket on the job thread for each, and what RQ adds. Run it
-on an otherwise idle machine:
+Prints the median CPU milliseconds per ticket on the job thread for each, and what RQ adds; then two
+parts of the direct way on their own (the Zendesk PUT, ZendeskWriter.apply; the decision log's
+record, DecisionLog.record), each over the round's tickets. Run it on an otherwise idle machine:
 
   python bench/job_overhead_bench.py                 # 400 tickets, 3 rounds, G = 1, 4, 16
   python bench/job_overhead_bench.py --tickets 200 --rounds 5 --groups 1,8
@@ -34,6 +35,7 @@ from connectors.zendesk import normalize  # noqa: E402
 from connectors.zendesk.sandbox import ZendeskSandbox  # noqa: E402
 from worker.jobs import TriageWorker  # noqa: E402
 from worker.local_redis import LocalRedis  # noqa: E402
+from worker.triage import decide  # noqa: E402
 
 
 def main() -> int:
@@ -76,14 +78,31 @@ def main() -> int:
             rt.service.process(e, lambda ev: scorer.score([ev.text])[0])
         return time.thread_time() - start
 
+    def parts(batch: list) -> dict[str, float]:
+        service = rt.service
+        writer, log = service.writers["zendesk"], service.decisions
+        assert log is not None
+        decisions = [decide(e, scorer.score([e.text])[0], service.rules(), service.clock()) for e in batch]
+        spent = {}
+        for name, part in (("PUT (ZendeskWriter.apply)", writer.apply),
+                           ("decision log (DecisionLog.record)", lambda e, d: log.record(e, "written", d))):
+            start = time.thread_time()
+            for e, d in zip(batch, decisions, strict=True):
+                part(e, d)
+            spent[name] = time.thread_time() - start
+        return spent
+
     ways: dict[str, Callable[[list], float]] = {f"rq-{g}": via_rq(int(g)) for g in args.groups.split(",")}
     ways["direct"] = direct
     ms: dict[str, list[float]] = {w: [] for w in ways}
+    part_ms: dict[str, list[float]] = {}
     try:
         for r in range(args.rounds):
             for name, way in ways.items():
                 ms[name].append(1e3 * way(events(args.tickets)) / args.tickets)
                 print(f"round {r + 1}: {name} {ms[name][-1]:.2f} ms CPU a ticket", file=sys.stderr)
+            for name, seconds in parts(events(args.tickets)).items():
+                part_ms.setdefault(name, []).append(1e3 * seconds / args.tickets)
     finally:
         zd.stop()
         redis.close()
@@ -95,6 +114,9 @@ def main() -> int:
             rq = statistics.median(ms[name])
             label = f"{name} ({name[3:]} ticket{'s' if name[3:] != '1' else ''} a job):"
             print(f"  {label:<35} {rq:.2f} ms, RQ adds {rq - plain:.2f} ms")
+    print("  parts of the use case, alone:")
+    for name, values in part_ms.items():
+        print(f"    {name + ':':<37} {statistics.median(values):.3f} ms")
     return 0
 
 
