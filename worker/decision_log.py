@@ -15,8 +15,8 @@ TRIAGE_DECISION_LOG_DAYS days):
   that an agent changed it (priority, group, assignee, a removed tag), an entry goes to the
   overrides stream (`triage:overrides`), naming the decision it overrode (its event key and time).
 
-Everything of one record goes to Redis in one command (a script: one command costs the worker less
-CPU than a pipeline of a dozen, docs/performance.md, "Hot path devices"). A Redis error is logged (a warning,
+Everything of one record goes to Redis in one command (a script: it costs the worker less CPU than
+a pipeline of a command per counter, docs/performance.md, "Hot path devices"). A Redis error is logged (a warning,
 without ticket data) and counted, never raised: the write-back it describes is already done.
 """
 

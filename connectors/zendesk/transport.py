@@ -160,8 +160,8 @@ class ZendeskHttp:
 
     def _prepared(self, method: str, path: str, body: Mapping[str, Any]) -> requests.PreparedRequest:
         """The request `session.put(url, json=body)` would prepare, made from one the session prepared
-        before: requests merges the session's headers, auth, cookies and hooks anew on every call,
-        about a third of a write-back's CPU (docs/performance.md, "Hot path devices"). Prepared again
+        before: requests merges the session's headers, auth, cookies and hooks anew on every call, a
+        large share of a write-back's CPU (docs/performance.md, "Hot path devices"). Prepared again
         when the base URL or the session's auth changes; the session's current cookies go with each."""
         base, auth = self.base_url, self.session.auth
         if self._template is None or self._template_for[0] != base or self._template_for[1] is not auth:
