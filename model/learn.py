@@ -502,7 +502,7 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
 def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, temperature: float,
                       decided: tuple[tuple[float, ...], float],
                       version: str, write_head: Callable[..., None], learned: dict) -> Path:
-    """A copy of the base artifact with the new urgency head and its decision rule."""
+    """A copy of the base artifact with the urgency head `write_head` writes and its decision rule."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise LearnRefused(f"{out} exists and is not empty: pick another --out (models are never overwritten)")
@@ -521,9 +521,10 @@ def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, tempe
     meta.pop("metrics", None)  # the base's figures do not describe this model: see learn_report/
     (out / "triage.json").write_text(json.dumps(meta, indent=2))
     (out / "MODEL_CARD.md").write_text(
-        f"# {version}\n\nA challenger learnt by `triage learn` from {base_meta_name(base)}: the same encoder and "
-        f"sentiment head, a new urgency head fitted on the team's own tickets ({learned['train_rows']} training "
-        f"rows, of which {learned['replay_public_rows']} public rows replayed). How it compares with the "
+        f"# {version}\n\nA challenger learnt by `triage learn` from {base_meta_name(base)}: the same encoder, "
+        "sentiment head and urgency head, plus a per-wordpiece correction of the urgency logits learnt from the "
+        f"team's own tickets ({learned['train_rows']} training rows, of which {learned['replay_public_rows']} "
+        "public rows and the support-like prototypes and select half replayed). How it compares with the "
         "champion: learn_report/report.md.\n", encoding="utf-8")
     return out
 

@@ -1,4 +1,4 @@
-"""A new urgency head on the shipped encoder: features from the int8 graph, a refit linear head, and
+"""An urgency head on the shipped encoder: features from the int8 graph, a refit linear head, and
 the head written back into a copy of the graph (sentiment and the encoder untouched).
 
 Needs the `train` extra (onnx, scikit-learn). The steps, as `python -m model.urgency_head` runs them:
