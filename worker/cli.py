@@ -46,6 +46,12 @@ def _at_least_one(text: str) -> int:
     return int(text)
 
 
+def _at_least_zero(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}")
+    return int(text)
+
+
 def _runtime(ingress: bool = False):
     from worker.bootstrap import build, configure_logging
     from worker.settings import load_settings
@@ -351,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", formatter_class=FMT, help="run the whole flow on a sandbox helpdesk (no account needed)",
                        description="Starts Redis (when REDIS_URL is not set), a sandbox Zendesk with sample "
-                                   "tickets, the webhook ingress and a worker; sends each ticket's webhook "
+                                   "tickets, the webhook ingress\nand a worker; sends each ticket's webhook "
                                    "and prints what was written back.\n\n"
                                    "--learn: the learning loop instead (docs/learning.md): a sandbox Zendesk with a "
                                    "team's solved\ntickets, history pull, learn, the gate's report, model list, "
@@ -359,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "champion. Each step prints the real command it runs.",
                        epilog="examples:\n  triage demo\n  triage demo --learn                 # a few minutes "
                               "on 2 cores\n  triage demo --learn --tickets 1000   # faster, a smaller team")
-    p.add_argument("--tickets", type=int, default=0,
+    p.add_argument("--tickets", type=_at_least_zero, default=0,
                    help="how many sample tickets (default: all); with --learn the team's size (default: all "
                         "3,084 of the synthetic set, or 1,000 generated without it)")
     p.add_argument("--llm", action="store_true", help="also run the LLM second opinion against a local "
