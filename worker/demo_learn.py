@@ -334,8 +334,8 @@ def _print_shadow(redis: Any) -> None:
 def _watch_swap(wanted: str, ticket: Callable[..., dict[str, Any]], limit_s: float = 40.0,
                 note: bool = False) -> None:
     """Tickets keep arriving; the worker checks the champion pointer every few seconds, loads the new
-    one in the background while the old one scores, then swaps: no restart. `note`: then an outage
-    ticket, with the internal note the new champion writes."""
+    one in the background while the old one scores, then swaps: no restart. `note`: then a ticket and
+    the internal note the new champion writes (its learned group; the example rules suggest it)."""
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
         d = ticket()
@@ -344,7 +344,11 @@ def _watch_swap(wanted: str, ticket: Callable[..., dict[str, Any]], limit_s: flo
             print(f"  the worker swapped to {wanted} {time.monotonic() - started:.0f}s after the change, "
                   "without a restart; no ticket was scored by a half-loaded model")
             if note:
-                _print_decision(ticket(0), note=True)
+                shown = ticket(2)
+                _print_decision(shown, note=True)
+                if "Suggested (not applied)" in shown["note"]:
+                    print("  suggest mode: the rules only suggest what they would set (learned_routing: suggest, "
+                          "suggest: true); the next history pull counts what agents accepted")
             return
         time.sleep(1.0)
     print(f"  the worker had not swapped to {wanted} after {limit_s:.0f}s", file=sys.stderr)
