@@ -10,7 +10,8 @@ parser, so the demo and the commands cannot drift apart):
   4. triage model list
   5. a worker following DIR/models: the champion writes, the challenger shadows
   6. gate passed: triage model promote, and the worker hot-swaps to it; gate failed: promote refuses,
-     then --force --reason to show the hot swap, and triage model rollback
+     then --force --reason to show the hot swap, and triage model rollback. After the swap, a ticket's
+     note from the new champion: its learned group, and the example rules' suggestion (suggest mode)
 
 Everything the demo writes goes under DIR (default ./demo-learn), except the feature cache of
 `triage learn` (~/.cache/helpdesk-triage/features, which makes the next run fast). It always starts
