@@ -192,3 +192,36 @@ def test_cli_pulls_a_sandbox_team_and_says_what_next(tmp_path: Path, capsys: pyt
     assert 50 <= len(read_rows(out)) <= 60
     assert main(["history", "pull", "zendesk", "--sandbox", "5", "--weight", "agent-set=x"]) == 1
     assert "not a number" in capsys.readouterr().err
+
+
+def test_the_sandbox_history_in_suggest_mode_reads_back_accepted_and_rejected_suggestions(tmp_path: Path) -> None:
+    """suggest_share: the bot left suggest-mode notes (priority and group) that agents then accepted or
+    rejected; the pull labels them so, and the other tickets are those of suggest_share 0."""
+    team = generated_team(120)
+    with ZendeskSandbox() as plain:
+        load_history(plain, team, now=NOW)
+        plain_bot = {t: plain.tickets[t].get("tags") for t in plain.tickets}
+    with ZendeskSandbox() as sandbox, pytest.MonkeyPatch.context() as mp:
+        for name, value in sandbox.env.items():
+            mp.setenv(name, value)
+        load_history(sandbox, team, now=NOW, suggest_share=0.5)
+        rows = {r.id: r for r in [*_pulled(sandbox, tmp_path)]}
+    suggested = [r for r in rows.values() if r.suggested]
+    assert suggested and all(set(r.suggested) == {"priority", "group"} for r in suggested)
+    outcomes = {o for r in suggested for o in r.suggestion_outcome.values()}
+    assert outcomes == {"accepted", "rejected"}
+    for r in suggested:
+        label, provenance, _ = r.label("urgency")
+        assert provenance == f"suggestion-{r.suggestion_outcome['priority']}"
+        assert (r.suggested["priority"] == r.priority) == (r.suggestion_outcome["priority"] == "accepted")
+        assert r.label("group")[1] == f"suggestion-{r.suggestion_outcome['group']}"
+    # tickets the bot set a priority on are the same as without suggestions (its own random stream)
+    bot_set = {f"zendesk:{t}" for t, tags in plain_bot.items() if any(str(x).startswith("triage_priority_")
+                                                                      for x in tags or ())}
+    assert bot_set and all(rows[k].bot_priority for k in bot_set if k in rows)
+
+
+def _pulled(zd: ZendeskSandbox, tmp_path: Path) -> list[HistoryRow]:
+    out = tmp_path / "suggest.jsonl"
+    pull(history(zd), out, since=SINCE, progress=False)
+    return read_rows(out)

@@ -126,9 +126,10 @@ def run_demo_learn(tickets: int = 0, folder: str | Path = "demo-learn") -> int:
         _step(1, "a sandbox Zendesk stands for yours", "export ZENDESK_SUBDOMAIN=... ZENDESK_EMAIL=... "
                                                        "ZENDESK_API_TOKEN=...")
         started = time.monotonic()
-        load_history(zd, team, now=time.time())
+        load_history(zd, team, now=time.time(), suggest_share=0.2)
         print(f"  {zd.url}: {len(team)} tickets {which}, created over 180 days, solved by agents (priority, "
-              f"group, CSAT; in some an agent corrected the bot's priority); seeded in "
+              f"group, CSAT; in some an agent corrected the bot's priority, in others the bot had run in suggest "
+              f"mode and an agent accepted or rejected its suggestion); seeded in "
               f"{time.monotonic() - started:.0f}s")
         _environment(zd, local.url, models)
         print(f"  everything below goes to {_show(demo)}/ (models: {_show(models)}, as TRIAGE_MODELS_DIR; "

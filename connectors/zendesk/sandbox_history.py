@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.zendesk.sandbox import ZendeskSandbox
+from worker import suggestions
 
 REPO = Path(__file__).resolve().parents[2]
 SYNTHETIC_DIR = REPO.parent / "shared" / "data" / "synthetic_tickets_nc"
@@ -32,6 +33,7 @@ SYNTHETIC_DIR = REPO.parent / "shared" / "data" / "synthetic_tickets_nc"
 TO_ZENDESK = {"high": "high", "medium": "normal", "low": "low"}
 TYPES = {"incident": "incident", "request": "question", "problem": "problem", "change": "task"}
 # the set's type -> the group agents assign it to
+NOTE = "internal_note"  # in _apply's fields: the bot's internal note of that audit
 GROUPS = {"incident": "Incident response", "problem": "Engineering", "request": "Service desk",
           "change": "Change management"}
 AGENTS = (("Alex Morgan", "alex.morgan@example.com"), ("Lucia Ortega", "lucia.ortega@example.com"),
@@ -131,7 +133,8 @@ def team(limit: int | None = None, folder: str | Path = SYNTHETIC_DIR) -> list[T
 
 def load_history(zd: ZendeskSandbox, tickets: Sequence[TeamTicket], *, now: float, days: int = 180,
                  bot_share: float = 0.5, correction_share: float = 0.35, csat_share: float = 0.4,
-                 urgent_share: float = 0.2, open_share: float = 0.03, seed: int = 11) -> list[int]:
+                 urgent_share: float = 0.2, open_share: float = 0.03, suggest_share: float = 0.0,
+                 seed: int = 11) -> list[int]:
     """Seed `tickets` as the team's solved history, created over the `days` before `now` in a seeded
     random order (so a time split is a fair split). Per ticket, in its audits:
 
@@ -139,13 +142,16 @@ def load_history(zd: ZendeskSandbox, tickets: Sequence[TeamTicket], *, now: floa
     - with probability `bot_share` the bot sets a priority first (and a triage tag); in
       `correction_share` of those it was wrong and an agent changes it (a correction), else the agent
       leaves it (the bot was right);
-    - otherwise an agent sets the priority; an agent sets group (from the type), type, the queue's
-      tag and status solved;
+    - otherwise an agent sets the priority; with probability `suggest_share` (0 by default, so the
+      bench's figures stay those of its docs) the bot first left a suggest-mode note (priority and
+      group, wrong in `correction_share` of them, with its tags: worker/suggestions.py), which the agent
+      then accepts or rejects; an agent sets group (from the type), type, the queue's tag and status solved;
     - `csat_share` of the solved tickets carry a satisfaction rating (good / bad, more often bad
       when urgent), the others `unoffered`; `open_share` stay open (history pull leaves them out).
 
     Returns the ticket ids, oldest first."""
     rng = random.Random(seed)
+    suggest_rng = random.Random(seed + 1)  # its own stream: the other choices stay those of suggest_share 0
     order = list(range(len(tickets)))
     rng.shuffle(order)
     for name, email in AGENTS:
@@ -174,6 +180,16 @@ def load_history(zd: ZendeskSandbox, tickets: Sequence[TeamTicket], *, now: floa
             guess = rng.choice([p for p in ("low", "normal", "high", "urgent") if p != final]) if wrong else final
             tags = [f"triage_priority_{guess}"]
             changes.append((zd.bot_user_id, min(created + 30, int(now) - 180), {"priority": guess, "tags": tags}))
+        elif suggest_share and suggest_rng.random() < suggest_share:
+            wrong = suggest_rng.random() < correction_share
+            others = [p for p in ("low", "normal", "high", "urgent") if p != final]
+            guess = suggest_rng.choice(others) if wrong else final
+            groups = sorted(set(GROUPS.values()))
+            group = t.group if t.group and suggest_rng.random() >= correction_share else suggest_rng.choice(groups)
+            suggested = (("priority", guess), ("group", group))
+            tags = list(suggestions.tags("triage_", suggested))
+            note = "\n".join(["Triage (automatic)", *suggestions.note_lines(suggested)])
+            changes.append((zd.bot_user_id, min(created + 30, int(now) - 180), {"tags": tags, NOTE: note}))
         solved: dict[str, Any] = {"priority": final, "status": "solved"}
         if t.group:
             solved["group_id"] = zd.add_group(t.group)["id"]
@@ -200,7 +216,9 @@ def _apply(zd: ZendeskSandbox, ticket_id: int, changes: list[tuple[int, int, dic
             audit = zd._audit(ticket, author, [], ts)
             audit["via"] = zd._via("api" if author == zd.bot_user_id else "web")
             for name, value in fields.items():
-                if ticket.get(name) != value:
+                if name == NOTE:
+                    zd._add_comment(ticket, audit, value, author, False, "api", ts)
+                elif ticket.get(name) != value:
                     zd._change(ticket, audit, name, value)
 
 
