@@ -353,12 +353,6 @@ def champion_report(model_dir: Path, texts: Sequence[str], y: np.ndarray, thread
     return evaluate(TriageModel(model_dir, threads=threads), rows, "urgency")
 
 
-def champion_recalls(model_dir: Path, texts: Sequence[str], y: np.ndarray, threads: int = 1) -> list[float]:
-    """The champion's recall of each urgency class on the validation slice, as it decides."""
-    report = champion_report(model_dir, texts, y, threads)
-    return [report["per_class"][lab]["recall"] for lab in URGENCY_LABELS]
-
-
 def fit(train: tuple[np.ndarray, Any, Sequence[Example]], val: tuple[np.ndarray, Any, Sequence[Example]],
         floor: Sequence[float] | None = None
         ) -> tuple[np.ndarray, np.ndarray, float, float, tuple[tuple[float, ...], float], dict]:
@@ -393,6 +387,30 @@ def fit(train: tuple[np.ndarray, Any, Sequence[Example]], val: tuple[np.ndarray,
              "bias_and_threshold": "best macro-F1 on the validation slice keeping every class's recall within "
                                    "2 points of the champion's there (threshold 1.0: none)"}
     return d_w, d_b, lam, temperature, rule, notes
+
+
+def coverage_floor(probs: np.ndarray, decided: tuple[tuple[float, ...], float], share: float) -> tuple[float, str]:
+    """The confidence floor at which the challenger answers, on the validation slice, the share of
+    tickets the champion answers there at its own floor: the challenger's temperature changes what its
+    confidences mean, so the champion's floor would make it abstain more (or less) than the champion.
+    A high decided by the P(high) threshold is answered whatever its confidence, as the runtime does."""
+    from model.decision import DecisionRule
+
+    bias, threshold = decided
+    rule = DecisionRule(URGENCY_LABELS, bias=bias, threshold_label="high" if threshold < 1.0 else "",
+                        threshold=threshold)
+    pred = rule.decide_indices(probs)
+    conf = probs[np.arange(len(pred)), pred]
+    free = (pred == 0) if threshold < 1.0 else np.zeros(len(pred), bool)
+    ranked = np.sort(conf[~free])[::-1]
+    need = int(np.ceil(share * len(pred))) - int(free.sum())  # answered beyond the thresholded highs
+    if need <= 0 or not len(ranked):
+        floor = float(ranked[0]) + 1e-4 if len(ranked) and need <= 0 else 0.0
+    else:
+        floor = float(ranked[min(need, len(ranked)) - 1])
+    floor = float(np.floor(min(floor, 1.0) * 1e4) / 1e4)  # rounded down: the need-th ticket stays answered
+    return floor, (f"answers {share:.0%} of the validation slice, the share the champion answers there at its "
+                   "own floor (the challenger's temperature changes what a confidence means)")
 
 
 def _rule_summary(probs: np.ndarray, y: np.ndarray, decided: tuple[tuple[float, ...], float]) -> dict[str, Any]:
@@ -464,8 +482,12 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
     seconds["features"] = time.monotonic() - t0
     t0 = time.monotonic()
     stage("learn: fitting the urgency head's wide correction")
-    floor = champion_recalls(base, [e.text for e in val_part], np.array([e.y for e in val_part]), cfg.threads)
+    y_val = np.array([e.y for e in val_part])
+    champ_val = champion_report(base, [e.text for e in val_part], y_val, cfg.threads)
+    floor = [champ_val["per_class"][lab]["recall"] for lab in URGENCY_LABELS]
     d_w, d_b, lam, temperature, rule, notes = fit(parts[0], parts[1], floor)
+    abstain_below, notes["abstain_below"] = coverage_floor(
+        metrics.softmax(parts[1][0] + parts[1][1] @ d_w + d_b, temperature), rule, champ_val["answered"]["share"])
     table = wide.table(d_w) + (old_table if old_table is not None else 0.0)
     notes["wide"] = {"wordpieces": int(len(wide.columns)), "scale": WIDE_SCALE, "min_texts": WIDE_MIN_DOCS}
     notes["champion_validation_recall"] = {lab: round(r, 4) for lab, r in zip(URGENCY_LABELS, floor)}
@@ -473,7 +495,7 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
 
     t0 = time.monotonic()
     version = cfg.version or f"{base_meta['version']}+team-{datetime.now(UTC):%Y%m%d%H%M}"
-    out = export_challenger(base, cfg.out, head_w, head_b + d_b, temperature, rule, version,
+    out = export_challenger(base, cfg.out, head_w, head_b + d_b, temperature, rule, abstain_below, version,
                             partial(write_head, wide=table), {
         "base": str(base), "base_version": base_meta["version"], "data": [str(p) for p in cfg.data],
         "feedback_csv": [str(p) for p in cfg.feedback_csv], "replay_public_rows": len(replay),
@@ -500,7 +522,7 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
 
 
 def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, temperature: float,
-                      decided: tuple[tuple[float, ...], float],
+                      decided: tuple[tuple[float, ...], float], abstain_below: float,
                       version: str, write_head: Callable[..., None], learned: dict) -> Path:
     """A copy of the base artifact with the urgency head `write_head` writes and its decision rule."""
     out = Path(out)
@@ -513,7 +535,7 @@ def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, tempe
     meta = json.loads((base / "triage.json").read_text())
     rule = dict(meta["decision"]["urgency"])
     bias, threshold = decided
-    rule.update(temperature=float(temperature), bias=[float(v) for v in bias],
+    rule.update(temperature=float(temperature), bias=[float(v) for v in bias], abstain_below=abstain_below,
                 threshold_label="high" if threshold < 1.0 else "", threshold=round(float(threshold), 4),
                 notes={**learned["notes"], "validation": "the newest part of the team's training tickets"})
     meta["decision"]["urgency"] = rule

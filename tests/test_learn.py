@@ -199,3 +199,20 @@ def test_the_challenger_replays_support_like_text_and_has_a_wide_part(outcome) -
         int(table.any(axis=1).sum())
     [p] = TriageModel(outcome.result.out).score(["The checkout is down for everyone, we are losing sales"])
     assert p.urgency.best_guess == "high" and p.top_words["urgency"]
+
+
+def test_the_challenger_floor_answers_the_share_the_champion_answers() -> None:
+    from model.learn import coverage_floor
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet([1, 1, 1], size=400)
+    floor, how = coverage_floor(probs, ((0.0, 0.0, 0.0), 1.0), 0.6)
+    conf = probs.max(1)
+    assert abs((conf >= floor).mean() - 0.6) < 0.01 and "60%" in how
+    # with a P(high) threshold, the highs it decides are answered whatever their confidence
+    floor_t, _ = coverage_floor(probs, ((0.0, 0.0, 0.0), 0.3), 0.6)
+    high = probs[:, 0] >= 0.3
+    pred = np.where(high, 0, probs[:, 1:].argmax(1) + 1)
+    answered = high | (probs[np.arange(400), pred] >= floor_t)
+    assert abs(answered.mean() - 0.6) < 0.01
+    assert coverage_floor(probs, ((0.0, 0.0, 0.0), 1.0), 1.0)[0] <= conf.min()
