@@ -76,14 +76,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "learn", formatter_class=FMT, help="a challenger model from the team's history, compared with the champion",
         description="Start from the champion (the shipped model until one is promoted), keep its encoder and\n"
-                    "sentiment head, and fit a new urgency head on the team's own tickets, plus Slack corrections\n"
-                    "and a replay sample of the public data. Split by time: the newest 20% of the team's tickets\n"
-                    "are held out and both models are scored on them. The challenger is kept whatever the verdict;\n"
-                    "the report says whether it passed the promotion gate. CPU only; needs the train extra.",
+                    "heads, and learn a correction of its urgency from the team's own tickets (their wordpieces),\n"
+                    "plus Slack corrections, a replay sample of the public data and the support-like examples,\n"
+                    "and a routing head from the groups agents chose. Split by time: the newest 20% of the\n"
+                    "team's tickets are held out and both models are scored on them. The challenger is kept\n"
+                    "whatever the verdict: the report says whether it passed the promotion gate. CPU only;\n"
+                    "needs the train extra.",
         epilog="examples:\n  triage history pull zendesk --sandbox 3000 && triage learn\n"
                "  triage learn --data history/zendesk.jsonl --feedback-csv feedback.csv --out models/candidate\n\n"
                "the gate: urgency macro-F1 on the newest tickets >= the champion's, no class recall down by more\n"
-               "than 2 points, public sentiment macro-recall not down by more than 0.02")
+               "than 2 points, public sentiment macro-recall not down by more than 0.02, and on the support-like\n"
+               "set (model/validation) macro-F1 not down by more than 0.02, high recall by more than 2 points")
     p.add_argument("--data", action="append", type=Path, help="history file(s) (default history/zendesk.jsonl)")
     p.add_argument("--out", type=Path, help="folder of the new model, outside the registry (default: the next "
                                             "version in the models folder, $TRIAGE_MODELS_DIR or ./models, "
