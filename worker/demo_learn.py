@@ -89,7 +89,7 @@ def _needs(*modules: str) -> None:
     if missing:
         names = " ".join({"sklearn": "scikit-learn"}.get(m, m) for m in missing)
         raise TriageError(f"triage demo --learn runs triage learn, which needs {names}: pip install {names} "
-                          "(scripts/setup --dev installs the whole train extra)")
+                          "(or scripts/setup --learn; scripts/demo --learn does it)")
 
 
 def pick_team(tickets: int) -> tuple[list[Any], str]:
