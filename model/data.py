@@ -159,3 +159,14 @@ def load_splits(datasets: list[dict], data_root: str | Path, seed: int) -> Split
         else:
             raise DataError(f"data set {spec['name']}: unknown role {role!r}")
     return splits
+
+
+def load_config(path: str | Path) -> dict:
+    """A training config (YAML); `extends: other.yaml` (relative to this file) starts from that one's keys.
+    Here, not in model/train.py, so that `triage learn` reads it without torch."""
+    import yaml
+
+    path = Path(path)
+    cfg = yaml.safe_load(path.read_text()) or {}
+    base = cfg.pop("extends", None)
+    return {**load_config(path.parent / base), **cfg} if base else cfg

@@ -168,8 +168,7 @@ def replay_examples(data_root: Path | None, n: int, seed: int,
     if n <= 0 or data_root is None or not Path(data_root).is_dir():
         return []
     from model.cli import DEFAULT_CONFIG
-    from model.data import load_splits
-    from model.train import load_config
+    from model.data import load_config, load_splits
 
     cfg = load_config(DEFAULT_CONFIG)
     specs = [s for s in cfg["datasets"] if s.get("urgency_col")]

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from tqdm import tqdm
 from transformers import AutoModel
 
 from model import metrics
-from model.data import SENTIMENT_LABELS, URGENCY_LABELS, Row, Splits, load_splits, read_csv
+from model.data import SENTIMENT_LABELS, URGENCY_LABELS, Row, Splits, load_config, load_splits, read_csv
 from model.textprep import clean
 
 
@@ -203,14 +202,6 @@ def validate(net: TriageNet, val: dict[str, tuple[list[Row], list[list[int]]]]) 
             urg_scores.append(m["macro_f1"])
     report["selection"] = float(np.mean(sent_scores or [0]) + np.mean(urg_scores or [0]))
     return report
-
-
-def load_config(path: str | Path) -> dict:
-    """A YAML config; `extends: other.yaml` (relative to this file) starts from that one's keys."""
-    path = Path(path)
-    cfg = yaml.safe_load(path.read_text()) or {}
-    base = cfg.pop("extends", None)
-    return {**load_config(path.parent / base), **cfg} if base else cfg
 
 
 def train(config_path: str, data_root: str, out_dir: str, extra_csv: list[str] | None = None,
