@@ -81,7 +81,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "and a routing head from the groups agents chose. Split by time: the newest 20% of the\n"
                     "team's tickets are held out and both models are scored on them. The challenger is kept\n"
                     "whatever the verdict: the report says whether it passed the promotion gate. CPU only;\n"
-                    "needs the train extra.",
+                    "needs scikit-learn and onnx (scripts/setup --learn, or the train extra).",
         epilog="examples:\n  triage history pull zendesk --sandbox 3000 && triage learn\n"
                "  triage learn --data history/zendesk.jsonl --feedback-csv feedback.csv --out models/candidate\n\n"
                "the gate: urgency macro-F1 on the newest tickets >= the champion's, no class recall down by more\n"
