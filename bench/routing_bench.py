@@ -146,15 +146,19 @@ def served(head: RoutingHead, examples: list[GroupExample], features) -> dict:
             "texts_per_s": round(len(rows) / seconds, 1)}
 
 
-def needs(examples: list[GroupExample], features, head: RoutingHead, draws: int = 5) -> dict:
-    """Recall of each group on the newest 20% when every group had k training tickets (older 80%)."""
+def split_features(examples: list[GroupExample], features, head: RoutingHead) -> tuple:
+    """(x, y) of the older 80% and of the newest 20%, the head's groups only."""
     older, _ = time_split(examples, 0.2)
     index = {g: i for i, g in enumerate(head.labels)}
     older = [e for e in older if e.group in index]
-    x_old = features([e.text for e in older])
-    y_old = np.array([index[e.group] for e in older])
     rows, y_new = held_out(examples, head)
-    x_new = features([e.text for e in rows])
+    return (features([e.text for e in older]), np.array([index[e.group] for e in older]),
+            features([e.text for e in rows]), y_new)
+
+
+def needs(examples: list[GroupExample], features, head: RoutingHead, draws: int = 5) -> dict:
+    """Recall of each group on the newest 20% when every group had k training tickets (older 80%)."""
+    x_old, y_old, x_new, y_new = split_features(examples, features, head)
     g = len(head.labels)
     out = {}
     for k in (5, 10, 20, 30, 60, 120, 250):
@@ -178,13 +182,7 @@ def needs(examples: list[GroupExample], features, head: RoutingHead, draws: int 
 def rare(examples: list[GroupExample], features, head: RoutingHead, draws: int = 3) -> dict:
     """One group made rare: its training tickets (older 80%) cut to k, the others kept whole; that group's
     precision / recall on the newest 20%, mean over the groups and `draws` draws."""
-    older, _ = time_split(examples, 0.2)
-    index = {g: i for i, g in enumerate(head.labels)}
-    older = [e for e in older if e.group in index]
-    x_old = features([e.text for e in older])
-    y_old = np.array([index[e.group] for e in older])
-    rows, y_new = held_out(examples, head)
-    x_new = features([e.text for e in rows])
+    x_old, y_old, x_new, y_new = split_features(examples, features, head)
     g = len(head.labels)
     full = metrics.summary(y_new, (x_new @ head.weights.T + head.bias).argmax(1), head.labels)["per_class"]
     out = {"all": {"precision": round(float(np.mean([full[lab]["precision"] for lab in head.labels])), 4),
