@@ -10,6 +10,7 @@ import pytest
 from pipeline_support import EMAIL, TOKEN
 from redis import Redis
 
+from connectors.jira.sandbox import JiraSandbox
 from connectors.zendesk.sandbox import ZendeskSandbox
 from worker.local_redis import LocalRedis
 
@@ -31,6 +32,16 @@ def zd(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZendeskSandbox]:
     with ZendeskSandbox(email=EMAIL, token=TOKEN) as sandbox:
         for k, v in sandbox.env.items():
             monkeypatch.setenv(k, v)
+        yield sandbox
+
+
+@pytest.fixture
+def jira() -> Iterator[JiraSandbox]:
+    """A sandbox Jira with an agent and a JSM request type; files that need other users or issues
+    override it, as with `zd`."""
+    with JiraSandbox() as sandbox:
+        sandbox.add_user("Tom Becker", "tom@example.com")
+        sandbox.add_request_type("SUP", "Report a system problem")
         yield sandbox
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,14 +139,6 @@ def spec_problems(openapi: OpenAPI, records: list[RecordedRequest]) -> tuple[lis
                 if left:
                     problems.append(f"{rec.method} {rec.path} response {rec.status}: " + "; ".join(left))
     return problems, gaps
-
-
-@pytest.fixture
-def jira() -> Iterator[JiraSandbox]:
-    with JiraSandbox() as sandbox:
-        sandbox.add_user("Tom Becker", "tom@example.com")
-        sandbox.add_request_type("SUP", "Report a system problem")
-        yield sandbox
 
 
 def drive_everything(jira: JiraSandbox, redis: Redis) -> None:

@@ -37,14 +37,6 @@ rules:
 
 
 @pytest.fixture
-def jira() -> Iterator[JiraSandbox]:
-    with JiraSandbox() as sandbox:
-        sandbox.add_user("Tom Becker", "tom@example.com")
-        sandbox.add_request_type("SUP", "Report a system problem")
-        yield sandbox
-
-
-@pytest.fixture
 def rules_file(tmp_path: Any) -> str:
     path = tmp_path / "rules.yaml"
     path.write_text(RULES)

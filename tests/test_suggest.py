@@ -159,14 +159,6 @@ def test_zendesk_suggest_mode_writes_only_the_note_and_tags(zd: ZendeskSandbox, 
     assert not note["public"] and "Suggested (not applied): priority urgent, group Escalations" in note["body"]
 
 
-@pytest.fixture
-def jira() -> Iterator[JiraSandbox]:
-    with JiraSandbox() as sandbox:
-        sandbox.add_user("Tom Becker", "tom@example.com")
-        sandbox.add_request_type("SUP", "Report a system problem")
-        yield sandbox
-
-
 def jira_api(jira: JiraSandbox) -> JiraApi:
     return JiraApi.connect(jira.url, jira.email, jira.token, timeout=5)
 
