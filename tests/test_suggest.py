@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from test_zendesk_spec import openapi, spec_problems  # noqa: F401  (openapi: a fixture)
 from zenpy import Zenpy
 
 from connectors.jira.history import JiraHistory
@@ -223,6 +224,34 @@ def test_zendesk_end_to_end_an_agent_accepts_one_suggestion_and_rejects_another(
     assert r.label("group")[:2] == ("Billing", "suggestion-rejected")
     rates = acceptance(rows.values())
     assert rates["priority"] == {"accepted": 1, "rejected": 1, "open": 0, "rate": 0.5}
+
+
+def test_an_assignee_suggested_by_email_is_accepted_when_agents_assign_that_agent(
+        openapi, zd: ZendeskSandbox, redis: Redis, tmp_path: Path) -> None:  # noqa: F811
+    """Rules may name an agent by e-mail; audits record the assignee's id: the pull looks it up."""
+    ana = zd.add_user("Ana Ops", "ana@example.com", role="agent")
+    ben = zd.add_user("Ben Ops", "ben@example.com", role="agent")
+    taken = zd.add_ticket("Site down", "Nothing loads since 9am", requester="a@acme.example")
+    passed = zd.add_ticket("Login down", "Cannot log in, down for everyone", requester="b@acme.example")
+    writer = ZendeskWriter(zenpy())
+    rules = ("rules:\n  - name: outage\n    when: {keywords: [down]}\n"
+             "    then: {assignee: ANA@example.com, suggest: true}\n")
+    svc, score = service(rules, {"zendesk": writer}, redis)
+    for t in (taken, passed):
+        assert svc.process(writer.fetch_event(t["id"]), score).status == Status.WRITTEN
+        assert zd.tickets[t["id"]].get("assignee_id") is None  # suggested, not set
+    zd.edit_ticket(taken["id"], by="tom@example.com", assignee_id=ana["id"], status="solved")
+    zd.edit_ticket(passed["id"], by="tom@example.com", assignee_id=ben["id"], status="solved")
+    out = tmp_path / "z.jsonl"
+    h = ZendeskHistory(zenpy(), zd.bot_user_id, sleep=lambda s: None)
+    pull_zendesk(h, out, since=datetime.fromtimestamp(time.time() - 86400, UTC), progress=False)
+    rows = {r.id: r for r in read_rows(out)}
+    assert rows[f"zendesk:{taken['id']}"].suggestion_outcome == {"assignee": "accepted"}
+    assert rows[f"zendesk:{passed['id']}"].suggestion_outcome == {"assignee": "rejected"}
+    looked_up = [r.path for r in zd.requests if r.path.startswith("/api/v2/users/") and r.path[14:15].isdigit()]
+    assert sorted(looked_up) == sorted({f"/api/v2/users/{ana['id']}.json", f"/api/v2/users/{ben['id']}.json"})
+    problems, _ = spec_problems(openapi, zd.requests)
+    assert not problems, "\n".join(problems[:10])
 
 
 def test_jira_end_to_end_suggestions_read_back_from_comment_and_changelog(

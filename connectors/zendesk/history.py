@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from zenpy.lib.exception import RecordNotFoundException
+
 from connectors.zendesk.transport import install_rate_limit_hook, vendor_errors
 from worker import suggestions
 from worker.errors import RateLimited, VendorUnavailable
@@ -93,11 +95,13 @@ def _words(value: Any) -> set[str]:
     return {str(t) for t in value} if isinstance(value, list) else set(str(value or "").split())
 
 
-def suggestion_outcomes(audits: Sequence[Mapping[str, Any]], bot_user_id: str, groups: Mapping[int, str]
+def suggestion_outcomes(audits: Sequence[Mapping[str, Any]], bot_user_id: str, groups: Mapping[int, str],
+                        user_email: Callable[[str], str] | None = None
                         ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """(suggested: field -> value, the latest the bot's notes suggested; outcome: field -> accepted |
     rejected | open; chosen: field -> the value agents set after that note, a group as its name). A group
-    compares by name or id; an assignee by user id (a suggested e-mail never matches)."""
+    compares by name or id; an assignee by user id, or by e-mail when the rule named the agent by e-mail
+    (`user_email` looks the chosen id up; without it such a suggestion is rejected)."""
     ordered = _ordered(audits)
     suggested: dict[str, str] = {}
     at: dict[str, int] = {}  # field -> the audit of its latest suggestion
@@ -123,7 +127,11 @@ def suggestion_outcomes(audits: Sequence[Mapping[str, Any]], bot_user_id: str, g
     names = {str(k): v for k, v in groups.items()}
     if chosen.get("group"):
         chosen["group"] = names.get(chosen["group"], chosen["group"])
-    outcomes = {name: suggestions.outcome(value, chosen.get(name, ""), names if name == "group" else None)
+    same: dict[str, Mapping[str, str]] = {"group": names}
+    agent = chosen.get("assignee", "")
+    if "@" in suggested.get("assignee", "") and agent.isdigit() and user_email is not None:
+        same["assignee"] = {agent: user_email(agent)}
+    outcomes = {name: suggestions.outcome(value, chosen.get(name, ""), same.get(name))
                 for name, value in suggested.items()}
     return suggested, outcomes, chosen
 
@@ -147,6 +155,7 @@ class ZendeskHistory:
         self.rate_limited = 0
         self.waited_s = 0.0
         self._groups: dict[int, str] | None = None
+        self._emails: dict[str, str] = {}
         install_rate_limit_hook(client.tickets.session)
 
     def _call(self, op: str, fn: Callable[[], T]) -> T:
@@ -177,6 +186,18 @@ class ZendeskHistory:
             found = self._call("GET groups", lambda: [g.to_dict() for g in self.client.groups()])
             self._groups = {int(g["id"]): str(g.get("name") or "") for g in found}
         return self._groups
+
+    def user_email(self, user_id: str) -> str:
+        """An agent's e-mail by user id ("" for a user since deleted), looked up once."""
+        if user_id not in self._emails:
+            def fetch() -> str:
+                try:
+                    return str(self.client.users(id=int(user_id)).email or "")
+                except RecordNotFoundException:
+                    return ""
+
+            self._emails[user_id] = self._call(f"GET user {user_id}", fetch)
+        return self._emails[user_id]
 
     def page(self, cursor: str | None, start_time: int) -> tuple[list[dict[str, Any]], str | None, bool]:
         """One page of the export: (tickets as dicts, the cursor after it, end of stream)."""
@@ -210,7 +231,7 @@ class ZendeskHistory:
         urgency = URGENCY_OF_PRIORITY.get(final.lower()) if final else None
         if urgency and provenance:
             labels["urgency"] = labelled("urgency", urgency, provenance, self.weights)
-        suggested, outcomes, chosen = suggestion_outcomes(audits, self.bot_user_id, self.groups())
+        suggested, outcomes, chosen = suggestion_outcomes(audits, self.bot_user_id, self.groups(), self.user_email)
         suggestion_labels(labels, outcomes, chosen, self.weights)
         rating = ticket.get("satisfaction_rating")
         score = str(rating.get("score") or "") if isinstance(rating, Mapping) else ""

@@ -7,6 +7,7 @@ Speaks the subset helpdesk-triage uses, with the JSON shapes of Zendesk's OpenAP
                                               group_id, assignee_id, subject, comment, safe_update
     GET  /api/v2/tickets/{id}/comments.json   offset, or cursor pages (page[size], page[after], sort)
     GET  /api/v2/users/me.json                the bot (every request acts as it)
+    GET  /api/v2/users/{id}.json              one user (history: an assignee's e-mail)
     GET  /api/v2/users/search.json            ?query=email:<address> (the Slack app's agent check)
     GET  /api/v2/groups.json                  offset or cursor pages
     GET  /api/v2/incremental/tickets/cursor.json   start_time or cursor, per_page, include
@@ -309,6 +310,7 @@ class ZendeskSandbox(RecordingSandbox):
             ("PUT", r"tickets/(\d+)\.json", "_update_ticket"),
             ("GET", r"tickets/(\d+)/comments\.json", "_list_comments"),
             ("GET", r"users/me\.json", "_show_me"),
+            ("GET", r"users/(\d+)\.json", "_show_user"),
             ("GET", r"users/search\.json", "_search_users"),
             ("GET", r"groups\.json", "_list_groups"),
             ("GET", r"incremental/tickets/cursor\.json", "_export_tickets"),
@@ -365,6 +367,12 @@ class ZendeskSandbox(RecordingSandbox):
     def _show_me(self, *, query: dict[str, list[str]], body: Any) -> Reply:
         with self._lock:
             return 200, {"user": copy.deepcopy(self._users[self.bot_user_id])}
+
+    def _show_user(self, user_id: str, *, query: dict[str, list[str]], body: Any) -> Reply:
+        with self._lock:
+            if int(user_id) not in self._users:
+                raise ApiError(404, "RecordNotFound", "Not found")
+            return 200, {"user": copy.deepcopy(self._users[int(user_id)])}
 
     def _search_users(self, *, query: dict[str, list[str]], body: Any) -> Reply:
         """`query=email:<address>` matches that e-mail exactly; any other query, part of a name or e-mail."""
