@@ -35,7 +35,8 @@ def runtime(redis_url: str, rules_path: Path, **observability) -> bootstrap.Runt
 
 
 def seed(rt: bootstrap.Runtime, n: int = 40) -> str:
-    """n decisions over the last hours, an agent's override, and one dead letter; its job id."""
+    """n decisions over the last hours, an agent's override, a suggestion the agent accepted, and one dead
+    letter; its job id."""
     log = rt.decision_log
     log.links = {"zendesk": lambda e: f"https://acme.zendesk.com/agent/tickets/{e.ticket_id}"}
     now = datetime.now(UTC)
@@ -53,6 +54,12 @@ def seed(rt: bootstrap.Runtime, n: int = 40) -> str:
         log.record(e, "written", TriageDecision(e.key, s, rules, a), now=at, received_at=at - 2)
     e = TicketEvent(source="zendesk", ticket_id="1004", revision="2", priority="low", priority_set_by_human=True)
     log.record(e, "nothing_to_write", TriageDecision(e.key, s, (), Actions()), now=now.timestamp())
+    calm = Scores(HeadScore("neutral", {"neutral": 0.8}, 0.8), HeadScore("low", {"low": 0.7}, 0.7), "test-model-v3")
+    e = TicketEvent(source="zendesk", ticket_id="2001", revision="1")  # a suggestion, then the agent's choice
+    log.record(e, "written", TriageDecision(e.key, calm, (), Actions(note=True, suggested=(("priority", "high"),))),
+               now=now.timestamp() + 1)
+    e = TicketEvent(source="zendesk", ticket_id="2001", revision="2", priority="high", priority_set_by_human=True)
+    log.record(e, "nothing_to_write", TriageDecision(e.key, calm, (), Actions()), now=now.timestamp() + 2)
     failed = TicketEvent(source="zendesk", ticket_id="777", revision="9", subject="secret subject",
                          text="secret customer text")
     rt.enqueuer.submit(failed)

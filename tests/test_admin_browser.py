@@ -89,12 +89,12 @@ def test_the_console_in_chromium(browser, site, tmp_path):
     page.screenshot(path=str(out / "admin-overview.png"), full_page=True)
 
     page.goto(f"{url}/admin/feed")
-    assert page.locator("table.feed tbody tr").count() == 41
+    assert page.locator("table.feed tbody tr").count() == 43
     page.select_option("select[name=label]", "unsure")  # htmx swaps the rows and pushes the URL
     page.wait_for_url("**label=unsure**")
     expect(page.locator("table.feed tbody tr")).to_have_count(5)  # (our CSP forbids eval: no wait_for_function)
     page.select_option("select[name=label]", "")
-    expect(page.locator("table.feed tbody tr")).to_have_count(41)
+    expect(page.locator("table.feed tbody tr")).to_have_count(43)
     page.screenshot(path=str(out / "admin-feed.png"), full_page=True)
 
     page.goto(f"{url}/admin/rules")

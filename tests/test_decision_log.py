@@ -101,6 +101,30 @@ def test_an_agent_changing_what_the_bot_set_is_an_override_naming_the_decision(r
     assert redis.xlen(OVERRIDES) == 1  # reported once
 
 
+def test_suggestions_settle_only_on_a_human_change_and_a_rule_that_sets_the_field_withdraws_its_own(
+        redis: Redis):
+    seen: list[dict] = []
+    log = DecisionLog(redis, observer=lambda d: seen.append(d["suggestion"]) if "suggestion" in d else None)
+    first = event(priority="normal", priority_set_by_human=True)
+    suggest = TriageDecision(first.key, scores(), ("s",), Actions(
+        note=True, suggested=(("priority", "urgent"), ("group", "Tier 2"), ("assignee", "ana@acme.com"))))
+    log.record(first, "written", suggest, now=T0)
+    assert set(redis.hkeys("triage:suggested:zendesk:42")) == {b"priority", b"group"}  # no e-mail assignee
+    # the priority an agent chose before the suggestion is no answer to it; the bot setting it is none either
+    log.record(event(revision="c2", priority="normal", priority_set_by_human=True), "nothing_to_write",
+               decision(first), now=T0 + 60)
+    log.record(event(revision="c3", priority="high", priority_set_by_human=False), "nothing_to_write",
+               decision(first), now=T0 + 90)
+    assert seen == []
+    # a rule now sets the group itself: that withdraws the group's suggestion
+    sets_group = TriageDecision(first.key, scores(), ("g",), Actions(group="Tier 1"))
+    log.record(event(revision="c4", priority="normal", priority_set_by_human=True), "written", sets_group,
+               now=T0 + 120)
+    log.record(event(revision="c5", priority="high", priority_set_by_human=True, group="Tier 1"),
+               "nothing_to_write", decision(first), now=T0 + 180)
+    assert seen == [{"priority": "rejected"}] and not redis.exists("triage:suggested:zendesk:42")
+
+
 def test_no_override_when_the_ticket_still_has_what_the_bot_set(redis: Redis):
     log = DecisionLog(redis)
     first = event()

@@ -33,6 +33,7 @@ EXPECTED = {  # family name (as the parser gives it) -> type
     "triage_receipt_to_writeback_seconds": "histogram", "triage_model_call_duration_seconds": "histogram",
     "triage_labels": "counter", "triage_confidence": "histogram", "triage_abstentions": "counter",
     "triage_rules_fired": "counter", "triage_corrections": "counter", "triage_decision_log_errors": "counter",
+    "triage_suggestions": "counter", "triage_suggestion_outcomes": "counter",
     "triage_model_info": "gauge",
 }
 FROM_REDIS = {

@@ -4,6 +4,7 @@ and `triage history pull` reading accepted and rejected suggestions back as labe
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from connectors.zendesk.sandbox import ZendeskSandbox
 from connectors.zendesk.writeback import ZendeskWriter
 from worker import suggestions
 from worker.decision import Actions, HeadScore, Scores, note_body
-from worker.decision_log import DecisionLog
+from worker.decision_log import DecisionLog, summarise
 from worker.events import TicketEvent
 from worker.history import PROVENANCE_WEIGHTS, HistoryRow, acceptance, read_rows
 from worker.rules import parse_rules
@@ -252,6 +253,59 @@ def test_an_assignee_suggested_by_email_is_accepted_when_agents_assign_that_agen
     assert sorted(looked_up) == sorted({f"/api/v2/users/{ana['id']}.json", f"/api/v2/users/{ben['id']}.json"})
     problems, _ = spec_problems(openapi, zd.requests)
     assert not problems, "\n".join(problems[:10])
+
+
+def test_a_later_revision_settles_suggestions_live_once_in_the_counters_and_metrics(
+        redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision log keeps a ticket's open suggestions; the revision that shows an agent's choice
+    counts each as accepted or rejected (hour counters, triage_suggestion_outcomes), once."""
+    tick = itertools.count(time.time(), 1.0)  # a second per change: each revision is a new one
+    with ZendeskSandbox(clock=lambda: next(tick)) as zd:
+        for k, v in zd.env.items():
+            monkeypatch.setenv(k, v)
+        zd.add_user("Tom Agent", "tom@example.com", role="agent")
+        settle_live(zd, redis)
+
+
+def settle_live(zd: ZendeskSandbox, redis: Redis) -> None:
+    from worker.metrics import REGISTRY, observe_decision
+
+    def outcomes() -> dict[str, float]:
+        return {f"{f}:{o}": REGISTRY.get_sample_value("triage_suggestion_outcomes_total",
+                                                      {"field": f, "outcome": o}) or 0.0
+                for f in ("priority", "group") for o in ("accepted", "rejected")}
+
+    settled: list[dict[str, Any]] = []
+    log = DecisionLog(redis, observer=lambda d: (settled.append(d) if "suggestion" in d else None,
+                                                 observe_decision(d)))
+    writer = ZendeskWriter(zenpy())
+    score = lambda e: scores()  # noqa: E731
+    ruleset = parse_rules(SUGGEST)
+    svc = TriageService(lambda: ruleset, {"zendesk": writer}, RedisStore(redis), clock=lambda: NOW, decisions=log)
+    t = zd.add_ticket("Site down", "Nothing loads since 9am", requester="a@acme.example")
+    quiet = zd.add_ticket("Login down", "Cannot log in, down for everyone", requester="b@acme.example")
+    made = REGISTRY.get_sample_value("triage_suggestions_total", {"field": "priority"}) or 0.0
+    for ticket in (t, quiet):
+        assert svc.process(writer.fetch_event(ticket["id"]), score).status == Status.WRITTEN
+    assert REGISTRY.get_sample_value("triage_suggestions_total", {"field": "priority"}) == made + 2
+    before = outcomes()
+    zd.add_comment(quiet["id"], "Any news?", author="b@acme.example")  # nobody chose anything yet
+    svc.process(writer.fetch_event(quiet["id"]), score)
+    billing = zd.add_group("Billing")["id"]
+    zd.edit_ticket(t["id"], by="tom@example.com", priority="urgent", group_id=billing)
+    # the ticket's next revision (its revision is its latest public comment) shows the agent's choice
+    zd.add_comment(t["id"], "Thanks, still down", author="a@acme.example")
+    svc.process(writer.fetch_event(t["id"]), score)
+    assert settled == [{"source": "zendesk", "suggestion": {"priority": "accepted", "group": "rejected"}}]
+    zd.add_comment(t["id"], "Still down an hour later", author="a@acme.example")
+    svc.process(writer.fetch_event(t["id"]), score)  # settled once: a later revision counts nothing
+    assert len(settled) == 1
+    after = outcomes()
+    assert {k: after[k] - before[k] for k in after} == {"priority:accepted": 1, "priority:rejected": 0,
+                                                         "group:accepted": 0, "group:rejected": 1}
+    counters = summarise(log.hourly(datetime.now(UTC), 2))
+    assert counters["sg:priority:accepted"] == counters["sg:group:rejected"] == 1
+    assert redis.hgetall(f"triage:suggested:zendesk:{quiet['id']}")  # still open
 
 
 def test_jira_end_to_end_suggestions_read_back_from_comment_and_changelog(

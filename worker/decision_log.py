@@ -13,7 +13,12 @@ TRIAGE_DECISION_LOG_DAYS days):
   walking the stream;
 - per ticket, what the bot last set (`triage:decided:SOURCE:ID`): when a later revision shows
   that an agent changed it (priority, group, assignee, a removed tag), an entry goes to the
-  overrides stream (`triage:overrides`), naming the decision it overrode (its event key and time).
+  overrides stream (`triage:overrides`), naming the decision it overrode (its event key and time);
+- per ticket, the suggestions (suggest mode) not yet settled (`triage:suggested:SOURCE:ID`, a hash:
+  field -> [value suggested, the ticket's value then]): when a later revision shows that an agent set
+  the field, the suggestion counts as accepted or rejected (hour counters `sg:FIELD:OUTCOME`, metric
+  triage_suggestion_outcomes). An assignee suggested by e-mail is left to `triage history pull`
+  (tickets carry the assignee's id); a field a rule sets itself withdraws its suggestion.
 
 Everything of one record goes to Redis in one command (a script: it costs the worker less CPU than
 a pipeline of a command per counter, docs/performance.md, "Hot path devices"). A Redis error is logged (a warning,
@@ -37,11 +42,14 @@ from redis.exceptions import RedisError
 from worker.decision import HeadScore, Scores, TriageDecision
 from worker.events import TicketEvent
 from worker.store import PREFIX
+from worker.suggestions import outcome
 
 STREAM = f"{PREFIX}:decisions"
 OVERRIDES = f"{PREFIX}:overrides"
 HOURLY = f"{PREFIX}:decisions:hour:"
 LAST = f"{PREFIX}:decided:"
+SUGGESTED = f"{PREFIX}:suggested:"
+SETTLED_LIVE = ("priority", "group", "assignee")  # suggestions a later revision can settle
 LOGGED_STATUSES = ("written", "nothing_to_write", "recovered")
 TRIM_EVERY = 500  # records between two trims by age (XTRIM MINID)
 
@@ -289,13 +297,18 @@ class DecisionLog:
             self._since_trim = 0
             trim = f"{int((at - self.retention_s) * 1000)}"
         latency = "" if data["latency_ms"] is None else str(data["latency_ms"])
+        opened = open_suggestions(event, decision) if status == "written" else {}
+        suggested_key = f"{SUGGESTED}{event.source}:{event.ticket_id}"
         try:
-            entry, prev = self._record(keys=[STREAM, hour, last_key, OVERRIDES], args=[
+            entry, prev, pending = self._record(keys=[STREAM, hour, last_key, OVERRIDES, suggested_key], args=[
                 f"{int(at * 1000)}-*" if replay else "*", json.dumps(data, separators=(",", ":"), ensure_ascii=False),
-                self.max_entries, self.retention_s + 86400, latency, last, self.retention_s, trim, *counters])
+                self.max_entries, self.retention_s + 86400, latency, last, self.retention_s, trim, len(opened),
+                *(x for name, value in opened.items() for x in (name, value)), *counters])
             entry_id = _decode(entry)
             if prev:
                 self._check_override(event, json.loads(prev), data, at, replay)
+            if pending:
+                self._settle(event, suggested_key, _pairs(pending), set(opened), hour)
         except RedisError as e:
             self.errors += 1
             log.warning("decision of %s ticket %s not logged: Redis unreachable (%s)", event.source,
@@ -321,6 +334,21 @@ class DecisionLog:
         self.redis.hincrby(hour, "overrides", 1)
         if self.observer is not None:
             self.observer({"source": event.source, "override": sorted(changed)})
+
+    def _settle(self, event: TicketEvent, key: str, pending: Mapping[str, str], renewed: set[str],
+                hour: str) -> None:
+        settled = settled_suggestions(event, {k: json.loads(v) for k, v in pending.items()})
+        if not settled:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        gone = [name for name in settled if name not in renewed]
+        if gone:
+            pipe.hdel(key, *gone)
+        for name, result in settled.items():
+            pipe.hincrby(hour, f"sg:{name}:{result}", 1)
+        pipe.execute()
+        if self.observer is not None:
+            self.observer({"source": event.source, "suggestion": settled})
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -402,6 +430,35 @@ def overridden_fields(event: TicketEvent, prev: Mapping[str, Any]) -> dict[str, 
     return changed
 
 
+def open_suggestions(event: TicketEvent, decision: TriageDecision) -> dict[str, str]:
+    """What a written decision leaves to settle: field -> JSON [value suggested, the ticket's value now],
+    or "" for a field the decision sets itself (its earlier suggestion is withdrawn)."""
+    a = decision.actions
+    out = {name: "" for name in SETTLED_LIVE if getattr(a, name)}
+    for name, value in a.suggested:
+        if name in SETTLED_LIVE and not (name == "assignee" and "@" in value):
+            out[name] = json.dumps([value, getattr(event, name)])
+    return out
+
+
+def settled_suggestions(event: TicketEvent, pending: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The suggestions an agent has settled since they were made: field -> accepted | rejected. A field
+    still at its value of then (or a priority / assignee the bot set) is still open."""
+    human = {"priority": event.priority_set_by_human, "assignee": event.assignee_set_by_human}
+    out = {}
+    for name, (value, then) in pending.items():
+        now = str(getattr(event, name, "") or "")
+        if now and now.lower() != str(then).lower() and human.get(name, True):
+            out[name] = outcome(value, now)
+    return out
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    """HGETALL's flat [field, value, ...] reply (from a script) as a dict."""
+    items = [_decode(x) for x in flat]
+    return dict(zip(items[::2], items[1::2]))
+
+
 def _job_created_at() -> float | None:
     """When the current RQ job was created: the ticket's receipt (a retry keeps it)."""
     try:
@@ -427,15 +484,25 @@ def summarise(hours: Sequence[tuple[datetime, dict[str, float]]]) -> dict[str, f
 
 # One decision (DecisionLog.record): the ticket's last decision read, the entry added, its hour's
 # counters, what the bot set, and now and then the streams trimmed by age.
-# KEYS[1]: the stream; KEYS[2]: the hour's counters; KEYS[3]: the ticket's last decision; KEYS[4]: overrides
+# KEYS[1]: the stream; KEYS[2]: the hour's counters; KEYS[3]: the ticket's last decision; KEYS[4]: overrides;
+# KEYS[5]: the ticket's open suggestions
 # ARGV: entry id ('*' or 'MS-*'), entry JSON, max entries, the hour's TTL, latency ms or '', the last
-# decision's JSON or '' (kept as is), its TTL, the trim's MINID or '' (no trim), then the counters to add 1 to
-# Returns {entry id, the ticket's last decision before this one or nil}.
+# decision's JSON or '' (kept as is), its TTL (the suggestions' too), the trim's MINID or '' (no trim), the
+# number N of suggestion fields, N pairs (field, JSON to open it or '' to withdraw it), then the counters to
+# add 1 to
+# Returns {entry id, the ticket's last decision before this one or nil, its open suggestions before this one}.
 _RECORD = """
 local prev = redis.call('GET', KEYS[3])
+local pending = redis.call('HGETALL', KEYS[5])
+local n = tonumber(ARGV[9])
+for i = 0, n - 1 do
+  local name, value = ARGV[10 + 2 * i], ARGV[11 + 2 * i]
+  if value == '' then redis.call('HDEL', KEYS[5], name) else redis.call('HSET', KEYS[5], name, value) end
+end
+if n > 0 then redis.call('EXPIRE', KEYS[5], ARGV[7]) end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'v', ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'n', 1)
-for i = 9, #ARGV do redis.call('HINCRBY', KEYS[2], ARGV[i], 1) end
+for i = 10 + 2 * n, #ARGV do redis.call('HINCRBY', KEYS[2], ARGV[i], 1) end
 if ARGV[5] ~= '' then
   redis.call('HINCRBYFLOAT', KEYS[2], 'lat_ms', ARGV[5])
   redis.call('HINCRBY', KEYS[2], 'lat_n', 1)
@@ -446,5 +513,5 @@ if ARGV[8] ~= '' then
   redis.call('XTRIM', KEYS[1], 'MINID', ARGV[8])
   redis.call('XTRIM', KEYS[4], 'MINID', ARGV[8])
 end
-return {id, prev}
+return {id, prev, pending}
 """

@@ -67,10 +67,16 @@ ABSTENTIONS = Counter("triage_abstentions", "Decisions where the model abstained
 RULES_FIRED = Counter("triage_rules_fired", "Routing rules that matched, by rule name.", ["rule"], registry=REGISTRY)
 CORRECTIONS = Counter("triage_corrections", "Agents' changes to values the bot set, by field.", ["field"],
                       registry=REGISTRY)
+SUGGESTIONS = Counter("triage_suggestions", "Values rules suggested in the note instead of setting (suggest mode), "
+                      "by field.", ["field"], registry=REGISTRY)
+SUGGESTION_OUTCOMES = Counter("triage_suggestion_outcomes", "Suggestions agents settled on a later revision, by "
+                              "field and outcome (accepted: the agent set the suggested value).",
+                              ["field", "outcome"], registry=REGISTRY)
 DECISION_LOG_ERRORS = Counter("triage_decision_log_errors", "Decisions not logged (Redis unreachable).",
                               registry=REGISTRY)
 MODEL = Info("triage_model", "The model this process scores with.", registry=REGISTRY)
 
+SUGGESTION_FIELDS = ("priority", "group", "assignee", "request_type")  # Jira fields: "field"
 MAX_RULE_LABELS = 200  # a rules file with more rules than this folds the rest into "other"
 _rules_seen: set[str] = set()
 
@@ -92,6 +98,10 @@ def observe_decision(data: dict[str, Any]) -> None:
         for name in data["override"]:
             CORRECTIONS.labels(name).inc()
         return
+    if "suggestion" in data:
+        for name, outcome in data["suggestion"].items():
+            SUGGESTION_OUTCOMES.labels(name, outcome).inc()
+        return
     WRITEBACKS.labels(source, data["status"]).inc()
     if data.get("counted_only"):
         return
@@ -105,6 +115,9 @@ def observe_decision(data: dict[str, Any]) -> None:
         ABSTENTIONS.labels(data["abstain_reason"]).inc()
     for rule in data["rules"]:
         RULES_FIRED.labels(_rule_label(rule)).inc()
+    if data["written"]:
+        for name in data["actions"].get("suggested", ()):
+            SUGGESTIONS.labels(name if name in SUGGESTION_FIELDS else "field").inc()
     if data.get("latency_ms") is not None and data["status"] == "written":
         RECEIPT_SECONDS.labels(source).observe(data["latency_ms"] / 1000)
     version = data.get("model_version")

@@ -54,7 +54,19 @@ def overview(log: DecisionLog, redis: Redis, queue: Any, model_version: str, now
         "monitor_at": datetime.fromtimestamp(state["at"], UTC) if state.get("at") else None,
         "charts": {head: mix_chart(hours[-CHART_HOURS:], head) for head in HEAD_LABELS},
         "logged": log.count(),
+        "suggestions": suggestion_rates(summarise(hours)),
     }
+
+
+def suggestion_rates(counts: dict[str, float]) -> list[tuple[str, int, int, float]]:
+    """Suggest mode's trust ramp: per field, (field, accepted, rejected, acceptance) from the hour
+    counters (`sg:FIELD:OUTCOME`, settled when a later revision shows the agent's choice)."""
+    fields = sorted({k.split(":")[1] for k in counts if k.startswith("sg:")})
+    out = []
+    for name in fields:
+        yes, no = int(counts.get(f"sg:{name}:accepted", 0)), int(counts.get(f"sg:{name}:rejected", 0))
+        out.append((name, yes, no, yes / (yes + no) if yes + no else 0.0))
+    return out
 
 
 def mix_chart(hours: list[tuple[datetime, dict[str, float]]], head: str, width: int = 720,
