@@ -7,14 +7,17 @@ from the history rows' `group` (Zendesk group; Jira request type) or `type`.
 1. Groups with fewer than `min_tickets` tickets in the training part are left out, and said so
    (learn's output and report, triage.json `routing.left_out`): a head that saw a group a handful of
    times seldom names it right. With fewer than 2 groups left there is no head (RoutingRefused).
-2. The time split is learn's: the newest `eval_share` is held out for the figures; the newest
+2. Each ticket weighs what its history `group` label's provenance weighs (worker/history.py): who
+   routed it, read from the audits / changelog: an agent correcting the bot's routing most, the bot's
+   own routing left as it was least (the head must learn agents' routing, not the rules').
+3. The time split is learn's: the newest `eval_share` is held out for the figures; the newest
    `val_share` of the rest is the validation slice, where C, the temperature (NLL) and the confidence
    floor are chosen (`abstain_below`: the lowest at which the tickets answered reach
    `TARGET_ACCURACY`); the head is then refitted on all the training part.
-3. It ships only if, on the validation slice, its accuracy beats the majority group's by
+4. It ships only if, on the validation slice, its accuracy beats the majority group's by
    `MIN_MARGIN` with a paired bootstrap 95% interval above zero; otherwise it is not written, and the
    report says why.
-4. Written into the challenger graph as an extra output `group_logits`: an fp32 MatMul + Add on the
+5. Written into the challenger graph as an extra output `group_logits`: an fp32 MatMul + Add on the
    pooled tensor the urgency head reads (the encoder, sentiment and urgency are left as they were),
    and in triage.json `decision.group` (a DecisionRule over the group names) and `routing`.
 
@@ -59,6 +62,7 @@ class GroupExample:
     group: str
     created_at: str = ""
     id: str = ""
+    weight: float = 1.0  # by who routed it (the history's group label: agent-corrected-bot weighs most)
 
 
 @dataclass
@@ -92,7 +96,9 @@ class RoutingHead:
 
 
 def group_examples(paths: Sequence[Path], field_name: str = "group") -> list[GroupExample]:
-    """Tickets of the history files whose `field_name` an agent set, oldest first."""
+    """Tickets of the history files with a `field_name`, oldest first, each weighing what its group label's
+    provenance weighs (who routed it: a correction of the bot's routing most, the bot's own routing left
+    as it was least; 1 without a label, e.g. `type`)."""
     if field_name not in FIELDS:
         raise RoutingRefused(f"--route-by {field_name!r}: use one of {', '.join(FIELDS)}")
     out = []
@@ -100,8 +106,10 @@ def group_examples(paths: Sequence[Path], field_name: str = "group") -> list[Gro
         for row in read_rows(path):
             value = str(getattr(row, field_name) or "").strip()
             text = ticket_text(row.subject, row.text)
-            if value and text:
-                out.append(GroupExample(text, value, row.created_at, row.id))
+            got = row.label("group")
+            weight = got[2] if got and field_name == "group" and got[0] == value else 1.0
+            if value and text and weight > 0:
+                out.append(GroupExample(text, value, row.created_at, row.id, weight))
     out.sort(key=lambda e: (e.created_at, e.id))
     return out
 
@@ -130,16 +138,18 @@ def kept_groups(train: Sequence[GroupExample], min_tickets: int, field_name: str
 # -- fitting ----------------------------------------------------------------------------------------
 
 
-def fit_linear(x: np.ndarray, y: np.ndarray, classes: int, c: float, seed: int = 13) -> tuple[np.ndarray, np.ndarray]:
-    """Class-balanced multinomial logistic regression on standardised features, folded back into raw
-    feature space: W (classes, hidden), b (classes,). A class absent from y keeps zero weights."""
+def fit_linear(x: np.ndarray, y: np.ndarray, classes: int, c: float, seed: int = 13,
+               weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Class-balanced multinomial logistic regression on standardised features (rows weighing `weights`,
+    scaled to mean 1 so that C means the same), folded back into raw feature space: W (classes, hidden),
+    b (classes,). A class absent from y keeps zero weights."""
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
     mu, sd = x.mean(0), x.std(0) + 1e-6
     clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced", random_state=seed)
     with threadpool_limits(1):  # a small problem: more BLAS threads only contend with the machine's other work
-        clf.fit((x - mu) / sd, y)
+        clf.fit((x - mu) / sd, y, sample_weight=None if weights is None else weights / weights.mean())
     coef, intercept = clf.coef_, clf.intercept_
     if len(clf.classes_) == 2:  # one row for the second class: as two softmax rows, the same probabilities
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
@@ -211,6 +221,9 @@ def fit_routing(examples: Sequence[GroupExample], features: Callable[[list[str]]
         kept = [e for e in rows if e.group in index]
         return kept, np.array([index[e.group] for e in kept], dtype=int)
 
+    def weights(rows: Sequence[GroupExample]) -> np.ndarray:
+        return np.array([e.weight for e in rows], dtype=float)
+
     (fit_rows, y_fit), (val_rows, y_val), (new_rows, y_new) = part(fit_part), part(val_part), part(newest)
     if len(set(y_fit.tolist())) < 2 or not len(y_val):
         raise RoutingRefused(f"no routing head: the training part's fitting and validation slices need tickets of "
@@ -221,10 +234,10 @@ def fit_routing(examples: Sequence[GroupExample], features: Callable[[list[str]]
     g = len(labels)
     scores = {}
     for c in C_GRID:
-        w, b = fit_linear(x_fit, y_fit, g, c, seed)
+        w, b = fit_linear(x_fit, y_fit, g, c, seed, weights(fit_rows))
         scores[c] = metrics.summary(y_val, (x_val @ w.T + b).argmax(1), tuple(labels))["macro_f1"]
     c = max(C_GRID, key=lambda k: (round(scores[k], 4), -k))  # ties: the stronger regularisation
-    w, b = fit_linear(x_fit, y_fit, g, c, seed)
+    w, b = fit_linear(x_fit, y_fit, g, c, seed, weights(fit_rows))
     val_logits = x_val @ w.T + b
     temperature = metrics.fit_temperature(val_logits, y_val)
     floor, floor_how = choose_floor(metrics.softmax(val_logits, temperature), y_val)
@@ -241,7 +254,7 @@ def fit_routing(examples: Sequence[GroupExample], features: Callable[[list[str]]
               f"{gain['ci95'][1]:+.3f}]): " +
               ("ships" if shipped else f"not shipped (needs at least +{MIN_MARGIN:g} with the interval above zero)"))
     y_all = np.concatenate([y_fit, y_val])
-    w, b = fit_linear(np.concatenate([x_fit, x_val]), y_all, g, c, seed)
+    w, b = fit_linear(np.concatenate([x_fit, x_val]), y_all, g, c, seed, weights(fit_rows + val_rows))
     majority = int(np.bincount(y_all, minlength=g).argmax())
     held_out = figures(x_new @ w.T + b, y_new, rule, majority)
     held_out["outside_groups"] = len(newest) - len(new_rows)  # tickets of groups left out or never seen

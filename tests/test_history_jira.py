@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_jira_spec import openapi, spec_problems  # noqa: F401  (openapi: a fixture)
 
-from connectors.jira.history import JiraHistory, pull
+from connectors.jira.history import JiraHistory, priority_labels, pull
 from connectors.jira.sandbox import JiraSandbox
 from connectors.jira.transport import JiraApi
 from worker.errors import VendorUnavailable
@@ -53,6 +53,21 @@ def test_pull_reads_corrections_from_the_changelog(jira: JiraSandbox, tmp_path: 
     assert third.text == "Message 2: call [phone]" and third.created_at.endswith("Z")
     assert all("expand" in r.query and r.query["expand"] == ["changelog"] for r in jira.requests
                if r.path == "/rest/api/3/search/jql")
+
+
+def test_who_chose_the_request_type_is_read_from_the_changelog_as_the_priority_is() -> None:
+    def history(n: int, author: str, field: str, to: str) -> dict:
+        return {"id": str(n), "author": {"accountId": author}, "created": f"2026-01-0{n}T00:00:00.000+0000",
+                "items": [{"field": field, "toString": to}]}
+
+    bot, agent = "bot-1", "agent-2"
+    moved = [history(1, bot, "Customer Request Type", "Get IT help"),
+             history(2, agent, "Customer Request Type", "Report an incident")]
+    assert priority_labels(moved, bot, "Report an incident", "request_type") == (
+        "Report an incident", "agent-corrected-bot", "Get IT help")
+    assert priority_labels(moved[:1], bot, "Get IT help", "request_type")[1] == "bot-unchanged"
+    assert priority_labels([], bot, "Get IT help", "request_type")[1] == "agent-set"  # as the customer filed it
+    assert priority_labels(moved, bot, "High")[1] == "agent-set"  # the priority's own changelog: none
 
 
 def test_429_waits_and_a_crash_resumes_without_duplicates(jira: JiraSandbox, tmp_path: Path) -> None:

@@ -156,6 +156,11 @@ def test_priority_labels_reads_who_set_what() -> None:
     assert priority_labels([audit(1, bot, ("priority", "low"))], bot) == ("low", "bot-unchanged", "low")
     assert priority_labels([audit(1, agent, ("priority", "high"))], bot) == ("high", "agent-set", "")
     assert priority_labels([audit(1, agent, ("status", "solved"))], bot) == ("", "", "")
+    # the group, read the same way: what the routing head learns, weighed by who routed the ticket
+    assert priority_labels([audit(1, bot, ("group_id", "5")), audit(2, agent, ("group_id", "7"))], bot,
+                           "group_id") == ("7", "agent-corrected-bot", "5")
+    assert priority_labels([audit(1, bot, ("group_id", "5"), ("priority", "low"))], bot, "group_id")[1] == \
+        "bot-unchanged"
 
 
 def test_dataset_writer_skips_ids_already_written_and_repairs_a_cut_line(tmp_path: Path) -> None:

@@ -60,6 +60,20 @@ def team(tmp_path_factory: pytest.TempPathFactory):
     return {"tmp": tmp, "data": data, "cache": cache, "head": head, "dir": model_dir}
 
 
+def test_each_ticket_weighs_by_who_routed_it(tmp_path: Path) -> None:
+    rows = [HistoryRow(f"zendesk:{i}", "zendesk", f"2026-01-0{i}T00:00:00Z", "s", f"text {i}", labels, group=g,
+                       type="Incident")
+            for i, (g, labels) in enumerate([
+                ("Billing", {"group": labelled("group", "Billing", "agent-corrected-bot")}),
+                ("Billing", {"group": labelled("group", "Billing", "bot-unchanged")}),
+                ("Sales", {}),  # no label (a history pulled before labels were read): weight 1
+                ("Sales", {"group": labelled("group", "Sales", "agent-set")})], 1)]
+    path = tmp_path / "h.jsonl"
+    path.write_text("".join(r.to_json() + "\n" for r in rows))
+    assert [e.weight for e in group_examples([path])] == [3.0, 0.5, 1.0, 2.0]
+    assert [e.weight for e in group_examples([path], "type")] == [1.0] * 4  # the labels weigh groups only
+
+
 def test_rare_groups_are_left_out_and_said_so(team) -> None:
     head = team["head"]
     assert head.labels == ("Engineering", "Incident response", "Service desk")

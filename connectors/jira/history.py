@@ -1,8 +1,8 @@
 """Pull a team's resolved Jira issues as training data (`triage history pull jira --jql ...`).
 
 Through the `jira` client: GET /rest/api/3/search/jql with expand=changelog, nextPageToken pages. From
-the changelog: who set the priority, and whether the bot set it and an agent changed it afterwards (a
-correction). In suggest mode, the bot's comments carrying suggestions (its "Suggestion code:"
+the changelog: who set the priority and the request type, and whether the bot set one and an agent
+changed it afterwards (a correction). In suggest mode, the bot's comments carrying suggestions (its "Suggestion code:"
 line, worker/suggestions.py) and the values agents set after it in the changelog: accepted or rejected
 suggestions. From the issue: summary and description, request type (or issue type), labels, created.
 
@@ -39,14 +39,15 @@ DEFAULT_JQL = "statusCategory = Done"
 
 
 def priority_labels(histories: Sequence[Mapping[str, Any]], bot_account_id: str,
-                    current: str) -> tuple[str, str, str]:
-    """(final priority, agent-set | agent-corrected-bot | bot-unchanged, the bot's value) from the
-    changelog (oldest first); an issue whose priority nobody changed keeps its creation value, agent-set."""
+                    current: str, field: str = "priority") -> tuple[str, str, str]:
+    """(final value, agent-set | agent-corrected-bot | bot-unchanged, the bot's value) of an issue's
+    priority (or `field` request_type: the routing head's label) from the changelog; an issue whose
+    value nobody changed keeps the one it was created with, agent-set (a customer's or agent's)."""
     setter, bot_value = "", ""
     for history in sorted(histories, key=lambda h: (str(h.get("created", "")), str(h.get("id", "")))):
         by_bot = str((history.get("author") or {}).get("accountId")) == bot_account_id
         for item in history.get("items") or []:
-            if str(item.get("field", "")).lower() != "priority":
+            if not _matches(field, item, ""):
                 continue
             if by_bot:
                 bot_value = bot_value or str(item.get("toString") or "")
@@ -168,6 +169,10 @@ class JiraHistory:
             labels["urgency"] = labelled("urgency", urgency, provenance, self.weights)
         comments = (fields.get("comment") or {}).get("comments") or [] if isinstance(fields.get("comment"), Mapping) \
             else []
+        request_type = request_type_name(fields)
+        routed = priority_labels(histories, self.bot_account_id, request_type, "request_type")[1]
+        if request_type and routed:  # who chose the request type: the routing head's label and its weight
+            labels["group"] = labelled("group", request_type, routed, self.weights)
         suggested, outcomes, chosen = suggestion_outcomes(histories, comments, self.bot_account_id, self.priorities,
                                                           self.group_field)
         suggestion_labels(labels, outcomes, chosen, self.weights, group_field="request_type")
@@ -178,7 +183,7 @@ class JiraHistory:
             id=f"jira:{issue.get('key')}", source="jira",
             created_at=created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else "",
             subject=subject, text=text, labels=labels, priority=final, bot_priority=bot_value,
-            group=request_type_name(fields), type=str((fields.get("issuetype") or {}).get("name") or ""),
+            group=request_type, type=str((fields.get("issuetype") or {}).get("name") or ""),
             tags=[str(t) for t in fields.get("labels") or []], suggested=suggested,
             suggestion_outcome=outcomes), ""
 

@@ -2,8 +2,8 @@
 
 Through the zenpy client: the cursor-based incremental ticket export
 (GET /api/v2/incremental/tickets/cursor.json, one page per call) and each solved ticket's audits
-(GET /api/v2/tickets/{id}/audits.json). From the audits: who set the priority, and whether the bot
-set it first and an agent changed it (a correction); in suggest mode, the bot's notes carrying
+(GET /api/v2/tickets/{id}/audits.json). From the audits: who set the priority and the group, and whether
+the bot set one first and an agent changed it (a correction); in suggest mode, the bot's notes carrying
 suggestions (their "Suggestion code:" lines, worker/suggestions.py) and the values agents set afterwards:
 accepted or rejected suggestions. From the ticket: subject and description (the
 customer's first comment), group, type, tags, satisfaction rating.
@@ -59,14 +59,15 @@ class PullResult:
     seconds: float = 0.0
 
 
-def priority_labels(audits: Sequence[Mapping[str, Any]], bot_user_id: str) -> tuple[str, str, str]:
-    """(final priority, who set it: agent-set | agent-corrected-bot | bot-unchanged | "", the bot's value)
-    from a ticket's audits, oldest first."""
+def priority_labels(audits: Sequence[Mapping[str, Any]], bot_user_id: str, field_name: str = "priority"
+                    ) -> tuple[str, str, str]:
+    """(final value, who set it: agent-set | agent-corrected-bot | bot-unchanged | "", the bot's value)
+    of a ticket field (its priority, or its group_id: the routing head's label) from its audits."""
     final, setter, bot_value = "", "", ""
     for audit in sorted(audits, key=lambda a: (str(a.get("created_at", "")), int(a.get("id") or 0))):
         by_bot = str(audit.get("author_id")) == bot_user_id
         for event in audit.get("events") or []:
-            if event.get("field_name") != "priority" or event.get("type") not in ("Create", "Change"):
+            if event.get("field_name") != field_name or event.get("type") not in ("Create", "Change"):
                 continue
             value = str(event.get("value") or "")
             if by_bot:
@@ -231,6 +232,11 @@ class ZendeskHistory:
         urgency = URGENCY_OF_PRIORITY.get(final.lower()) if final else None
         if urgency and provenance:
             labels["urgency"] = labelled("urgency", urgency, provenance, self.weights)
+        group_id = ticket.get("group_id")
+        group = self.groups().get(int(group_id), "") if group_id else ""
+        group_provenance = priority_labels(audits, self.bot_user_id, "group_id")[1]
+        if group and group_provenance:  # who routed it: what the routing head learns, and how much it weighs
+            labels["group"] = labelled("group", group, group_provenance, self.weights)
         suggested, outcomes, chosen = suggestion_outcomes(audits, self.bot_user_id, self.groups(), self.user_email)
         suggestion_labels(labels, outcomes, chosen, self.weights)
         rating = ticket.get("satisfaction_rating")
@@ -238,13 +244,12 @@ class ZendeskHistory:
         csat = score if score in SENTIMENT_OF_CSAT else ""
         if csat:
             labels["sentiment"] = labelled("sentiment", SENTIMENT_OF_CSAT[csat], "csat", self.weights)
-        group_id = ticket.get("group_id")
         if self.scrub_text:
             subject, text = scrub(subject), scrub(text)
         return HistoryRow(
             id=f"zendesk:{tid}", source="zendesk", created_at=str(ticket.get("created_at") or ""),
             subject=subject, text=text, labels=labels, priority=final, bot_priority=bot_value,
-            group=self.groups().get(int(group_id), "") if group_id else "",
+            group=group,
             type=str(ticket.get("type") or ""), tags=[str(t) for t in ticket.get("tags") or []], csat=csat,
             language=_language(f"{subject}\n{text}"), suggested=suggested, suggestion_outcome=outcomes), ""
 
