@@ -123,6 +123,10 @@ def test_suggestions_settle_only_on_a_human_change_and_a_rule_that_sets_the_fiel
     log.record(event(revision="c5", priority="high", priority_set_by_human=True, group="Tier 1"),
                "nothing_to_write", decision(first), now=T0 + 180)
     assert seen == [{"priority": "rejected"}] and not redis.exists("triage:suggested:zendesk:42")
+    jira = event(source="jira", ticket_id="SUP-1")  # a Jira event carries no group: left to the history pull
+    log.record(jira, "written", TriageDecision(jira.key, scores(), ("s",), Actions(
+        note=True, suggested=(("group", "Tier 2"), ("priority", "urgent")))), now=T0 + 240)
+    assert redis.hkeys("triage:suggested:jira:SUP-1") == [b"priority"]
 
 
 def test_no_override_when_the_ticket_still_has_what_the_bot_set(redis: Redis):

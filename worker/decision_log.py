@@ -17,8 +17,9 @@ TRIAGE_DECISION_LOG_DAYS days):
 - per ticket, the suggestions (suggest mode) not yet settled (`triage:suggested:SOURCE:ID`, a hash:
   field -> [value suggested, the ticket's value then]): when a later revision shows that an agent set
   the field, the suggestion counts as accepted or rejected (hour counters `sg:FIELD:OUTCOME`, metric
-  triage_suggestion_outcomes). An assignee suggested by e-mail is left to `triage history pull`
-  (tickets carry the assignee's id); a field a rule sets itself withdraws its suggestion.
+  triage_suggestion_outcomes). An assignee suggested by e-mail, and a group on Jira, are left to
+  `triage history pull` (events carry the assignee's id, and no Jira group field); a field a rule sets
+  itself withdraws its suggestion.
 
 Everything of one record goes to Redis in one command (a script: it costs the worker less CPU than
 a pipeline of a command per counter, docs/performance.md, "Hot path devices"). A Redis error is logged (a warning,
@@ -436,7 +437,9 @@ def open_suggestions(event: TicketEvent, decision: TriageDecision) -> dict[str, 
     a = decision.actions
     out = {name: "" for name in SETTLED_LIVE if getattr(a, name)}
     for name, value in a.suggested:
-        if name in SETTLED_LIVE and not (name == "assignee" and "@" in value):
+        # a Jira event carries no group (the suggestion goes to a custom field): the history pull reads those
+        unreadable = (name == "assignee" and "@" in value) or (name == "group" and event.source == "jira")
+        if name in SETTLED_LIVE and not unreadable:
             out[name] = json.dumps([value, getattr(event, name)])
     return out
 
