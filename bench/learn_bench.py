@@ -11,11 +11,16 @@
     nice -n 19 python bench/learn_bench.py [--limit N] [--replay 1000] [--out bench/out/learn]
         [--prototype-share S] [--support-share S]   # the ablations of docs/learning.md
     nice -n 10 python bench/learn_bench.py --needs OUT/team.jsonl --champion-f1 F   # steps 5-6 alone
+    nice -n 19 python bench/learn_bench.py --splits 5 --team OUT/team.jsonl          # step 9 alone
+    nice -n 19 python bench/learn_bench.py --needs-learn --team OUT/team.jsonl       # step 5, whole learn runs
 
 5. How many labelled tickets a class needs: heads fitted on k per class, scored on the newest 20%.
 6. Routing: group and type predicted from the same features, against the majority class.
 7. `--shadow`: the worker scorer's texts/s without and with a challenger to shadow.
 8. `--prior-sweep TEAM.jsonl`: a head pulled toward the champion's (L2 to its weights), by strength.
+9. `--splits K --team TEAM.jsonl`: how much one split says. The synthetic team's creation order is a
+   seeded draw, so its "newest 20%" is one random fifth: the same tickets are re-dated in K other
+   random orders and `learn` (as shipped) runs on each, with the gate, TF-IDF and the intervals.
 
 Writes a JSON summary to stdout (and OUT/summary.json); the reports land in OUT/.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -249,6 +255,99 @@ def prior_sweep(data: Path) -> dict:
     return out
 
 
+def needs_of_learn(data: Path, out: Path, root: Path | None, replay: int, sizes: tuple[int, ...] = (60, 120, 250, 500),
+                   draws: int = 3) -> dict:
+    """How many labelled tickets a class `learn` itself needs: the whole of `learn` (replay, the choice on
+    its validation slice, the refit) on k random tickets of each class of the older 80%, scored on the
+    same newest 20% as the full run, against the champion there."""
+    from model.learn import LearnConfig, learn
+    from model.runtime import DEFAULT_MODEL_DIR
+    from worker.history import read_rows
+
+    rows = sorted(read_rows(data), key=lambda r: (r.created_at, r.id))
+    labelled_rows = [r for r in rows if r.label("urgency")]
+    cut = len(labelled_rows) - round(0.2 * len(labelled_rows))
+    older, newest = labelled_rows[:cut], labelled_rows[cut:]
+    by_class: dict[str, list] = {}
+    for r in older:
+        by_class.setdefault(r.label("urgency")[0], []).append(r)  # type: ignore[index]
+    from model.textprep import ticket_text
+
+    eval_rows = [Row(ticket_text(r.subject, r.text), -1, URGENCY_LABELS.index(r.label("urgency")[0]))  # type: ignore[index]
+                 for r in newest]
+    y = np.array([e.urgency for e in eval_rows])
+    champion = macro_f1(y, predictions(Path(DEFAULT_MODEL_DIR), eval_rows))
+    curve = {}
+    for k in sizes:
+        scores = []
+        for draw in range(draws):
+            rng = np.random.default_rng(draw)
+            picked = [rs[i] for rs in by_class.values() for i in rng.choice(len(rs), min(k, len(rs)), replace=False)]
+            part = out / f"k{k}-draw{draw}.jsonl"
+            part.write_text("".join(r.to_json() + "\n" for r in sorted(picked, key=lambda r: (r.created_at, r.id))
+                                    + newest))
+            got = learn(LearnConfig(data=[part], out=out / f"k{k}-draw{draw}", data_root=root, replay=replay,
+                                    eval_share=len(newest) / (len(picked) + len(newest)), min_per_class=0,
+                                    max_share=1.0, route_by="", progress=False))
+            assert [r.text for r in got.eval_rows] == [r.text for r in eval_rows]  # the same newest 20%
+            scores.append(macro_f1(y, predictions(got.out, eval_rows)))
+            shutil.rmtree(got.out)  # a model folder is tens of MB: keep the figures only
+            print(json.dumps({"k": k, "draw": draw, "macro_f1": round(scores[-1], 4)}), file=sys.stderr, flush=True)
+        curve[k] = {"macro_f1_mean": round(float(np.mean(scores)), 4), "min": round(float(np.min(scores)), 4),
+                    "beats_champion": f"{sum(s > champion for s in scores)}/{draws}"}
+    return {"champion": round(champion, 4), "per_class_curve": curve, "draws": draws, "newest": len(newest)}
+
+
+def redated(data: Path, seed: int, out: Path) -> Path:
+    """The same history with its creation times dealt to the tickets in another random order."""
+    from dataclasses import replace
+
+    from worker.history import read_rows
+
+    rows = read_rows(data)
+    times = sorted(r.created_at for r in rows)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    out.write_text("".join(replace(rows[i], created_at=t).to_json() + "\n" for i, t in zip(order, times)))
+    return out
+
+
+def one_split(data: Path, out: Path, root: Path | None, replay: int) -> dict:
+    """learn_and_compare on one history: the issue's three targets and the gate's checks."""
+    from model.learn import LearnConfig, learn_and_compare, team_examples, time_split
+    from model.runtime import DEFAULT_MODEL_DIR
+
+    got = learn_and_compare(LearnConfig(data=[data], out=out, data_root=root, replay=replay, progress=False,
+                                        route_by=""))
+    y = np.array([r.urgency for r in got.result.eval_rows])
+    champ = predictions(Path(DEFAULT_MODEL_DIR), got.result.eval_rows)
+    chall = predictions(got.result.out, got.result.eval_rows)
+    older, _ = time_split(team_examples([data]), 0.2)
+    base = tfidf([(e.text, e.y, e.weight) for e in older], got.result.eval_rows)
+    vs_champion, vs_tfidf = bootstrap(y, chall, champ), bootstrap(y, chall, base)
+    return {"macro_f1": {"champion": round(macro_f1(y, champ), 4), "challenger": round(macro_f1(y, chall), 4),
+                         "tfidf_lr": round(macro_f1(y, base), 4)},
+            "challenger_minus_champion": vs_champion, "challenger_minus_tfidf": vs_tfidf,
+            "targets": {"interval_above_zero": vs_champion["ci95"][0] > 0,
+                        "matches_tfidf": vs_tfidf["difference"] >= 0, "gate_promotes": got.gate.passed},
+            "gate_failed": got.gate.reasons}
+
+
+def splits(data: Path, k: int, out: Path, root: Path | None, replay: int) -> dict:
+    runs = {}
+    for seed in range(1, k + 1):
+        runs[seed] = one_split(redated(data, seed, out / f"team-order{seed}.jsonl"), out / f"challenger-order{seed}",
+                               root, replay)
+        print(json.dumps({"order": seed, **runs[seed]}), file=sys.stderr, flush=True)
+    held = {t: sum(r["targets"][t] for r in runs.values()) for t in ("interval_above_zero", "matches_tfidf",
+                                                                       "gate_promotes")}
+    return {"orders": runs, "targets_held": {t: f"{n}/{k}" for t, n in held.items()},
+            "all_three": f"{sum(all(r['targets'].values()) for r in runs.values())}/{k}",
+            "challenger_minus_champion_mean": round(float(np.mean(
+                [r["challenger_minus_champion"]["difference"] for r in runs.values()])), 4),
+            "challenger_minus_tfidf_mean": round(float(np.mean(
+                [r["challenger_minus_tfidf"]["difference"] for r in runs.values()])), 4)}
+
+
 def main() -> int:
     from model.learn import LearnConfig, learn_and_compare, team_examples, time_split
     from model.runtime import DEFAULT_MODEL_DIR
@@ -266,7 +365,31 @@ def main() -> int:
     ap.add_argument("--shadow", action="store_true", help="only the cost of shadow scoring (texts/s)")
     ap.add_argument("--prior-sweep", type=Path, metavar="TEAM.jsonl",
                     help="only: a head pulled toward the champion's, team against support-like macro-F1")
+    ap.add_argument("--splits", type=int, metavar="K", help="with --team: learn on K re-drawn creation orders")
+    ap.add_argument("--team", type=Path, metavar="TEAM.jsonl", help="a pulled history (bench/out/learn/*/team.jsonl)")
+    ap.add_argument("--needs-learn", action="store_true",
+                    help="with --team: the per-class curve of learn itself (k tickets a class, whole learn runs)")
     args = ap.parse_args()
+    if args.needs_learn:
+        if not args.team:
+            ap.error("--needs-learn needs --team TEAM.jsonl")
+        out = args.out / f"needs-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        out.mkdir(parents=True, exist_ok=True)
+        root = args.data_root if args.data_root.is_dir() else None
+        result = needs_of_learn(args.team, out, root, args.replay)
+        (out / "summary.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return 0
+    if args.splits:
+        if not args.team:
+            ap.error("--splits needs --team TEAM.jsonl (a history this bench pulled: OUT/team.jsonl)")
+        out = args.out / f"splits-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        out.mkdir(parents=True, exist_ok=True)
+        root = args.data_root if args.data_root.is_dir() else None
+        summary = splits(args.team, args.splits, out, root, args.replay)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2))
+        return 0
     if args.prior_sweep:
         print(json.dumps(prior_sweep(args.prior_sweep), indent=2))
         return 0
