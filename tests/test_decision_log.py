@@ -157,12 +157,17 @@ def test_recent_filters_newest_first(redis: Redis):
     assert hours[-1][1]["n"] == 30 and hours[0][1] == {}
 
 
-def test_a_redis_error_is_counted_not_raised():
+def test_a_redis_error_is_counted_not_raised(redis: Redis, caplog: pytest.LogCaptureFixture):
     dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     log = DecisionLog(dead)
     e = event()
     assert log.record(e, "written", decision(e)) is None
-    assert log.errors == 1
+    assert log.errors == 1 and "not logged: Redis unreachable (ConnectionError)" in caplog.text
+    # a command Redis refuses (here: a replayed entry older than the stream's newest) says so
+    log = DecisionLog(redis)
+    log.record(e, "written", decision(e), now=T0)
+    assert log.record(e, "written", decision(e), now=T0 - 60) is None
+    assert log.errors == 1 and "not logged: Redis refused it (ResponseError)" in caplog.text
 
 
 def test_abstain_reason_and_language_guess():

@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from worker.decision import HeadScore, Scores, TriageDecision
 from worker.events import TicketEvent
@@ -312,8 +312,9 @@ class DecisionLog:
                 self._settle(event, suggested_key, _pairs(pending), set(opened), hour)
         except RedisError as e:
             self.errors += 1
-            log.warning("decision of %s ticket %s not logged: Redis unreachable (%s)", event.source,
-                        event.ticket_id, type(e).__name__)
+            why = "Redis unreachable" if isinstance(e, (ConnectionError, TimeoutError)) else "Redis refused it"
+            log.warning("decision of %s ticket %s not logged: %s (%s)", event.source, event.ticket_id, why,
+                        type(e).__name__)
             data["log_error"] = True
             entry_id = None
         if self.observer is not None:
