@@ -132,6 +132,19 @@ def test_redact():
     assert "2024-05-01" in out and "12345" in out
 
 
+def test_known_answers_from_the_cache_only_and_counts_nothing(make, llm, redis):
+    esc, rec = make()
+    e, s = event(7, "Payments are down for everyone"), scores(abstained=True)
+    assert esc.known(e, scores()) == scores()  # not escalated: untouched
+    waiting = esc.known(e, s)
+    assert waiting.urgency == s.urgency and "the worker asks the LLM second opinion" in waiting.second_opinion
+    decided = escalate(esc, rec, e, s)
+    counted = esc.counters.snapshot()
+    again = esc.known(e, s)
+    assert again.decided_by == "llm" and again.urgency == decided.urgency and "a cached answer" in again.second_opinion
+    assert llm.calls == 1 and esc.counters.snapshot() == counted
+
+
 def test_non_escalated_tickets_cost_nothing(make, llm, redis):
     esc, rec = make()
     s = scores()

@@ -168,6 +168,45 @@ def test_zendesk_rule_alerts_slack_from_the_worker(stack, sb, zd):
     assert not alerts(sb)  # the built-in Slack alert rule is for watched messages only
 
 
+def test_triage_shows_the_llm_answer_the_worker_used_and_never_asks_it_itself(redis, redis_server, zd, sb, tmp_path):
+    """With the LLM second opinion on, /triage of a ticket the worker escalated shows the cached answer
+    (the labels written back); before that, the model's answer and that the worker would ask."""
+    from connectors.llm.sandbox import LlmSandbox
+    from model.textprep import ticket_text
+    from worker.escalation import KEY
+    from worker.ports import Deferred
+    from worker.settings import LLMSettings, Secret
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(SLACK_RULES)
+    with LlmSandbox(api_key="k") as llm:
+        cfg = LLMSettings(base_url=llm.base_url, model="sandbox-model", api_key=Secret("k"), timeout_s=5,
+                          deadline_s=5, escalate=("borderline",), high_threshold=0.8, urgency_band=0.1)
+        rt = runtime(settings(redis_server.url, str(rules), zd, slack=slack_settings(sb), llm=cfg))
+        server, url = serve(rt)
+        try:
+            with httpx.Client(base_url=url, timeout=10) as http:
+                slack = Slack(http, sb)
+                tid = zd_ticket(zd)  # the fixed scorer's P(high) 0.8: borderline
+                _, answer_url, _ = slack.command(f"https://sandbox.zendesk.com/agent/tickets/{tid}")
+                before = block_text(slack.answer(answer_url))
+                assert "the worker asks the LLM second opinion" in before and llm.calls == 0
+                event = rt.writers["zendesk"].fetch_event(tid)  # the worker escalates it
+                [scores] = rt.scorer.score([ticket_text(event.subject, event.text)])
+                with pytest.raises(Deferred):
+                    rt.second_opinion.review(event, scores)
+                deadline = time.monotonic() + 10
+                while not redis.keys(f"{KEY}:cache:*") and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                _, answer_url, _ = slack.command(f"https://sandbox.zendesk.com/agent/tickets/{tid}")
+                after = block_text(slack.answer(answer_url))
+                assert "decided by the LLM second opinion (sandbox-model" in after and "sandbox keyword guess" in after
+                assert llm.calls == 1  # the worker's question only
+        finally:
+            server.should_exit = True
+            rt.second_opinion.close()
+
+
 def test_triage_unknown_ticket_and_helpdesk_down(stack, sb, zd):
     _, slack = stack
     _, url, _ = slack.command("999999")

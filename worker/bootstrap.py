@@ -251,7 +251,8 @@ class Runtime:
             redis=self.redis, feedback=self.feedback, contexts=self.slack_contexts,
             watch_channels=frozenset(s.watch_channels), alert_channel=s.alert_channel,
             reactions=dict(s.reactions), fetchers=fetchers, hosts=hosts, links=self.ticket_links,
-            process=self.service.process, access=self.slack_access(directories))
+            process=self.service.process, access=self.slack_access(directories),
+            second_opinion=self.second_opinion.known if self.second_opinion is not None else None)
         return create_slack_app(backend, signing_secret=s.signing_secret.reveal(), socket_mode=socket_mode)
 
     def slack_access(self, directories: dict):

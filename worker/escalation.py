@@ -404,6 +404,22 @@ class Escalation:
             self._submit(self._ask, text, h, now, why, event.key, scores)
         raise Deferred(f"{event.key} waits for the LLM")
 
+    def known(self, event: TicketEvent, scores: Scores) -> Scores:
+        """What the worker would decide for this text without asking anyone now (Slack's /triage, which
+        answers in seconds): the cached answer when the text was escalated before (the labels the
+        write-back used), else the model's, saying that the worker would ask. Counts nothing."""
+        why = escalation_reason(scores, self.cfg.escalate, self.cfg.urgency_band, self.high_threshold)
+        if not why:
+            return scores
+        try:
+            cached = self.redis.get(f"{KEY}:cache:{self.text_hash(self._text(event))}")
+            if cached:
+                return self._answered(scores, parse_answer(cached), why, cached=True)
+        except (RedisError, AnswerError):
+            pass
+        return replace(scores, second_opinion=f"- the worker asks the LLM second opinion on a ticket like this "
+                                              f"({WHY.get(why, why)}); this is the model's answer")
+
     def _audit(self, event: TicketEvent, scores: Scores) -> None:
         with self._lock:
             if self._queued >= self.cfg.concurrency:  # audits never queue behind escalations
@@ -532,6 +548,9 @@ class Escalation:
     def _use(self, scores: Scores, a: Answer, why: str, cached: bool) -> Scores:
         self.counters.add("outcome_cached" if cached else "outcome_used")
         _metric("outcome", outcome="cached" if cached else "used")
+        return self._answered(scores, a, why, cached)
+
+    def _answered(self, scores: Scores, a: Answer, why: str, cached: bool) -> Scores:
         model_said = f"the model said {scores.sentiment.label} / {scores.urgency.label}"
         line = (f"- decided by the LLM second opinion ({self.cfg.model}; asked because {WHY.get(why, why)}; "
                 f"{model_said}; language {a.language}{'; a cached answer' if cached else ''}): {a.reason}")

@@ -95,6 +95,8 @@ class SlackBackend:
     access: Access | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     event_dedupe_s: int = 24 * 3600  # Slack retries an event for about an hour; remember it a day
+    # the LLM second opinion's cached answer, as the worker would use it (Escalation.known); never asks
+    second_opinion: Callable[[TicketEvent, Scores], Scores] | None = None
 
 
 BOLT_LOGGER = "triage.slack.bolt"
@@ -415,6 +417,8 @@ class _Handlers:
                link: str = "") -> tuple[Triaged, str]:
         text = ticket_text(event.subject, event.text)
         [scores] = self.b.scorer().score([text])
+        if self.b.second_opinion is not None:
+            scores = self.b.second_opinion(event, scores)
         decision = decide(event, scores, self.b.rules(), self.b.clock())
         t = Triaged.of(kind, item, source, text, decision, title=title, link=link,
                        event=event if kind != "text" else None)

@@ -134,6 +134,8 @@ def result_message(t: Triaged, ctx_id: str, reactions: Mapping[str, str], *, can
     words = words_line(s)
     if words:
         blocks.append(_context(words))
+    if s.second_opinion:  # the LLM second opinion's answer, or that the worker would ask it
+        blocks.append(_context(escape(s.second_opinion.removeprefix("- "))))
     blocks.append(_section(rules_text(t, reactions)))
     buttons = []
     if can_apply:
