@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_jira_spec import openapi, spec_problems  # noqa: F401  (openapi: a fixture)
 
-from connectors.jira.history import JiraHistory, priority_labels, pull
+from connectors.jira.history import JiraHistory, pull, who_set
 from connectors.jira.sandbox import JiraSandbox
 from connectors.jira.transport import JiraApi
 from worker.errors import VendorUnavailable
@@ -63,11 +63,11 @@ def test_who_chose_the_request_type_is_read_from_the_changelog_as_the_priority_i
     bot, agent = "bot-1", "agent-2"
     moved = [history(1, bot, "Customer Request Type", "Get IT help"),
              history(2, agent, "Customer Request Type", "Report an incident")]
-    assert priority_labels(moved, bot, "Report an incident", "request_type") == (
+    assert who_set(moved, bot, "Report an incident", "request_type") == (
         "Report an incident", "agent-corrected-bot", "Get IT help")
-    assert priority_labels(moved[:1], bot, "Get IT help", "request_type")[1] == "bot-unchanged"
-    assert priority_labels([], bot, "Get IT help", "request_type")[1] == "agent-set"  # as the customer filed it
-    assert priority_labels(moved, bot, "High")[1] == "agent-set"  # the priority's own changelog: none
+    assert who_set(moved[:1], bot, "Get IT help", "request_type")[1] == "bot-unchanged"
+    assert who_set([], bot, "Get IT help", "request_type")[1] == "agent-set"  # as the customer filed it
+    assert who_set(moved, bot, "High")[1] == "agent-set"  # the priority's own changelog: none
 
 
 def test_429_waits_and_a_crash_resumes_without_duplicates(jira: JiraSandbox, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from test_zendesk_spec import openapi, spec_problems  # noqa: F401  (openapi: a fixture)
 from zenpy import Zenpy
 
-from connectors.zendesk.history import ZendeskHistory, priority_labels, pull
+from connectors.zendesk.history import ZendeskHistory, pull, who_set
 from connectors.zendesk.sandbox import ZendeskSandbox
 from connectors.zendesk.sandbox_history import SYNTHETIC_DIR, generated_team, load_history, synthetic_team
 from worker.errors import VendorUnavailable
@@ -145,21 +145,21 @@ def test_history_calls_match_the_spec(openapi, zd: ZendeskSandbox, tmp_path: Pat
     assert not problems, "\n".join(problems[:10])
 
 
-def test_priority_labels_reads_who_set_what() -> None:
+def test_who_set_reads_who_set_the_priority_and_the_group() -> None:
     def audit(n: int, author: str, *events: tuple[str, str]) -> dict:
         return {"id": n, "author_id": author, "created_at": f"2026-01-0{n}T00:00:00Z",
                 "events": [{"type": "Change", "field_name": f, "value": v} for f, v in events]}
 
     bot, agent = "1", "2"
-    assert priority_labels([audit(1, bot, ("priority", "low")), audit(2, agent, ("priority", "urgent"))],
+    assert who_set([audit(1, bot, ("priority", "low")), audit(2, agent, ("priority", "urgent"))],
                            bot) == ("urgent", "agent-corrected-bot", "low")
-    assert priority_labels([audit(1, bot, ("priority", "low"))], bot) == ("low", "bot-unchanged", "low")
-    assert priority_labels([audit(1, agent, ("priority", "high"))], bot) == ("high", "agent-set", "")
-    assert priority_labels([audit(1, agent, ("status", "solved"))], bot) == ("", "", "")
+    assert who_set([audit(1, bot, ("priority", "low"))], bot) == ("low", "bot-unchanged", "low")
+    assert who_set([audit(1, agent, ("priority", "high"))], bot) == ("high", "agent-set", "")
+    assert who_set([audit(1, agent, ("status", "solved"))], bot) == ("", "", "")
     # the group, read the same way: what the routing head learns, weighed by who routed the ticket
-    assert priority_labels([audit(1, bot, ("group_id", "5")), audit(2, agent, ("group_id", "7"))], bot,
+    assert who_set([audit(1, bot, ("group_id", "5")), audit(2, agent, ("group_id", "7"))], bot,
                            "group_id") == ("7", "agent-corrected-bot", "5")
-    assert priority_labels([audit(1, bot, ("group_id", "5"), ("priority", "low"))], bot, "group_id")[1] == \
+    assert who_set([audit(1, bot, ("group_id", "5"), ("priority", "low"))], bot, "group_id")[1] == \
         "bot-unchanged"
 
 

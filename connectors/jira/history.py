@@ -38,7 +38,7 @@ T = TypeVar("T")
 DEFAULT_JQL = "statusCategory = Done"
 
 
-def priority_labels(histories: Sequence[Mapping[str, Any]], bot_account_id: str,
+def who_set(histories: Sequence[Mapping[str, Any]], bot_account_id: str,
                     current: str, field: str = "priority") -> tuple[str, str, str]:
     """(final value, agent-set | agent-corrected-bot | bot-unchanged, the bot's value) of an issue's
     priority (or `field` request_type: the routing head's label) from the changelog; an issue whose
@@ -162,7 +162,7 @@ class JiraHistory:
             return None, "no text"
         current = str((fields.get("priority") or {}).get("name") or "")
         histories = (issue.get("changelog") or {}).get("histories") or []
-        final, provenance, bot_value = priority_labels(histories, self.bot_account_id, current)
+        final, provenance, bot_value = who_set(histories, self.bot_account_id, current)
         labels: dict[str, dict[str, Any]] = {}
         urgency = URGENCY_OF_PRIORITY.get(final.lower()) if final else None
         if urgency and provenance:
@@ -170,7 +170,7 @@ class JiraHistory:
         comments = (fields.get("comment") or {}).get("comments") or [] if isinstance(fields.get("comment"), Mapping) \
             else []
         request_type = request_type_name(fields)
-        routed = priority_labels(histories, self.bot_account_id, request_type, "request_type")[1]
+        routed = who_set(histories, self.bot_account_id, request_type, "request_type")[1]
         if request_type and routed:  # who chose the request type: the routing head's label and its weight
             labels["group"] = labelled("group", request_type, routed, self.weights)
         suggested, outcomes, chosen = suggestion_outcomes(histories, comments, self.bot_account_id, self.priorities,

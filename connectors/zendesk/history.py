@@ -59,7 +59,7 @@ class PullResult:
     seconds: float = 0.0
 
 
-def priority_labels(audits: Sequence[Mapping[str, Any]], bot_user_id: str, field_name: str = "priority"
+def who_set(audits: Sequence[Mapping[str, Any]], bot_user_id: str, field_name: str = "priority"
                     ) -> tuple[str, str, str]:
     """(final value, who set it: agent-set | agent-corrected-bot | bot-unchanged | "", the bot's value)
     of a ticket field (its priority, or its group_id: the routing head's label) from its audits."""
@@ -227,14 +227,14 @@ class ZendeskHistory:
             return None, "no text"
         tid = int(ticket["id"])
         audits = self.audits(tid)
-        final, provenance, bot_value = priority_labels(audits, self.bot_user_id)
+        final, provenance, bot_value = who_set(audits, self.bot_user_id)
         labels: dict[str, dict[str, Any]] = {}
         urgency = URGENCY_OF_PRIORITY.get(final.lower()) if final else None
         if urgency and provenance:
             labels["urgency"] = labelled("urgency", urgency, provenance, self.weights)
         group_id = ticket.get("group_id")
         group = self.groups().get(int(group_id), "") if group_id else ""
-        group_provenance = priority_labels(audits, self.bot_user_id, "group_id")[1]
+        group_provenance = who_set(audits, self.bot_user_id, "group_id")[1]
         if group and group_provenance:  # who routed it: what the routing head learns, and how much it weighs
             labels["group"] = labelled("group", group, group_provenance, self.weights)
         suggested, outcomes, chosen = suggestion_outcomes(audits, self.bot_user_id, self.groups(), self.user_email)
