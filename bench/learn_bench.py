@@ -324,8 +324,16 @@ def one_split(data: Path, out: Path, root: Path | None, replay: int) -> dict:
     older, _ = time_split(team_examples([data]), 0.2)
     base = tfidf([(e.text, e.y, e.weight) for e in older], got.result.eval_rows)
     vs_champion, vs_tfidf = bootstrap(y, chall, champ), bootstrap(y, chall, base)
+    from model.metrics import summary as msummary
+
+    recalls = {name: [round(msummary(y, p, URGENCY_LABELS)["per_class"][lab]["recall"], 3) for lab in URGENCY_LABELS]
+               for name, p in (("champion", champ), ("challenger", chall), ("tfidf_lr", base))}
     return {"macro_f1": {"champion": round(macro_f1(y, champ), 4), "challenger": round(macro_f1(y, chall), 4),
                          "tfidf_lr": round(macro_f1(y, base), 4)},
+            "team_recall_high_medium_low": recalls,
+            # would the gate's per-class rule let TF-IDF itself in? (its other checks need a graph)
+            "tfidf_keeps_champion_recalls": all(t >= c - 0.02 for t, c in zip(recalls["tfidf_lr"],
+                                                                              recalls["champion"])),
             "challenger_minus_champion": vs_champion, "challenger_minus_tfidf": vs_tfidf,
             "targets": {"interval_above_zero": vs_champion["ci95"][0] > 0,
                         "matches_tfidf": vs_tfidf["difference"] >= 0, "gate_promotes": got.gate.passed},
@@ -341,6 +349,7 @@ def splits(data: Path, k: int, out: Path, root: Path | None, replay: int) -> dic
     held = {t: sum(r["targets"][t] for r in runs.values()) for t in ("interval_above_zero", "matches_tfidf",
                                                                        "gate_promotes")}
     return {"orders": runs, "targets_held": {t: f"{n}/{k}" for t, n in held.items()},
+            "tfidf_keeps_champion_recalls": f"{sum(r['tfidf_keeps_champion_recalls'] for r in runs.values())}/{k}",
             "all_three": f"{sum(all(r['targets'].values()) for r in runs.values())}/{k}",
             "challenger_minus_champion_mean": round(float(np.mean(
                 [r["challenger_minus_champion"]["difference"] for r in runs.values()])), 4),
