@@ -38,7 +38,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -74,6 +74,7 @@ class LearnConfig:
     out: Path
     base: Path | None = None  # the model to start from (default: the shipped one)
     feedback_csv: list[Path] = field(default_factory=list)
+    extra: list[Example] = field(default_factory=list)  # labelled rows from elsewhere: Redis (redis_examples)
     replay: int = 1000  # public urgency rows mixed into training (0: none)
     data_root: Path | None = None  # the public data (default ../shared/data); absent: no replay
     eval_share: float = 0.2
@@ -160,6 +161,36 @@ def feedback_examples(paths: Sequence[Path], weights: dict[str, float] | None = 
                     out.append(Example(rec["text"], y, weight, "slack-correction", rec.get("at") or "",
                                        rec.get("item") or ""))
     return out
+
+
+def stored_examples(rows: Iterable[Mapping[str, Any]], provenance: str,
+                    weights: dict[str, float] | None = None) -> list[Example]:
+    """Urgency labels kept in the team's Redis (`triage learn --from-redis`): Slack corrections
+    (worker.feedback.export_rows: agents' verdicts only) or the LLM second opinion's answers
+    (worker.escalation.llm_labels), weighing what their provenance weighs."""
+    weight = {**PROVENANCE_WEIGHTS, **(weights or {})}[provenance]
+    out = []
+    for rec in rows:
+        y = urgency_index(str(rec.get("urgency") or ""))
+        text = str(rec.get("text") or "")
+        if y >= 0 and text.strip() and weight > 0:
+            out.append(Example(text, y, weight, provenance, str(rec.get("at") or ""), str(rec.get("item") or "")))
+    return out
+
+
+def not_held_out(rows: Sequence[Example], newest: Sequence[Example]) -> tuple[list[Example], int]:
+    """The rows whose text is none of the held-out tickets' (a Slack correction or an LLM answer about a
+    ticket of the newest part would leak its label into training), and how many were left out. Texts
+    are compared as the history pull stores them (scrubbed) and as the LLM saw them (redacted)."""
+    from worker.escalation import redact
+    from worker.history import scrub
+
+    def key(text: str) -> str:
+        return _key(" ".join(scrub(redact(text)).split()))
+
+    held = {key(e.text) for e in newest}
+    kept = [e for e in rows if key(e.text) not in held]
+    return kept, len(rows) - len(kept)
 
 
 def replay_examples(data_root: Path | None, n: int, seed: int,
@@ -452,7 +483,7 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
     older, newest = time_split(team, cfg.eval_share)
     fit_part, val_part = time_split(older, cfg.val_share)
     counts = check_enough(older, cfg.min_per_class, cfg.max_share)
-    extra = feedback_examples(cfg.feedback_csv, cfg.weights)
+    extra, leaked = not_held_out(feedback_examples(cfg.feedback_csv, cfg.weights) + cfg.extra, newest)
     replay = replay_examples(cfg.data_root, cfg.replay, cfg.seed, cfg.weights)
     supported = support_replay(fit_part, cfg.prototype_share, cfg.support_share)
     train = fit_part + extra + replay + supported
@@ -463,7 +494,9 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
         train = [Example(e.text, y, e.weight, e.provenance, e.created_at, e.id) for e, y in zip(train, ys)]
     seconds["data"] = time.monotonic() - began
     stage(f"learn: {len(fit_part)} team tickets to fit, {len(val_part)} to tune, {len(newest)} newest held out; "
-          f"{len(extra)} Slack corrections, {len(replay)} public rows and {len(supported)} support-like ones replayed")
+          f"{len(extra)} Slack corrections and LLM labels"
+          + (f" ({leaked} about held-out tickets left out)" if leaked else "")
+          + f", {len(replay)} public rows and {len(supported)} support-like ones replayed")
 
     t0 = time.monotonic()
     cache = FeatureCache(base, cfg.cache_dir, cfg.threads, cfg.progress)

@@ -176,6 +176,38 @@ def test_cli_learn_adds_the_challenger_to_the_registry(tmp_path: Path, capsys: p
         assert "--force" in captured.err
 
 
+def test_cli_learn_from_redis_adds_slack_corrections_and_llm_labels_but_none_about_held_out_tickets(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, redis,
+        redis_server) -> None:
+    from model.textprep import ticket_text
+    from worker.cli import main
+    from worker.escalation import LABELS_KEY
+    from worker.feedback import Feedback, FeedbackStore
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    data = history_file(tmp_path / "team.jsonl")
+    newest = [json.loads(line) for line in data.read_text().splitlines()][-1]  # a held-out ticket
+    store = FeedbackStore(redis)
+    for i, (text, urgency, agent) in enumerate([("Our whole office cannot print invoices", "high", True),
+                                                ("Tiny typo on the pricing page", "low", True),
+                                                ("A non-agent's opinion", "high", False),
+                                                (ticket_text(newest["subject"], newest["text"]), "low", True)]):
+        store.record(Feedback(item=f"text:{i}", text=text, model={"urgency": "medium"}, human={"urgency": urgency},
+                              by="U1", via="slash", agent=agent))
+    redis.rpush(LABELS_KEY, json.dumps({"text": "Payroll export fails for everyone", "urgency": "high",
+                                        "sentiment": "frustrated", "provenance": "llm"}))
+    assert main(["learn", "--data", str(data), "--out", str(tmp_path / "m"), "--no-public", "--min-per-class", "10",
+                 "--from-redis"]) == 0
+    err = capsys.readouterr().err
+    assert "from Redis: 3 Slack corrections, 1 LLM labels with an urgency" in err  # the non-agent's is not one
+    learned = json.loads((tmp_path / "m" / "triage.json").read_text())["learned"]
+    assert learned["provenance"]["slack-correction"] == 2 and learned["provenance"]["llm"] == 1
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["learn", "--data", str(data), "--out", str(tmp_path / "n"), "--no-public", "--from-redis"]) == 1
+    assert "--from-redis: cannot read Redis" in capsys.readouterr().err
+
+
 def test_weights_come_from_the_pull_unless_learn_overrides_them(tmp_path: Path) -> None:
     from model.learn import team_examples
 

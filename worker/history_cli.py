@@ -12,6 +12,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from worker.errors import TriageError
 
 FMT = argparse.RawDescriptionHelpFormatter
@@ -83,6 +85,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "whatever the verdict: the report says whether it passed the promotion gate. CPU only;\n"
                     "needs scikit-learn and onnx (scripts/setup --learn, or the train extra).",
         epilog="examples:\n  triage history pull zendesk --sandbox 3000 && triage learn\n"
+               "  triage learn --data history/zendesk.jsonl --from-redis   # + Slack corrections, LLM labels\n"
                "  triage learn --data history/zendesk.jsonl --feedback-csv feedback.csv --out models/candidate\n\n"
                "the gate: urgency macro-F1 on the newest tickets >= the champion's, no class recall down by more\n"
                "than 2 points, public sentiment macro-recall not down by more than 0.02, and on the support-like\n"
@@ -94,6 +97,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", type=Path, help="model to start from and compare with (default: the champion)")
     p.add_argument("--feedback-csv", action="append", type=Path, default=[],
                    help="Slack corrections from `triage feedback export` (repeatable)")
+    p.add_argument("--from-redis", action="store_true",
+                   help="also read the labels the running system keeps in its Redis (REDIS_URL): agents' Slack "
+                        "corrections and the LLM second opinion's answers (provenance llm), no export needed")
     p.add_argument("--replay", type=_at_least(0), default=1000,
                    help="public urgency rows mixed in (default 1000; 0: none)")
     p.add_argument("--data-root", type=Path, help="public data folder (default $TRIAGE_DATA_ROOT or ../shared/data)")
@@ -225,6 +231,28 @@ def _pull_sandbox(args: argparse.Namespace, out: Path, weights: dict, since: dat
                     progress=sys.stderr.isatty(), total_hint=len(members))
 
 
+def _stored_labels(weights: dict[str, float]) -> list:
+    """Agents' Slack corrections and the LLM's answers, from the Redis the workers use."""
+    from model.learn import stored_examples
+    from worker.bootstrap import connect_redis
+    from worker.errors import FeedbackError
+    from worker.escalation import llm_labels
+    from worker.feedback import FeedbackStore, export_rows
+    from worker.settings import load_settings
+
+    redis = connect_redis(load_settings())
+    try:
+        corrections = stored_examples(export_rows(FeedbackStore(redis).all()), "slack-correction", weights)
+        answers = stored_examples(llm_labels(redis), "llm", weights)
+    except (RedisError, FeedbackError) as e:
+        why = str(e) if isinstance(e, FeedbackError) else type(e).__name__
+        raise TriageError(f"--from-redis: cannot read Redis at REDIS_URL ({why}); is it running, and is REDIS_URL "
+                          "the workers' one?") from None
+    print(f"from Redis: {len(corrections)} Slack corrections, {len(answers)} LLM labels with an urgency",
+          file=sys.stderr)
+    return corrections + answers
+
+
 def cmd_learn(args: argparse.Namespace) -> int:
     from model.cli import DEFAULT_DATA_ROOT
     from model.learn import MIN_PER_CLASS, LearnConfig, learn_and_compare
@@ -241,9 +269,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
     registry = Registry()
     base = args.base or registry.champion_dir()
     out = args.out or registry.root / f".incoming-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    cfg = LearnConfig(data=data, out=out, base=base, feedback_csv=args.feedback_csv,
+    weights = parse_weights(args.weight)
+    extra = _stored_labels(weights) if args.from_redis else []
+    cfg = LearnConfig(data=data, out=out, base=base, feedback_csv=args.feedback_csv, extra=extra,
                       replay=0 if root is None else args.replay, data_root=root,
-                      min_per_class=args.min_per_class or MIN_PER_CLASS, weights=parse_weights(args.weight),
+                      min_per_class=args.min_per_class or MIN_PER_CLASS, weights=weights,
                       version=args.version, threads=args.threads, shuffle_labels=args.shuffle_labels,
                       progress=sys.stderr.isatty(), route_by="" if args.route_by == "none" else args.route_by,
                       min_group_tickets=args.min_group_tickets)
