@@ -101,6 +101,18 @@ def test_an_agent_changing_what_the_bot_set_is_an_override_naming_the_decision(r
     assert redis.xlen(OVERRIDES) == 1  # reported once
 
 
+
+def test_an_override_seen_by_a_revision_the_bot_writes_again_keeps_watching_what_it_writes_now(redis: Redis):
+    log = DecisionLog(redis)
+    first = event()
+    log.record(first, "written", decision(first), now=T0)
+    second = event(revision="c2", priority="low", priority_set_by_human=True)  # the agent's priority; a new group
+    log.record(second, "written", TriageDecision(second.key, scores(), ("g",), Actions(group="Tier 2")), now=T0 + 60)
+    third = event(revision="c3", priority="low", priority_set_by_human=True, group="Tier 1")
+    log.record(third, "nothing_to_write", decision(third), now=T0 + 120)
+    assert [o["fields"].get("group") for o in log.overrides()] == [["Tier 2", "Tier 1"], None]
+
+
 def test_suggestions_settle_only_on_a_human_change_and_a_rule_that_sets_the_field_withdraws_its_own(
         redis: Redis):
     seen: list[dict] = []

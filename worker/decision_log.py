@@ -331,7 +331,8 @@ class DecisionLog:
                  "fields": changed, "by": event.changed_by}
         self.redis.xadd(OVERRIDES, {"v": json.dumps(entry, separators=(",", ":"))},
                         id=f"{int(at * 1000)}-*" if replay else "*", maxlen=self.max_entries, approximate=True)
-        self.redis.delete(f"{LAST}{event.source}:{event.ticket_id}")  # reported once
+        if not data["written"]:  # reported once (a decision written now replaced it already)
+            self.redis.delete(f"{LAST}{event.source}:{event.ticket_id}")
         hour = hour_key(datetime.fromtimestamp(at, UTC))
         self.redis.hincrby(hour, "overrides", 1)
         if self.observer is not None:
