@@ -181,12 +181,11 @@ def stored_examples(rows: Iterable[Mapping[str, Any]], provenance: str,
 def not_held_out(rows: Sequence[Example], newest: Sequence[Example]) -> tuple[list[Example], int]:
     """The rows whose text is none of the held-out tickets' (a Slack correction or an LLM answer about a
     ticket of the newest part would leak its label into training), and how many were left out. Texts
-    are compared as the history pull stores them (scrubbed) and as the LLM saw them (redacted)."""
-    from worker.escalation import redact
-    from worker.history import scrub
+    are compared redacted (worker/pii.py), as the history pull stores them and the LLM saw them."""
+    from worker.pii import redact
 
     def key(text: str) -> str:
-        return _key(" ".join(scrub(redact(text)).split()))
+        return _key(" ".join(redact(text).split()))
 
     held = {key(e.text) for e in newest}
     kept = [e for e in rows if key(e.text) not in held]

@@ -52,6 +52,7 @@ from redis.exceptions import RedisError
 from model.textprep import ticket_text
 from worker.decision import HeadScore, Scores
 from worker.events import TicketEvent
+from worker.pii import redact
 from worker.ports import Deferred
 from worker.settings import LLMSettings
 from worker.store import PREFIX
@@ -149,34 +150,6 @@ def parse_answer(content: str | bytes) -> Answer:
 
 
 # -- the request -----------------------------------------------------------------------------------
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_DIGITS = re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ().-]{6,}\d(?!\w)")
-
-
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        n = int(ch) * (2 if i % 2 else 1)
-        total += n - 9 if n > 9 else n
-    return total % 10 == 0
-
-
-def _number(m: re.Match[str]) -> str:
-    raw = m.group(0)
-    digits = re.sub(r"\D", "", raw)
-    if 13 <= len(digits) <= 19 and _luhn(digits):
-        return "[card]"
-    if raw.startswith(("+", "00", "(")) and 8 <= len(digits) <= 15 or 9 <= len(digits) <= 15:
-        return "[phone]"
-    return raw  # a date, an order number: kept
-
-
-def redact(text: str) -> str:
-    """E-mail addresses, card numbers (13-19 digits passing the Luhn check) and phone numbers
-    (8+ digits after + or 00, else 9-15) replaced by [email], [card], [phone]."""
-    return _DIGITS.sub(_number, _EMAIL.sub("[email]", text))
-
 
 def token_bound(system: str, user: str, max_tokens: int) -> int:
     """An upper bound on a call's tokens, reserved from the budget before the call: a byte-level

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -121,41 +120,6 @@ def parse_weights(items: Iterable[str]) -> dict[str, float]:
         if out[name] < 0:
             raise HistoryError(f"--weight {item!r}: a weight cannot be negative")
     return out
-
-
-# -- scrubbing ------------------------------------------------------------------------------------
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
-_PHONE = re.compile(r"(?<![\w+])\+?\(?\d[\d ().-]{7,}\d(?![\w])")
-
-
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def scrub(text: str) -> str:
-    """E-mail addresses, card numbers (13-19 digits passing Luhn) and phone numbers (9-15 digits)
-    replaced by [email], [card], [phone]. Dates, times and short order numbers are left alone."""
-    text = _EMAIL.sub("[email]", text)
-
-    def card(m: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", m.group())
-        return "[card]" if 13 <= len(digits) <= 19 and _luhn(digits) else m.group()
-
-    text = _CARD.sub(card, text)
-
-    def phone(m: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", m.group())
-        return "[phone]" if 9 <= len(digits) <= 15 else m.group()
-
-    return _PHONE.sub(phone, text)
 
 
 # -- the dataset file ---------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.decision import Scores
-from worker.history import HistoryRow, scrub
+from worker.history import HistoryRow
+from worker.pii import redact
 
 STREAM = "triage:shadow"
 MAX_ENTRIES = 200_000
@@ -29,7 +30,7 @@ def text_key(text: str) -> str:
     """The join key of a ticket's text: the same for the worker's text and the history row's (scrubbed)."""
     from model.textprep import clean
 
-    return hashlib.sha256(clean(scrub(text), 128).encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(clean(redact(text), 128).encode("utf-8")).hexdigest()[:32]
 
 
 def _labels(s: Scores) -> dict[str, str]:

@@ -30,9 +30,9 @@ from worker.history import (
     labelled,
     load_state,
     save_state,
-    scrub,
     suggestion_labels,
 )
+from worker.pii import redact
 
 T = TypeVar("T")
 DEFAULT_JQL = "statusCategory = Done"
@@ -177,7 +177,7 @@ class JiraHistory:
                                                           self.group_field)
         suggestion_labels(labels, outcomes, chosen, self.weights, group_field="request_type")
         if self.scrub_text:
-            subject, text = scrub(subject), scrub(text)
+            subject, text = redact(subject), redact(text)
         created = parse_time(fields.get("created"))
         return HistoryRow(
             id=f"jira:{issue.get('key')}", source="jira",

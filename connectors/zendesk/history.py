@@ -38,9 +38,9 @@ from worker.history import (
     labelled,
     load_state,
     save_state,
-    scrub,
     suggestion_labels,
 )
+from worker.pii import redact
 
 log = logging.getLogger(__name__)
 DONE_STATUSES = ("solved", "closed")
@@ -245,7 +245,7 @@ class ZendeskHistory:
         if csat:
             labels["sentiment"] = labelled("sentiment", SENTIMENT_OF_CSAT[csat], "csat", self.weights)
         if self.scrub_text:
-            subject, text = scrub(subject), scrub(text)
+            subject, text = redact(subject), redact(text)
         return HistoryRow(
             id=f"zendesk:{tid}", source="zendesk", created_at=str(ticket.get("created_at") or ""),
             subject=subject, text=text, labels=labels, priority=final, bot_priority=bot_value,
