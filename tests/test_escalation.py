@@ -23,10 +23,10 @@ from worker.escalation import (
     export_labels,
     llm_labels,
     parse_answer,
-    redact,
     token_bound,
 )
 from worker.events import TicketEvent
+from worker.pii import redact
 from worker.ports import Deferred
 from worker.settings import LLMSettings, Secret
 
