@@ -262,6 +262,7 @@ def needs_of_learn(data: Path, out: Path, root: Path | None, replay: int, sizes:
     same newest 20% as the full run, against the champion there."""
     from model.learn import LearnConfig, learn
     from model.runtime import DEFAULT_MODEL_DIR
+    from model.textprep import ticket_text
     from worker.history import read_rows
 
     rows = sorted(read_rows(data), key=lambda r: (r.created_at, r.id))
@@ -271,8 +272,6 @@ def needs_of_learn(data: Path, out: Path, root: Path | None, replay: int, sizes:
     by_class: dict[str, list] = {}
     for r in older:
         by_class.setdefault(r.label("urgency")[0], []).append(r)  # type: ignore[index]
-    from model.textprep import ticket_text
-
     eval_rows = [Row(ticket_text(r.subject, r.text), -1, URGENCY_LABELS.index(r.label("urgency")[0]))  # type: ignore[index]
                  for r in newest]
     y = np.array([e.urgency for e in eval_rows])
@@ -321,6 +320,7 @@ def one_split(data: Path, out: Path, root: Path | None, replay: int) -> dict:
     y = np.array([r.urgency for r in got.result.eval_rows])
     champ = predictions(Path(DEFAULT_MODEL_DIR), got.result.eval_rows)
     chall = predictions(got.result.out, got.result.eval_rows)
+    (got.result.out / "model.int8.onnx").unlink()  # tens of MB: the report and triage.json stay
     older, _ = time_split(team_examples([data]), 0.2)
     base = tfidf([(e.text, e.y, e.weight) for e in older], got.result.eval_rows)
     vs_champion, vs_tfidf = bootstrap(y, chall, champ), bootstrap(y, chall, base)
@@ -379,25 +379,17 @@ def main() -> int:
     ap.add_argument("--needs-learn", action="store_true",
                     help="with --team: the per-class curve of learn itself (k tickets a class, whole learn runs)")
     args = ap.parse_args()
-    if args.needs_learn:
+    if args.needs_learn or args.splits:  # on a history already pulled
         if not args.team:
-            ap.error("--needs-learn needs --team TEAM.jsonl")
-        out = args.out / f"needs-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+            ap.error("--splits and --needs-learn need --team TEAM.jsonl (a history this bench pulled: OUT/team.jsonl)")
+        name = "needs" if args.needs_learn else "splits"
+        out = args.out / f"{name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         out.mkdir(parents=True, exist_ok=True)
         root = args.data_root if args.data_root.is_dir() else None
-        result = needs_of_learn(args.team, out, root, args.replay)
+        result = (needs_of_learn(args.team, out, root, args.replay) if args.needs_learn
+                  else splits(args.team, args.splits, out, root, args.replay))
         (out / "summary.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result, indent=2))
-        return 0
-    if args.splits:
-        if not args.team:
-            ap.error("--splits needs --team TEAM.jsonl (a history this bench pulled: OUT/team.jsonl)")
-        out = args.out / f"splits-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-        out.mkdir(parents=True, exist_ok=True)
-        root = args.data_root if args.data_root.is_dir() else None
-        summary = splits(args.team, args.splits, out, root, args.replay)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        print(json.dumps(summary, indent=2))
         return 0
     if args.prior_sweep:
         print(json.dumps(prior_sweep(args.prior_sweep), indent=2))
