@@ -74,7 +74,7 @@ class LearnConfig:
     out: Path
     base: Path | None = None  # the model to start from (default: the shipped one)
     feedback_csv: list[Path] = field(default_factory=list)
-    extra: list[Example] = field(default_factory=list)  # labelled rows from elsewhere: Redis (redis_examples)
+    extra: list[Example] = field(default_factory=list)  # labelled rows from elsewhere: Redis (stored_examples)
     replay: int = 1000  # public urgency rows mixed into training (0: none)
     data_root: Path | None = None  # the public data (default ../shared/data); absent: no replay
     eval_share: float = 0.2
@@ -530,6 +530,7 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
                             partial(write_head, wide=table), {
         "base": str(base), "base_version": base_meta["version"], "data": [str(p) for p in cfg.data],
         "feedback_csv": [str(p) for p in cfg.feedback_csv], "replay_public_rows": len(replay),
+        "corrections_and_llm_labels": len(extra), "left_out_about_held_out_tickets": leaked,
         "replay_support_like": {"prototypes": sum(e.provenance == "prototype" for e in supported),
                                 "support_select_half": sum(e.provenance == "support-select" for e in supported),
                                 "shares": [cfg.prototype_share, cfg.support_share]},

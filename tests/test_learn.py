@@ -203,6 +203,7 @@ def test_cli_learn_from_redis_adds_slack_corrections_and_llm_labels_but_none_abo
     assert "from Redis: 3 Slack corrections, 1 LLM labels with an urgency" in err  # the non-agent's is not one
     learned = json.loads((tmp_path / "m" / "triage.json").read_text())["learned"]
     assert learned["provenance"]["slack-correction"] == 2 and learned["provenance"]["llm"] == 1
+    assert learned["left_out_about_held_out_tickets"] == 1
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     assert main(["learn", "--data", str(data), "--out", str(tmp_path / "n"), "--no-public", "--from-redis"]) == 1
     assert "--from-redis: cannot read Redis" in capsys.readouterr().err
