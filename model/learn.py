@@ -11,8 +11,9 @@ text and model). Sentiment and the encoder are untouched.
     result = learn(LearnConfig(data=[Path("history/zendesk.jsonl")], out=Path("models/candidate")))
 
 Data: the history file(s) (`triage history pull`), Slack corrections (`triage feedback export`
-CSVs: provenance slack-correction) and a replay sample of the public urgency data (provenance
-public, so the head does not forget what the public sets taught it). Labels weigh by provenance.
+CSVs, or read from Redis with the LLM second opinion's labels: `triage learn --from-redis`; any about
+a held-out ticket left out) and a replay sample of the public urgency data (provenance public, so the
+head does not forget what the public sets taught it). Labels weigh by provenance.
 
 Support-like replay: the urgency prototypes (model/prototypes) and the `select` half of the support-like
 validation set (model/validation/urgency_support.csv) are mixed into training, each with a fixed share of
