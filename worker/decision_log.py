@@ -499,12 +499,13 @@ def summarise(hours: Sequence[tuple[datetime, dict[str, float]]]) -> dict[str, f
 _RECORD = """
 local prev = redis.call('GET', KEYS[3])
 local pending = redis.call('HGETALL', KEYS[5])
-local n = tonumber(ARGV[9])
+local n, opened = tonumber(ARGV[9]), false
 for i = 0, n - 1 do
   local name, value = ARGV[10 + 2 * i], ARGV[11 + 2 * i]
-  if value == '' then redis.call('HDEL', KEYS[5], name) else redis.call('HSET', KEYS[5], name, value) end
+  if value == '' then redis.call('HDEL', KEYS[5], name)
+  else redis.call('HSET', KEYS[5], name, value); opened = true end
 end
-if n > 0 then redis.call('EXPIRE', KEYS[5], ARGV[7]) end
+if opened then redis.call('EXPIRE', KEYS[5], ARGV[7]) end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'v', ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'n', 1)
 for i = 10 + 2 * n, #ARGV do redis.call('HINCRBY', KEYS[2], ARGV[i], 1) end

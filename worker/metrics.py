@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
+from worker import suggestions
 from worker.decision import Scores
 from worker.events import TicketEvent
 from worker.store import PREFIX
@@ -76,7 +77,6 @@ DECISION_LOG_ERRORS = Counter("triage_decision_log_errors", "Decisions not logge
                               registry=REGISTRY)
 MODEL = Info("triage_model", "The model this process scores with.", registry=REGISTRY)
 
-SUGGESTION_FIELDS = ("priority", "group", "assignee", "request_type")  # Jira fields: "field"
 MAX_RULE_LABELS = 200  # a rules file with more rules than this folds the rest into "other"
 _rules_seen: set[str] = set()
 
@@ -117,7 +117,7 @@ def observe_decision(data: dict[str, Any]) -> None:
         RULES_FIRED.labels(_rule_label(rule)).inc()
     if data["written"]:
         for name in data["actions"].get("suggested", ()):
-            SUGGESTIONS.labels(name if name in SUGGESTION_FIELDS else "field").inc()
+            SUGGESTIONS.labels(name if name in suggestions.FIELDS else "field").inc()  # Jira fields: "field"
     if data.get("latency_ms") is not None and data["status"] == "written":
         RECEIPT_SECONDS.labels(source).observe(data["latency_ms"] / 1000)
     version = data.get("model_version")
