@@ -1,12 +1,12 @@
 """`triage learn`: a challenger model from a team's own history, on CPU, in minutes.
 
-Starts from the shipped (or champion) model and keeps its encoder and its urgency head: the challenger's
-urgency logits are the champion's plus a "wide" correction learnt from the team, a per-wordpiece weight
-table gathered over input_ids and averaged over the text's tokens inside the graph
-(model/urgency_head.py `write_head(wide=...)`), the team's own vocabulary as a TF-IDF model would use
-it, in the same single ONNX call (top_words include its per-token shares exactly). The champion's logits
-come from every ticket's pooled vector, computed once from the int8 graph as served (cached on disk by
-text and model). Sentiment and the encoder are untouched.
+Starts from the shipped (or champion) model and keeps its encoder, its sentiment head and its urgency
+head: the challenger's urgency logits mix the champion's (3 numbers, as it serves them) with a TF-IDF
+vector over the team's wordpieces and wordpiece pairs, in one multinomial logistic regression, written
+into a copy of the graph after the champion's head (model/ngrams.py: one ONNX call still, top_words
+exact). What a team's priorities depend on is mostly its own words and phrases, which the champion's
+head has never seen; its logits carry what it knows about obvious urgency. The champion's logits come
+from the int8 graph as served, one text per call, cached on disk by text and model.
 
     result = learn(LearnConfig(data=[Path("history/zendesk.jsonl")], out=Path("models/candidate")))
 
@@ -21,9 +21,9 @@ the team's total weight, so the correction keeps what the champion knows about o
 learns the team's priorities. The gate's support-like checks then use only that set's `report` half.
 
 Split by time: the newest `eval_share` of the team's tickets is held out for the challenger-vs-champion
-report; the newest `val_share` of the rest picks the correction's L2 strength, fits the temperature and
-the decision rule (log-prior shifts and the high-urgency threshold, keeping every class's recall near the
-champion's); the correction is then refitted on all the training part.
+report. The rest trains: its out-of-fold logits (FOLDS folds) fit the temperature and the decision rule
+(log-prior shifts keeping every class's recall RULE_MARGIN above the champion's on the same tickets) and
+set the confidence floor; then the regression is fitted on all of it.
 
 Refuses (LearnRefused) when the training part has fewer than `min_per_class` labelled tickets of a
 class, or when one class holds more than `max_share` of them.
@@ -50,16 +50,21 @@ import numpy as np
 
 from model import metrics
 from model.data import URGENCY_LABELS, Row, urgency_index
-from model.gate import RECALL_DROP
+from model.decision import DecisionRule
+from model.gate import head_report
 from model.textprep import ticket_text
 from worker.errors import TriageError
 from worker.history import PROVENANCE_WEIGHTS, read_rows
 
 MIN_PER_CLASS = 120  # labelled training tickets a class needs: measured, docs/learning.md
 MAX_SHARE = 0.9
-L2_GRID = (3e-3, 1e-3, 3e-4)  # the wide correction's L2 strength, picked on the validation slice
-WIDE_SCALE = 30.0  # the bag-of-wordpieces columns' scale (fixed; the L2 strength does the rest)
-WIDE_MIN_DOCS = 2  # a wordpiece gets a weight when at least this many training texts have it
+# The stacked regression's settings, chosen on folds of the official split's older tickets only
+# (docs/learning.md "How the challenger's form was chosen"): its inverse L2 strength, and the scale of
+# the champion's standardised logits beside the unit-length n-gram vector.
+C = 1.0
+CHAMPION_SCALE = 3.0
+FOLDS = 5  # the temperature and the decision rule are fitted on out-of-fold logits of the training tickets
+RULE_MARGIN = 0.03  # the decision rule aims every class's recall this far above the champion's (out of fold)
 PROTOTYPE_SHARE = 0.3  # the prototypes' total weight, as a share of the team's (measured: docs/learning.md)
 SUPPORT_SHARE = 0.1  # the support set's select half, likewise
 PROTOTYPES = Path(__file__).parent / "prototypes" / "urgency_prototypes.csv"
@@ -114,7 +119,7 @@ class LearnResult:
     train: int
     eval_rows: list[Row]
     counts: dict[str, Any]
-    c: float  # the wide correction's L2 strength
+    c: float  # the stacked regression's inverse L2 strength
     seconds: dict[str, float]
     routing: dict[str, Any] | None = None  # the routing head's summary (model/routing_head.py)
 
@@ -275,7 +280,7 @@ def _key(text: str) -> str:
 
 
 class FeatureCache:
-    """Pooled vectors by text, for one model file (a changed graph gets a new cache)."""
+    """Pooled vectors and urgency logits by text, for one model file (a changed graph gets a new cache)."""
 
     def __init__(self, model_dir: Path, cache_dir: Path | None, threads: int = 1, progress: bool = True):
         from model.data import file_sha256
@@ -285,143 +290,122 @@ class FeatureCache:
         self.progress = progress
         digest = file_sha256(model_dir / "model.int8.onnx")[:16]
         base = cache_dir or Path.home() / ".cache" / "helpdesk-triage" / "features"
-        self.path = base / f"{digest}.npz"
-        self._vectors: dict[str, np.ndarray] = {}
+        self.path = base / f"{digest}.v2.npz"
+        self._vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if self.path.is_file():
             with np.load(self.path) as data:
-                self._vectors = dict(zip(data["keys"].tolist(), data["x"]))
+                self._vectors = dict(zip(data["keys"].tolist(), zip(data["x"], data["z"])))
 
-    def features(self, texts: Sequence[str]) -> np.ndarray:
-        from model.urgency_head import pooled_features
+    def _rows(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        from model.urgency_head import served_features
 
         keys = [_key(t) for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self._vectors))
         if missing:
             first = {k: t for k, t in zip(keys, texts)}
-            x = pooled_features(self.model_dir, [first[k] for k in missing], threads=self.threads,
-                                progress=self.progress)
-            self._vectors.update(zip(missing, x))
+            x, z = served_features(self.model_dir, [first[k] for k in missing], threads=self.threads,
+                                   progress=self.progress)
+            self._vectors.update(zip(missing, zip(x, z)))
             self._save()
-        return np.stack([self._vectors[k] for k in keys]).astype(np.float32)
+        return [self._vectors[k] for k in keys]
+
+    def features(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, hidden) pooled vectors, as the graph computes them one text per call."""
+        return np.stack([x for x, _ in self._rows(texts)]).astype(np.float32)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 3) the model's urgency logits, likewise."""
+        return np.stack([z for _, z in self._rows(texts)]).astype(np.float64) if texts else np.zeros((0, 3))
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = list(self._vectors)
         tmp = self.path.with_name(self.path.stem + ".tmp.npz")
-        np.savez(tmp, keys=np.array(keys), x=np.stack([self._vectors[k] for k in keys]))
+        np.savez(tmp, keys=np.array(keys), x=np.stack([self._vectors[k][0] for k in keys]),
+                 z=np.stack([self._vectors[k][1] for k in keys]))
         tmp.replace(self.path)
-
-
-class Wide:
-    """The wide part's inputs: WIDE_SCALE * bag of wordpieces, over the wordpieces training uses."""
-
-    def __init__(self, model_dir: Path, train_texts: Sequence[str]):
-        from model.urgency_head import bag_features, token_ids, vocab_size
-
-        self.model_dir = model_dir
-        self.vocab = vocab_size(model_dir)
-        bag = bag_features(token_ids(model_dir, train_texts), self.vocab)
-        docs = np.bincount(bag.indices, minlength=self.vocab)  # csr: one entry per (text, wordpiece)
-        self.columns = np.flatnonzero(docs >= WIDE_MIN_DOCS)
-
-    def matrix(self, texts: Sequence[str]) -> Any:
-        from model.urgency_head import bag_features, token_ids
-
-        return bag_features(token_ids(self.model_dir, texts), self.vocab)[:, self.columns] * WIDE_SCALE
-
-    def table(self, delta: np.ndarray) -> np.ndarray:
-        """(vocab, classes): the fitted columns' weights in the graph's per-token table."""
-        table = np.zeros((self.vocab, delta.shape[1]))
-        table[self.columns] = delta * WIDE_SCALE
-        return table
 
 
 # -- fitting ------------------------------------------------------------------------------------------
 
 
-def _logits(x: Any, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.asarray(x @ w.T + b)
+@dataclass
+class Stack:
+    """The challenger's urgency inputs: the team's n-gram TF-IDF vector beside the champion's logits
+    (standardised on the training rows, times CHAMPION_SCALE)."""
+
+    ngrams: Any  # model.ngrams.Ngrams
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fitted(cls, ids: Sequence[Sequence[int]], z: np.ndarray, vocab: int) -> Stack:
+        from model.ngrams import Ngrams
+
+        return cls(Ngrams(ids, vocab), z.mean(axis=0), CHAMPION_SCALE / (z.std(axis=0) + 1e-9))
+
+    def inputs(self, ids: Sequence[Sequence[int]], z: np.ndarray) -> Any:
+        import scipy.sparse as sp
+
+        return sp.hstack([self.ngrams.matrix(ids), sp.csr_matrix((z - self.mean) * self.scale)]).tocsr()
+
+    def graph_part(self, coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n-gram table, mix, bias) such that the logits are z @ mix + bias + tfidf @ table
+        (model/ngrams.py `wrap`), from the regression's coef (classes, inputs) and intercept."""
+        k = len(self.ngrams.columns)
+        mix = (coef[:, k:] * self.scale).T  # (3 champion logits, classes)
+        return self.ngrams.table(coef[:, :k].T), mix, intercept - self.mean @ mix
 
 
-def decision(probs: np.ndarray, y: np.ndarray, floor: Sequence[float] | None = None) -> tuple[tuple[float, ...], float]:
-    """The decision rule's log-prior shifts of medium and low and its P(high) threshold (1.0: none) with
-    the best macro-F1 on validation (the gate's measure), among those that keep every class's recall
-    within the gate's 2 points of the champion's recall there (`floor`); when none does, the best
-    macro-F1 (the gate will say). (model/export.py's cost-based threshold, tuned on the public mix,
-    calls nearly every team ticket high when the head is unsure, as a team's priorities often leave it.)"""
+def fit_stack(x: Any, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression, classes balanced, rows weighed by provenance: (coef, intercept)."""
+    from sklearn.linear_model import LogisticRegression
 
-    def key(bias: tuple[float, ...], t: float) -> tuple[bool, float, float, float]:
-        m = _rule_summary(probs, y, (bias, t))
-        recalls = [m["per_class"][lab]["recall"] for lab in URGENCY_LABELS]
-        kept = floor is None or all(r >= f - RECALL_DROP for r, f, lab in zip(recalls, floor, URGENCY_LABELS)
-                                    if m["per_class"][lab]["support"])
-        return kept, round(m["macro_f1"], 4), -sum(abs(b) for b in bias), t
-
-    thresholds = [1.0] + sorted({round(float(q), 3) for q in np.quantile(probs[:, 0], np.linspace(0.05, 0.95, 19))})
-    shifts = [round(float(v), 2) for v in np.linspace(-1.0, 1.0, 9)]
-    options = [((0.0, m, lo), t) for m in shifts for lo in shifts for t in thresholds]
-    return max(options, key=lambda o: key(*o))
+    clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
+    clf.fit(x, y, sample_weight=w)
+    coef, intercept = np.zeros((3, x.shape[1])), np.zeros(3)
+    for k, cls in enumerate(clf.classes_):  # a class absent from y keeps zero weights
+        coef[int(cls)], intercept[int(cls)] = clf.coef_[k], clf.intercept_[k]
+    return coef, intercept
 
 
-def base_head(base: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The champion's urgency head (W, b, wide table or None); LearnRefused for a graph whose head is not
-    one model/urgency_head.py wrote (an int8 export of model/export.py: refit it first)."""
-    from model.urgency_head import read_head
+def decision(probs: np.ndarray, y: np.ndarray, floor: Sequence[float] | None = None,
+             margin: float = RULE_MARGIN) -> tuple[tuple[float, ...], float]:
+    """The decision rule's log-prior shifts of medium and low (threshold 1.0: none): the best macro-F1
+    (the gate's measure) among the shifts that keep every class's recall at least `margin` above the
+    champion's (`floor`) on the same tickets; when none does, the shifts whose worst class is least
+    below it (the gate will say). Aiming above the floor, not at it: the gate allows 2 points under the
+    champion, and on the newest tickets a class's recall moves by more than that by chance."""
 
-    try:
-        return read_head(base)
-    except ValueError as e:
-        raise LearnRefused(f"{e}: `python -m model.urgency_head` writes one") from None
+    def key(bias: tuple[float, ...]) -> tuple[bool, float, float]:
+        m = _rule_summary(probs, y, (bias, 1.0))
+        if floor is None:
+            return True, round(m["macro_f1"], 4), -sum(abs(b) for b in bias)
+        worst = min(m["per_class"][lab]["recall"] - f - margin for lab, f in zip(URGENCY_LABELS, floor)
+                    if m["per_class"][lab]["support"])
+        return worst >= 0, round(m["macro_f1"], 4) if worst >= 0 else worst, -sum(abs(b) for b in bias)
+
+    shifts = [round(float(v), 2) for v in np.linspace(-1.0, 1.0, 21)]
+    return max((((0.0, m, lo), 1.0) for m in shifts for lo in shifts), key=lambda o: key(o[0]))
 
 
-def champion_report(model_dir: Path, texts: Sequence[str], y: np.ndarray, threads: int = 1) -> dict[str, Any]:
-    """The champion's urgency report (model/gate.py) on labelled texts, as it decides."""
-    from model.gate import evaluate
-    from model.runtime import TriageModel
+def out_of_fold(x: Any, y: np.ndarray, w: np.ndarray, team: int, seed: int) -> np.ndarray:
+    """Logits of the first `team` rows (the team's training tickets), each from a fit without its fold;
+    the rows after them (replay, corrections) are in every fold's fit."""
+    from sklearn.model_selection import StratifiedKFold
 
-    rows = [Row(t, -1, int(label)) for t, label in zip(texts, y)]
-    return evaluate(TriageModel(model_dir, threads=threads), rows, "urgency")
-
-
-def fit(train: tuple[np.ndarray, Any, Sequence[Example]], val: tuple[np.ndarray, Any, Sequence[Example]],
-        floor: Sequence[float] | None = None
-        ) -> tuple[np.ndarray, np.ndarray, float, float, tuple[tuple[float, ...], float], dict]:
-    """The wide correction on the champion's logits. `train`, `val`: (champion logits, wide inputs, rows).
-    For each L2 strength, a fit on `train`, the temperature and the decision rule on the validation slice;
-    the strength kept is the best validation macro-F1 after its rule among those whose rule keeps every
-    class's recall within 2 points of the champion's there (`floor`). Then refitted on both.
-    Returns (D, d, strength, temperature, (bias, high threshold), notes)."""
-    from model.urgency_head import fit_wide
-
-    (z_t, x_t, rows_t), (z_v, x_v, rows_v) = train, val
-    y_t, y_v = np.array([e.y for e in rows_t]), np.array([e.y for e in rows_v])
-    w_t, w_v = np.array([e.weight for e in rows_t], float), np.array([e.weight for e in rows_v], float)
-    tried = {}
-    for lam in L2_GRID:
-        d_w, d_b = fit_wide(z_t, x_t, y_t, w_t, lam)
-        logits = z_v + x_v @ d_w + d_b
-        temperature = metrics.fit_temperature(logits, y_v)
-        probs = metrics.softmax(logits, temperature)
-        rule = decision(probs, y_v, floor)
-        m = _rule_summary(probs, y_v, rule)
-        kept = floor is None or all(m["per_class"][lab]["recall"] >= f - RECALL_DROP - 1e-12
-                                    for lab, f in zip(URGENCY_LABELS, floor) if m["per_class"][lab]["support"])
-        tried[lam] = (kept, round(m["macro_f1"], 4), temperature, rule)
-    lam = max(L2_GRID, key=lambda k: (tried[k][0], tried[k][1], k))  # ties: the stronger regularisation
-    _, _, temperature, rule = tried[lam]
-    d_w, d_b = fit_wide(np.concatenate([z_t, z_v]), _vstack(x_t, x_v), np.concatenate([y_t, y_v]),
-                        np.concatenate([w_t, w_v]), lam)
-    notes = {"l2": lam, "validation_macro_f1_by_l2": {str(k): v[1] for k, v in tried.items()},
-             "validation_rule_keeps_champion_recalls_by_l2": {str(k): v[0] for k, v in tried.items()},
-             "temperature": "NLL on the validation slice (newest part of the training tickets)",
-             "bias_and_threshold": "best macro-F1 on the validation slice keeping every class's recall within "
-                                   "2 points of the champion's there (threshold 1.0: none)"}
-    return d_w, d_b, lam, temperature, rule, notes
+    out = np.zeros((team, 3))
+    rest = np.arange(team, len(y))
+    for fit_idx, held in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(np.zeros(team), y[:team]):
+        idx = np.concatenate([fit_idx, rest])
+        coef, intercept = fit_stack(x[idx], y[idx], w[idx])
+        out[held] = x[held] @ coef.T + intercept
+    return out
 
 
 def coverage_floor(probs: np.ndarray, decided: tuple[tuple[float, ...], float], share: float) -> tuple[float, str]:
-    """The confidence floor at which the challenger answers, on the validation slice, the share of
-    tickets the champion answers there at its own floor: the challenger's temperature changes what its
+    """The confidence floor at which the challenger answers, on the training tickets out of fold, the
+    share of tickets the champion answers there at its own floor: the challenger's temperature changes what its
     confidences mean, so the champion's floor would make it abstain more (or less) than the champion.
     A high decided by the P(high) threshold is answered whatever its confidence, as the runtime does."""
     from model.decision import DecisionRule
@@ -439,8 +423,8 @@ def coverage_floor(probs: np.ndarray, decided: tuple[tuple[float, ...], float], 
     else:
         floor = float(ranked[min(need, len(ranked)) - 1])
     floor = float(np.floor(min(floor, 1.0) * 1e4) / 1e4)  # rounded down: the need-th ticket stays answered
-    return floor, (f"answers {share:.0%} of the validation slice, the share the champion answers there at its "
-                   "own floor (the challenger's temperature changes what a confidence means)")
+    return floor, (f"answers {share:.0%} of the training tickets out of fold, the share the champion answers "
+                   "there at its own floor (the challenger's temperature changes what a confidence means)")
 
 
 def _rule_summary(probs: np.ndarray, y: np.ndarray, decided: tuple[tuple[float, ...], float]) -> dict[str, Any]:
@@ -449,12 +433,6 @@ def _rule_summary(probs: np.ndarray, y: np.ndarray, decided: tuple[tuple[float, 
     bias, t = decided
     rule = DecisionRule(URGENCY_LABELS, bias=bias, threshold_label="high" if t < 1.0 else "", threshold=t)
     return metrics.summary(y, rule.decide_indices(probs), URGENCY_LABELS)
-
-
-def _vstack(*parts: Any) -> Any:
-    import scipy.sparse as sp
-
-    return sp.vstack(list(parts)).tocsr()
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -469,7 +447,6 @@ def _stage(progress: bool, text: str) -> None:
 
 def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> LearnResult:
     from model.runtime import DEFAULT_MODEL_DIR
-    from model.urgency_head import write_head
 
     stage = on_stage or partial(_stage, cfg.progress)
     seconds: dict[str, float] = {}
@@ -481,61 +458,74 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
         raise LearnRefused(f"no urgency labels in {', '.join(map(str, cfg.data))}: pull a history first "
                            "(`triage history pull zendesk`)")
     older, newest = time_split(team, cfg.eval_share)
-    fit_part, val_part = time_split(older, cfg.val_share)
     counts = check_enough(older, cfg.min_per_class, cfg.max_share)
     extra, leaked = not_held_out(feedback_examples(cfg.feedback_csv, cfg.weights) + cfg.extra, newest)
     replay = replay_examples(cfg.data_root, cfg.replay, cfg.seed, cfg.weights)
-    supported = support_replay(fit_part, cfg.prototype_share, cfg.support_share)
-    train = fit_part + extra + replay + supported
+    supported = support_replay(older, cfg.prototype_share, cfg.support_share)
+    train = older + extra + replay + supported  # the team's tickets first: out_of_fold folds those
     if cfg.shuffle_labels:
         rng = random.Random(cfg.seed)
         ys = [e.y for e in train]
         rng.shuffle(ys)
         train = [Example(e.text, y, e.weight, e.provenance, e.created_at, e.id) for e, y in zip(train, ys)]
     seconds["data"] = time.monotonic() - began
-    stage(f"learn: {len(fit_part)} team tickets to fit, {len(val_part)} to tune, {len(newest)} newest held out; "
+    stage(f"learn: {len(older)} team tickets to fit, {len(newest)} newest held out; "
           f"{len(extra)} Slack corrections and LLM labels"
           + (f" ({leaked} about held-out tickets left out)" if leaked else "")
           + f", {len(replay)} public rows and {len(supported)} support-like ones replayed")
 
     t0 = time.monotonic()
-    cache = FeatureCache(base, cfg.cache_dir, cfg.threads, cfg.progress)
-    head_w, head_b, old_table = base_head(base)
-    wide = Wide(base, [e.text for e in train])
-    parts = []
-    for part in (train, val_part):  # the champion's logits from its pooled vectors and wide part (if any)
-        texts = [e.text for e in part]
-        z = cache.features(texts).astype(np.float64) @ head_w.T + head_b if texts else np.zeros((0, 3))
-        if old_table is not None and texts:
-            from model.urgency_head import bag_features, token_ids
+    from model.ngrams import wrap
+    from model.urgency_head import token_ids, vocab_size
 
-            z = z + bag_features(token_ids(base, texts), wide.vocab) @ old_table
-        parts.append((np.asarray(z), wide.matrix(texts), part))
+    cache = FeatureCache(base, cfg.cache_dir, cfg.threads, cfg.progress)
+    texts = [e.text for e in train]
+    z = cache.logits(texts)  # the champion's urgency logits, as it serves them
+    ids = token_ids(base, texts)
+    stack = Stack.fitted(ids, z, vocab_size(base))
+    x = stack.inputs(ids, z)
+    y = np.array([e.y for e in train])
+    w = np.array([e.weight for e in train], float)
     seconds["features"] = time.monotonic() - t0
     t0 = time.monotonic()
-    stage("learn: fitting the urgency head's wide correction")
-    y_val = np.array([e.y for e in val_part])
-    champ_val = champion_report(base, [e.text for e in val_part], y_val, cfg.threads)
-    floor = [champ_val["per_class"][lab]["recall"] for lab in URGENCY_LABELS]
-    d_w, d_b, lam, temperature, rule, notes = fit(parts[0], parts[1], floor)
-    abstain_below, notes["abstain_below"] = coverage_floor(
-        metrics.softmax(parts[1][0] + parts[1][1] @ d_w + d_b, temperature), rule, champ_val["answered"]["share"])
-    table = wide.table(d_w) + (old_table if old_table is not None else 0.0)
-    notes["wide"] = {"wordpieces": int(len(wide.columns)), "scale": WIDE_SCALE, "min_texts": WIDE_MIN_DOCS}
-    notes["champion_validation_recall"] = {lab: round(r, 4) for lab, r in zip(URGENCY_LABELS, floor)}
+    stage(f"learn: fitting the urgency head on {len(stack.ngrams.columns)} wordpiece n-grams and the "
+          f"champion's logits ({FOLDS} folds, then all)")
+    team_y = y[: len(older)]
+    oof = out_of_fold(x, y, w, len(older), cfg.seed)
+    champ_rule = DecisionRule.from_dict(base_meta["decision"]["urgency"])
+    champ = head_report(champ_rule.probabilities(z[: len(older)]), team_y, champ_rule, "urgency")
+    floor = [champ["per_class"][lab]["recall"] for lab in URGENCY_LABELS]
+    temperature = metrics.fit_temperature(oof, team_y)
+    probs = metrics.softmax(oof, temperature)
+    rule = decision(probs, team_y, floor)
+    abstain_below, floor_note = coverage_floor(probs, rule, champ["answered"]["share"])
+    coef, intercept = fit_stack(x, y, w)
+    table, mix, bias = stack.graph_part(coef, intercept)
+    kept = _rule_summary(probs, team_y, rule)
+    notes = {"c": C, "champion_scale": CHAMPION_SCALE, "ngrams": int(len(stack.ngrams.columns)),
+             "temperature": f"NLL on out-of-fold logits of the {len(older)} training tickets ({FOLDS} folds)",
+             "bias": f"best out-of-fold macro-F1 keeping every class's recall {RULE_MARGIN:g} above the champion's "
+                     "on the same tickets",
+             "out_of_fold": {"macro_f1": round(kept["macro_f1"], 4),
+                             "recall": {lab: round(kept["per_class"][lab]["recall"], 4) for lab in URGENCY_LABELS}},
+             "champion_out_of_fold_recall": {lab: round(r, 4) for lab, r in zip(URGENCY_LABELS, floor)},
+             "abstain_below": floor_note}
     seconds["fit"] = time.monotonic() - t0
 
     t0 = time.monotonic()
     version = cfg.version or f"{base_meta['version']}+team-{datetime.now(UTC):%Y%m%d%H%M}"
-    out = export_challenger(base, cfg.out, head_w, head_b + d_b, temperature, rule, abstain_below, version,
-                            partial(write_head, wide=table), {
+
+    def write(model: Any) -> None:
+        wrap(model, stack.ngrams.idf, table, mix, bias)
+
+    out = export_challenger(base, cfg.out, temperature, rule, abstain_below, version, write, {
         "base": str(base), "base_version": base_meta["version"], "data": [str(p) for p in cfg.data],
         "feedback_csv": [str(p) for p in cfg.feedback_csv], "replay_public_rows": len(replay),
         "corrections_and_llm_labels": len(extra), "left_out_about_held_out_tickets": leaked,
         "replay_support_like": {"prototypes": sum(e.provenance == "prototype" for e in supported),
                                 "support_select_half": sum(e.provenance == "support-select" for e in supported),
                                 "shares": [cfg.prototype_share, cfg.support_share]},
-        "team_train_counts": counts, "train_rows": len(train), "validation_rows": len(val_part),
+        "team_train_counts": counts, "train_rows": len(train),
         "held_out_newest": len(newest), "split": "by created_at: older part trains, newest held out",
         "provenance": {p: sum(1 for e in train if e.provenance == p) for p in sorted({e.provenance for e in train})},
         "shuffled_labels": cfg.shuffle_labels, "notes": notes,
@@ -551,33 +541,39 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
     eval_rows = [Row(e.text, -1, e.y, e.weight, "team") for e in newest]
     seconds["total"] = time.monotonic() - began
     return LearnResult(out, version, base, base_meta["version"], len(train), eval_rows,
-                       {"team": counts, "replay": len(replay), "feedback": len(extra)}, lam, seconds, routing)
+                       {"team": counts, "replay": len(replay), "feedback": len(extra)}, C, seconds, routing)
 
 
-def export_challenger(base: Path, out: Path, w: np.ndarray, b: np.ndarray, temperature: float,
-                      decided: tuple[tuple[float, ...], float], abstain_below: float,
-                      version: str, write_head: Callable[..., None], learned: dict) -> Path:
-    """A copy of the base artifact with the urgency head `write_head` writes and its decision rule."""
+def export_challenger(base: Path, out: Path, temperature: float, decided: tuple[tuple[float, ...], float],
+                      abstain_below: float, version: str, write: Callable[[Any], None], learned: dict) -> Path:
+    """A copy of the base artifact whose graph `write` changes (in place, an onnx ModelProto), with its
+    decision rule."""
+    import onnx
+
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise LearnRefused(f"{out} exists and is not empty: pick another --out (models are never overwritten)")
     out.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.json",):
         shutil.copy2(base / name, out / name)
-    write_head(base, out / "model.int8.onnx", w, b)
+    graph = onnx.load(str(base / "model.int8.onnx"))
+    write(graph)
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(out / "model.int8.onnx"))
     meta = json.loads((base / "triage.json").read_text())
     rule = dict(meta["decision"]["urgency"])
     bias, threshold = decided
     rule.update(temperature=float(temperature), bias=[float(v) for v in bias], abstain_below=abstain_below,
                 threshold_label="high" if threshold < 1.0 else "", threshold=round(float(threshold), 4),
-                notes={**learned["notes"], "validation": "the newest part of the team's training tickets"})
+                notes=learned["notes"])
     meta["decision"]["urgency"] = rule
     meta.update(version=version, created=learned["created"], learned=learned)
     meta.pop("metrics", None)  # the base's figures do not describe this model: see learn_report/
     (out / "triage.json").write_text(json.dumps(meta, indent=2))
     (out / "MODEL_CARD.md").write_text(
         f"# {version}\n\nA challenger learnt by `triage learn` from {base_meta_name(base)}: the same encoder, "
-        "sentiment head and urgency head, plus a per-wordpiece correction of the urgency logits learnt from the "
+        "sentiment head and urgency head; its urgency logits mix the champion's with a TF-IDF part over wordpieces "
+        "and wordpiece pairs, learnt from the "
         f"team's own tickets ({learned['train_rows']} training rows, of which {learned['replay_public_rows']} "
         "public rows and the support-like prototypes and select half replayed). How it compares with the "
         "champion: learn_report/report.md.\n", encoding="utf-8")
@@ -636,7 +632,7 @@ def learn_and_compare(cfg: LearnConfig, champion: Path | None = None) -> Outcome
     result.seconds["compare"] = time.monotonic() - t0
     result.seconds["total"] += result.seconds["compare"]
     context = {"champion": str(champ_dir), "challenger": str(result.out), "data": [str(p) for p in cfg.data],
-               "counts": result.counts, "l2": result.c, "seconds": {k: round(v, 1) for k, v in result.seconds.items()}}
+               "counts": result.counts, "c": result.c, "seconds": {k: round(v, 1) for k, v in result.seconds.items()}}
     report = gate.write_report(result.out / "learn_report", reports, verdict, context, result.routing)
     (result.out / "gate.json").write_text(json.dumps({"champion": reports["champion"]["model_version"],
                                                       **verdict.to_dict()}, indent=2))

@@ -10,9 +10,7 @@ Needs the `train` extra (onnx, scikit-learn). The steps, as `python -m model.urg
    for the pooled logits and the per-token shares alike, so `top_words` stays exact. The encoder and
    the sentiment head are byte for byte those of the base model.
 
-`triage learn` can add a "wide" part (`write_head(..., wide=table)`): a per-token weight table
-(vocab, 3) gathered over input_ids, averaged over the text's tokens (as the pooled vector is) and
-added to the urgency logits and to each token's share (`bag_features` is its input, for the fit).
+`triage learn` adds an n-gram part after this head (model/ngrams.py).
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ import numpy as np
 URGENCY_MATMUL = "/urgency/Gemm_MatMul_quant"  # MatMulInteger of the pooled vector and the head
 URGENCY_TOKEN_OUTPUT = "urgency_token_logits"
 FP32_HEAD = "urgency_head_v3.weight_t"  # (hidden, classes): the refit head's weights, in an fp32 MatMul
-WIDE_TABLE = "urgency_wide.table"  # (vocab, classes): the wide part's per-token weights
 
 
 def _graph(model_dir: Path):
@@ -55,7 +52,7 @@ def _head_nodes(model) -> tuple:
 def _fp32_heads(model) -> list:
     """The MatMuls of a head written by write_head (pooled first), or [] in an exported graph."""
     return sorted((n for n in model.graph.node if n.op_type == "MatMul" and FP32_HEAD in n.input),
-                  key=lambda n: n.output[0] in (URGENCY_TOKEN_OUTPUT, POOLED_TOKENS))
+                  key=lambda n: n.output[0].startswith(URGENCY_TOKEN_OUTPUT))
 
 
 def pooled_tensor(model) -> str:
@@ -70,6 +67,12 @@ def pooled_tensor(model) -> str:
 def pooled_features(model_dir: str | Path, texts: Sequence[str], threads: int = 1,
                     progress: bool = False) -> np.ndarray:
     """(n, hidden) pooled vectors from the int8 graph, one text per call (as served)."""
+    return served_features(model_dir, texts, threads, progress)[0]
+
+
+def served_features(model_dir: str | Path, texts: Sequence[str], threads: int = 1,
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled vectors (n, hidden), urgency logits (n, 3)) from the int8 graph, one text per call."""
     import onnx
     import onnxruntime as ort
 
@@ -87,8 +90,7 @@ def pooled_features(model_dir: str | Path, texts: Sequence[str], threads: int = 
     from model.textprep import clean
 
     encs = tm.tokenizer.encode_batch([clean(t, tm.max_tokens) or "." for t in texts])
-    out = np.zeros((len(texts), 0), dtype=np.float32)
-    rows = []
+    pooled, logits = [], []
     it = enumerate(encs)
     if progress:
         from tqdm import tqdm
@@ -96,9 +98,12 @@ def pooled_features(model_dir: str | Path, texts: Sequence[str], threads: int = 
         it = tqdm(it, total=len(encs), desc="features", unit="text", mininterval=10)
     for _, enc in it:
         ids = np.array([enc.ids], dtype=np.int64)
-        rows.append(session.run([name], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0])
-    out = np.stack(rows).astype(np.float32) if rows else out
-    return out
+        x, z = session.run([name, "urgency_logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+        pooled.append(x[0])
+        logits.append(z[0])
+    if not pooled:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 3), np.float32)
+    return np.stack(pooled).astype(np.float32), np.stack(logits).astype(np.float32)
 
 
 def token_ids(model_dir: str | Path, texts: Sequence[str]) -> list[list[int]]:
@@ -112,16 +117,6 @@ def token_ids(model_dir: str | Path, texts: Sequence[str]) -> list[list[int]]:
     tok.no_padding()
     tok.enable_truncation(max_length=max_tokens)
     return [e.ids for e in tok.encode_batch([clean(t, max_tokens) or "." for t in texts])]
-
-
-def bag_features(ids: Sequence[Sequence[int]], vocab: int):
-    """(n, vocab) sparse: each token's count over the text's length, the wide part's input in the graph."""
-    import scipy.sparse as sp
-
-    rows = np.repeat(np.arange(len(ids)), [len(i) for i in ids])
-    cols = np.concatenate([np.asarray(i, dtype=np.int64) for i in ids]) if ids else np.zeros(0, np.int64)
-    vals = np.concatenate([np.full(len(i), 1.0 / len(i)) for i in ids]) if ids else np.zeros(0)
-    return sp.csr_matrix((vals, (rows, cols)), shape=(len(ids), vocab))
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float = 1.0, seed: int = 13,
@@ -144,33 +139,8 @@ def fit_head(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float = 1.0, seed: 
     return weights, bias
 
 
-def fit_wide(z0: np.ndarray, x, y: np.ndarray, w: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """A correction on top of fixed logits `z0`: softmax(z0 + x @ D + d), class-balanced weighted
-    cross-entropy (rows weigh `w`) + lam/2 |D|^2, L-BFGS. Returns D (columns, classes) and d (classes,)."""
-    from scipy.optimize import minimize
-
-    k, n = x.shape[1], z0.shape[1]
-    counts = np.bincount(y, weights=w, minlength=n)
-    sw = w * (counts.sum() / (n * np.maximum(counts, 1e-9)))[y]
-    sw = sw / sw.sum()
-    onehot = np.eye(n)[y]
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        d_w, d_b = theta[: k * n].reshape(k, n), theta[k * n:]
-        z = z0 + x @ d_w + d_b
-        z = z - z.max(1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(1, keepdims=True)
-        value = -(sw * np.log(p[np.arange(len(y)), y] + 1e-12)).sum() + lam / 2 * (d_w**2).sum()
-        g = (p - onehot) * sw[:, None]
-        return value, np.concatenate([(x.T @ g + lam * d_w).ravel(), g.sum(0)])
-
-    r = minimize(loss, np.zeros(k * n + n), jac=True, method="L-BFGS-B", options={"maxiter": 1000})
-    return r.x[: k * n].reshape(k, n), r.x[k * n:]
-
-
-def read_head(model_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(W (classes, hidden), b, wide table or None) of a head written by write_head (fp32)."""
+def read_head(model_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(W (classes, hidden), b) of a head written by write_head (fp32)."""
     from onnx import numpy_helper
 
     model = _graph(Path(model_dir))
@@ -178,28 +148,25 @@ def read_head(model_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if FP32_HEAD not in inits:
         raise ValueError(f"{model_dir}: the urgency head is not one written by model/urgency_head.py (fp32)")
     b = numpy_helper.to_array(inits[next(i for i in bias_add(model.graph, inits).input if i in inits)])
-    table = numpy_helper.to_array(inits[WIDE_TABLE]).astype(np.float64) if WIDE_TABLE in inits else None
-    return numpy_helper.to_array(inits[FP32_HEAD]).astype(np.float64).T, b.astype(np.float64), table
+    return numpy_helper.to_array(inits[FP32_HEAD]).astype(np.float64).T, b.astype(np.float64)
 
 
 def bias_add(graph, inits: dict):
-    """The Add of the urgency head's bias (its output is urgency_logits, or the pooled part's once a wide
-    part is added after it)."""
-    return next(n for n in graph.node if n.op_type == "Add" and {"urgency_logits", POOLED_LOGITS} & set(n.output)
-                and any(i in inits for i in n.input))
+    """The Add of the urgency head's bias (its output is urgency_logits, renamed once an n-gram part is
+    added after it)."""
+    return next(n for n in graph.node if n.op_type == "Add" and any(i in inits for i in n.input)
+                and any(o == "urgency_logits" or o.startswith("urgency_logits_before") for o in n.output))
 
 
-def write_head(model_dir: str | Path, out_path: str | Path, weights: np.ndarray, bias: np.ndarray,
-               wide: np.ndarray | None = None) -> None:
-    """Copy of the int8 graph with the urgency head replaced, pooled logits and token shares alike; with
-    `wide` (vocab, classes), the wide part added to both (a graph that had one and gets none: zeros).
+def write_head(model_dir: str | Path, out_path: str | Path, weights: np.ndarray, bias: np.ndarray) -> None:
+    """Copy of the int8 graph with the urgency head replaced, pooled logits and token shares alike.
 
     The new head is an fp32 MatMul on the fp32 tensors the old int8 one quantised: a refit head's
     weights have a few large entries (features of small spread), and one int8 scale per class would
     zero most of the rest. A 384x3 product in fp32 costs nothing next to the encoder; the encoder
     and the sentiment head are left exactly as they were."""
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     model = _graph(Path(model_dir))
     graph = model.graph
@@ -211,56 +178,14 @@ def write_head(model_dir: str | Path, out_path: str | Path, weights: np.ndarray,
     add = bias_add(graph, inits)
     b_name = next(i for i in add.input if i in inits)
     inits[b_name].CopyFrom(numpy_helper.from_array(np.asarray(bias, dtype=np.float32), b_name))
-    if wide is not None or WIDE_TABLE in inits:
-        table = np.asarray(wide if wide is not None else np.zeros((vocab_size(model_dir), len(bias))), np.float32)
-        if WIDE_TABLE in inits:
-            inits[WIDE_TABLE].CopyFrom(numpy_helper.from_array(table, WIDE_TABLE))
-        else:
-            _add_wide(graph, add, numpy_helper.from_array(table, WIDE_TABLE), helper)
     onnx.checker.check_model(model)
     onnx.save(model, str(out_path))
-
-
-POOLED_LOGITS = "urgency_logits_pooled"
-POOLED_TOKENS = "urgency_token_logits_pooled"
 
 
 def vocab_size(model_dir: str | Path) -> int:
     from tokenizers import Tokenizer
 
     return int(Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json")).get_vocab_size())
-
-
-def _add_wide(graph, bias_add, table, helper) -> None:
-    """urgency_logits += sum_t table[id_t] * mask_t / n; urgency_token_logits += each term (exact shares)."""
-    graph.initializer.append(table)
-    producer = {o: n for n in graph.node for o in n.output}
-    tokens = producer[URGENCY_TOKEN_OUTPUT]
-    bias_add.output[0] = POOLED_LOGITS
-    tokens.output[0] = POOLED_TOKENS
-    axes1 = helper.make_tensor("urgency_wide.axis1", 7, [1], [1])
-    axes2 = helper.make_tensor("urgency_wide.axis2", 7, [1], [2])
-    graph.initializer.extend([axes1, axes2])
-    p = "urgency_wide/"
-    graph.node.extend([
-        helper.make_node("Gather", [WIDE_TABLE, "input_ids"], [p + "per_token"], name=p + "Gather", axis=0),
-        helper.make_node("Cast", ["attention_mask"], [p + "mask"], name=p + "Cast", to=1),
-        helper.make_node("ReduceSum", [p + "mask", axes1.name], [p + "count"], name=p + "Count", keepdims=1),
-        helper.make_node("Div", [p + "mask", p + "count"], [p + "share"], name=p + "Share"),
-        helper.make_node("Unsqueeze", [p + "share", axes2.name], [p + "share3"], name=p + "Unsqueeze"),
-        helper.make_node("Mul", [p + "per_token", p + "share3"], [p + "tokens"], name=p + "Tokens"),
-        helper.make_node("ReduceSum", [p + "tokens", axes1.name], [p + "sum"], name=p + "Sum", keepdims=0),
-        helper.make_node("Add", [POOLED_LOGITS, p + "sum"], ["urgency_logits"], name=p + "AddLogits"),
-        helper.make_node("Add", [POOLED_TOKENS, p + "tokens"], [URGENCY_TOKEN_OUTPUT], name=p + "AddTokens"),
-    ])
-
-
-def wide_table(model_dir: str | Path) -> np.ndarray | None:
-    """The wide part's (vocab, classes) table of a graph written with one, else None."""
-    from onnx import numpy_helper
-
-    found = [i for i in _graph(Path(model_dir)).graph.initializer if i.name == WIDE_TABLE]
-    return numpy_helper.to_array(found[0]) if found else None
 
 
 def _replace_int8_head(model, weights: np.ndarray, inits: dict) -> None:

@@ -17,7 +17,7 @@ from model.runtime import DEFAULT_MODEL_DIR, TriageModel
 from worker.history import HistoryRow, labelled
 
 pytest.importorskip("sklearn")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 pytest.importorskip("model.urgency_head", reason="model/urgency_head.py (features, head fit, head write) not here")
 
 
@@ -220,16 +220,16 @@ def test_weights_come_from_the_pull_unless_learn_overrides_them(tmp_path: Path) 
     assert {e.weight for e in team_examples([data], {"agent-set": 0.0})} == {3.0}  # 0: left out
 
 
-def test_the_challenger_replays_support_like_text_and_has_a_wide_part(outcome) -> None:
-    from model.urgency_head import wide_table
-
+def test_the_challenger_replays_support_like_text_and_has_an_ngram_part(outcome) -> None:
     learned = json.loads((outcome.result.out / "triage.json").read_text())["learned"]
     replayed = learned["replay_support_like"]
     assert replayed["prototypes"] > 100 and replayed["support_select_half"] > 100
     assert learned["provenance"]["prototype"] == replayed["prototypes"]
-    table = wide_table(outcome.result.out)
-    assert table is not None and table.any() and learned["notes"]["wide"]["wordpieces"] == \
-        int(table.any(axis=1).sum())
+    graph = onnx.load(str(outcome.result.out / "model.int8.onnx"))
+    table = next(onnx.numpy_helper.to_array(i) for i in graph.graph.initializer if i.name == "urgency_ngrams0/table")
+    assert table.any() and learned["notes"]["ngrams"] == int(table.any(axis=1).sum())
+    oof = learned["notes"]["out_of_fold"]
+    assert set(oof["recall"]) == {"high", "medium", "low"} and 0 < oof["macro_f1"] <= 1
     [p] = TriageModel(outcome.result.out).score(["The checkout is down for everyone, we are losing sales"])
     assert p.urgency.best_guess == "high" and p.top_words["urgency"]
 

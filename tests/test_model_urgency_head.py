@@ -75,23 +75,3 @@ def test_support_set_is_labelled_as_the_guideline_says() -> None:
     assert fig["macro_f1"] == 1.0 and fig["obvious_high_recall"] == 1.0
 
 
-def test_a_wide_part_adds_its_per_token_weights_exactly_to_logits_and_shares(tmp_path) -> None:
-    from model.urgency_head import bag_features, token_ids, vocab_size, wide_table
-
-    folder = tmp_path / "m"
-    shutil.copytree(DEFAULT_MODEL_DIR, folder, ignore=shutil.ignore_patterns("figures", "*.md"))
-    rng = np.random.default_rng(2)
-    vocab = vocab_size(DEFAULT_MODEL_DIR)
-    w, b, table = rng.normal(size=(3, 384)) * 0.05, np.array([0.1, -0.2, 0.3]), rng.normal(size=(vocab, 3))
-    write_head(DEFAULT_MODEL_DIR, folder / "model.int8.onnx", w, b, wide=table)
-    model = TriageModel(folder)
-    s1, u1 = model.logits(TEXTS)  # one padded batch of different lengths: the mask keeps padding out
-    x, bag = pooled_features(folder, TEXTS), bag_features(token_ids(folder, TEXTS), vocab)
-    assert np.array_equal(s1, TriageModel(DEFAULT_MODEL_DIR).logits(TEXTS)[0])
-    assert np.abs(u1 - (x @ w.T + b + bag @ table)).max() < 1e-4
-    shares = model._forward([e.ids for e in model._encode(TEXTS)], tokens=True)[3]
-    assert max(np.abs(shares[i][1].sum(0) + b - u1[i]).max() for i in range(len(TEXTS))) < 1e-4  # exact top_words
-    write_head(folder, tmp_path / "again.onnx", w, b)  # rewritten without one: the table is zeros
-    (folder / "model.int8.onnx").write_bytes((tmp_path / "again.onnx").read_bytes())
-    assert not wide_table(folder).any()
-    assert np.abs(TriageModel(folder).logits(TEXTS)[1] - (x @ w.T + b)).max() < 1e-4
