@@ -427,7 +427,7 @@ def main() -> int:
     base = tfidf([(e.text, e.y, e.weight) for e in older], good.result.eval_rows)
     stages = {k: round(v, 1) for k, v in good.result.seconds.items()}
     summary["learn"] = {"seconds": round(learn_s, 1), "stages": stages,
-                        "train_rows": good.result.train, "eval_rows": len(y), "l2": good.result.c,
+                        "train_rows": good.result.train, "eval_rows": len(y), "c": good.result.c,
                         "champion": good.reports["champion"]["model_version"]}
     summary["macro_f1"] = {"champion": round(macro_f1(y, champ), 4), "challenger": round(macro_f1(y, chall), 4),
                            "tfidf_lr": round(macro_f1(y, base), 4)}

@@ -206,7 +206,9 @@ def write_report(out_dir: Path, reports: dict[str, dict[str, Any]], result: Gate
         lines += ["", f"## {name} {rep['model_version']}: team urgency", "",
                   f"macro-F1 {rep['macro_f1']:.4f}, accuracy {rep['accuracy']:.4f}, ECE {rep['ece']:.4f}; "
                   f"high urgency precision {rep['high']['precision']:.3f}, recall {rep['high']['recall']:.3f} "
-                  f"at P(high) >= {rep['high']['threshold']}; answered (not unsure) {rep['answered']['share']:.0%} "
+                  + (f"at P(high) >= {rep['high']['threshold']}" if rep["high"]["threshold"] is not None
+                     else "by its decision rule (no P(high) threshold)")
+                  + f"; answered (not unsure) {rep['answered']['share']:.0%} "
                   f"of tickets at its confidence floor {rep['answered']['floor']:g}, "
                   f"accuracy {rep['answered']['accuracy']:.3f} on those", ""]
         lines += _table(rep, URGENCY_LABELS) + [""] + _confusion(rep, URGENCY_LABELS)

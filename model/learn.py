@@ -84,7 +84,7 @@ class LearnConfig:
     replay: int = 1000  # public urgency rows mixed into training (0: none)
     data_root: Path | None = None  # the public data (default ../shared/data); absent: no replay
     eval_share: float = 0.2
-    val_share: float = 0.15
+    val_share: float = 0.15  # the routing head's validation slice (model/routing_head.py)
     min_per_class: int = MIN_PER_CLASS
     max_share: float = MAX_SHARE
     weights: dict[str, float] = field(default_factory=dict)  # provenance -> weight overrides

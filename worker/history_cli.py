@@ -78,7 +78,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "learn", formatter_class=FMT, help="a challenger model from the team's history, compared with the champion",
         description="Start from the champion (the shipped model until one is promoted), keep its encoder and\n"
-                    "heads, and learn a correction of its urgency from the team's own tickets (their wordpieces),\n"
+                    "heads, and learn its urgency anew from the champion's logits and the team's own words and\n"
+                    "phrases (TF-IDF over wordpieces and their pairs) in the team's tickets,\n"
                     "plus Slack corrections, a replay sample of the public data and the support-like examples,\n"
                     "and a routing head from the groups agents chose. Split by time: the newest 20% of the\n"
                     "team's tickets are held out and both models are scored on them. The challenger is kept\n"
