@@ -34,8 +34,6 @@ class Ngrams:
     """The key space fitted on the training texts' token ids: which keys count, and their idf."""
 
     def __init__(self, ids: Sequence[Sequence[int]], vocab: int):
-        import scipy.sparse as sp
-
         self.vocab = vocab
         self.size = vocab + BUCKETS
         counts = self._counts(ids)
@@ -44,7 +42,6 @@ class Ngrams:
         # sklearn's smooth idf, over the keys enough texts have; 0 elsewhere (those keys count for nothing)
         self.idf = np.where(docs >= MIN_DOCS, np.log((1 + n) / (1 + docs)) + 1.0, 0.0)
         self.columns = np.flatnonzero(self.idf)
-        self._sp = sp
 
     def _counts(self, ids: Sequence[Sequence[int]]):
         import scipy.sparse as sp
@@ -58,9 +55,11 @@ class Ngrams:
 
     def matrix(self, ids: Sequence[Sequence[int]]):
         """(n, kept keys) sparse: each text's L2-normalised TF-IDF vector, as the graph computes it."""
+        import scipy.sparse as sp
+
         m = self._counts(ids)[:, self.columns].multiply(self.idf[self.columns]).tocsr()
         norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-        return self._sp.diags(1.0 / np.maximum(norms, 1e-12)) @ m
+        return sp.diags(1.0 / np.maximum(norms, 1e-12)) @ m
 
     def table(self, weights: np.ndarray) -> np.ndarray:
         """(size, classes): the kept keys' fitted weights, zeros elsewhere."""
