@@ -9,9 +9,9 @@ training texts have; the vector is L2-normalised; `vector @ table` is added to t
 a team's priorities depend on is mostly its own words and phrases: this is the in-domain TF-IDF model
 the challenger has to match, on top of the champion's logits (model/learn.py).
 
-`Ngrams.matrix` computes the vectors for the fit; `add_to_graph` computes the same in the graph, and
+`Ngrams.matrix` computes the vectors for the fit; `wrap` adds the same computation to the graph, and
 each key's term into the per-token shares (a pair's half to each of its two tokens), so `top_words`
-stays exact (tests/test_model_urgency_head.py).
+stays exact (tests/test_model_ngrams.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ MIN_DOCS = 2
 
 
 def keys(ids: Sequence[int], vocab: int) -> np.ndarray:
-    """A text's keys: its ids, then its hashed pairs (the graph's `urgency_ngrams/keys`)."""
+    """A text's keys: its ids, then its hashed pairs (the graph's `urgency_ngrams0/keys`)."""
     a = np.asarray(ids, dtype=np.int64)
     return np.concatenate([a, vocab + (a[:-1] * vocab + a[1:]) % BUCKETS])
 
@@ -68,17 +68,13 @@ class Ngrams:
         return out
 
 
-def add_to_graph(graph, idf: np.ndarray, table: np.ndarray, mix: np.ndarray, bias: np.ndarray,
-                 logits: str, tokens: str) -> None:
+def _add(graph, p: str, idf: np.ndarray, table: np.ndarray, mix: np.ndarray, bias: np.ndarray,
+         logits: str, tokens: str) -> None:
     """urgency_logits := `logits` @ mix + bias + tfidf(keys) @ table, and the per-token shares
     := `tokens` @ mix + each key's term (a pair's half on each of its tokens). `logits` and `tokens` are
-    the names the graph's old urgency outputs were renamed to. Every name gets a prefix of its own, so a
-    challenger learnt on top of a challenger adds its part after the one before."""
+    the names the graph's old urgency outputs were renamed to; `p` prefixes every new name."""
     from onnx import TensorProto, helper, numpy_helper
 
-    taken = {i.name for i in graph.initializer}
-    gen = next(g for g in range(1000) if f"urgency_ngrams{g}/idf" not in taken)
-    p = f"urgency_ngrams{gen}/"
     vocab = int(len(idf) - BUCKETS)
 
     def const(name: str, value, dtype=None) -> str:
@@ -135,7 +131,9 @@ def add_to_graph(graph, idf: np.ndarray, table: np.ndarray, mix: np.ndarray, bia
 
 
 def wrap(model, idf: np.ndarray, table: np.ndarray, mix: np.ndarray, bias: np.ndarray) -> None:
-    """Rename the graph's urgency outputs' producers and add the n-gram part after them (in place)."""
+    """Rename the graph's urgency outputs and add the n-gram part after them (in place). Each part's
+    names carry its own number, so a challenger learnt on top of a challenger adds its part after the
+    one before."""
     graph = model.graph
     taken = {i.name for i in graph.initializer}
     gen = next(g for g in range(1000) if f"urgency_ngrams{g}/idf" not in taken)
@@ -143,4 +141,5 @@ def wrap(model, idf: np.ndarray, table: np.ndarray, mix: np.ndarray, bias: np.nd
     for n in graph.node:
         n.output[:] = [renamed.get(o, o) for o in n.output]
         n.input[:] = [renamed.get(i, i) for i in n.input]
-    add_to_graph(graph, idf, table, mix, bias, renamed["urgency_logits"], renamed["urgency_token_logits"])
+    _add(graph, f"urgency_ngrams{gen}/", idf, table, mix, bias, renamed["urgency_logits"],
+         renamed["urgency_token_logits"])
