@@ -249,3 +249,26 @@ def test_the_challenger_floor_answers_the_share_the_champion_answers() -> None:
     answered = high | (probs[np.arange(400), pred] >= floor_t)
     assert abs(answered.mean() - 0.6) < 0.01
     assert coverage_floor(probs, ((0.0, 0.0, 0.0), 1.0), 1.0)[0] <= conf.min()
+
+
+def test_the_decision_rule_aims_above_the_champions_recalls_and_says_when_it_cannot() -> None:
+    from model.learn import RULE_MARGIN, decision
+    from model.metrics import summary
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 900)
+    logits = rng.normal(size=(900, 3)) + 1.5 * np.eye(3)[y] + np.array([1.0, 0.0, -1.0])  # leans to high
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+    def recalls(rule) -> np.ndarray:
+        pred = np.argmax(np.log(probs) + np.asarray(rule[0]), axis=1)
+        m = summary(y, pred, ("high", "medium", "low"))
+        return np.array([m["per_class"][lab]["recall"] for lab in ("high", "medium", "low")])
+
+    floor = [0.5, 0.5, 0.5]
+    rule = decision(probs, y, floor)
+    assert rule[1] == 1.0 and (recalls(rule) >= np.array(floor) + RULE_MARGIN).all()  # low shifted up
+    assert rule[0][2] > 0
+    impossible = decision(probs, y, [0.99, 0.99, 0.99])  # none keeps them: the least-bad worst class
+    assert min(recalls(impossible)) == max(min(recalls(((0.0, m, lo), 1.0))) for m in np.linspace(-1, 1, 21)
+                                           for lo in np.linspace(-1, 1, 21))
