@@ -508,7 +508,7 @@ def learn(cfg: LearnConfig, on_stage: Callable[[str], None] | None = None) -> Le
                      "on the same tickets",
              "out_of_fold": {"macro_f1": round(kept["macro_f1"], 4),
                              "recall": {lab: round(kept["per_class"][lab]["recall"], 4) for lab in URGENCY_LABELS}},
-             "champion_out_of_fold_recall": {lab: round(r, 4) for lab, r in zip(URGENCY_LABELS, floor)},
+             "champion_recall_on_training_tickets": {lab: round(r, 4) for lab, r in zip(URGENCY_LABELS, floor)},
              "abstain_below": floor_note}
     seconds["fit"] = time.monotonic() - t0
 
