@@ -257,8 +257,8 @@ def prior_sweep(data: Path) -> dict:
 
 def needs_of_learn(data: Path, out: Path, root: Path | None, replay: int, sizes: tuple[int, ...] = (60, 120, 250, 500),
                    draws: int = 3) -> dict:
-    """How many labelled tickets a class `learn` itself needs: the whole of `learn` (replay, the choice on
-    its validation slice, the refit) on k random tickets of each class of the older 80%, scored on the
+    """How many labelled tickets a class `learn` itself needs: the whole of `learn` (replay, the rule and
+    temperature out of fold, the final fit) on k random tickets of each class of the older 80%, scored on the
     same newest 20% as the full run, against the champion there."""
     from model.learn import LearnConfig, learn
     from model.runtime import DEFAULT_MODEL_DIR
