@@ -199,8 +199,7 @@ def champion_head(model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(W, b) of the urgency head in a graph written by model/urgency_head.py's write_head (fp32)."""
     from model.urgency_head import read_head
 
-    w, b = read_head(model_dir)
-    return w, b
+    return read_head(model_dir)
 
 
 def prior_sweep(data: Path) -> dict:
