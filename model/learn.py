@@ -369,7 +369,7 @@ def fit_stack(x: Any, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndar
     return coef, intercept
 
 
-def decision(probs: np.ndarray, y: np.ndarray, floor: Sequence[float] | None = None,
+def decision(probs: np.ndarray, y: np.ndarray, floor: Sequence[float],
              margin: float = RULE_MARGIN) -> tuple[tuple[float, ...], float]:
     """The decision rule's log-prior shifts of medium and low (threshold 1.0: none): the best macro-F1
     (the gate's measure) among the shifts that keep every class's recall at least `margin` above the
@@ -379,8 +379,6 @@ def decision(probs: np.ndarray, y: np.ndarray, floor: Sequence[float] | None = N
 
     def key(bias: tuple[float, ...]) -> tuple[bool, float, float]:
         m = _rule_summary(probs, y, (bias, 1.0))
-        if floor is None:
-            return True, round(m["macro_f1"], 4), -sum(abs(b) for b in bias)
         worst = min(m["per_class"][lab]["recall"] - f - margin for lab, f in zip(URGENCY_LABELS, floor)
                     if m["per_class"][lab]["support"])
         return worst >= 0, round(m["macro_f1"], 4) if worst >= 0 else worst, -sum(abs(b) for b in bias)
