@@ -59,8 +59,8 @@ from worker.history import PROVENANCE_WEIGHTS, read_rows
 MIN_PER_CLASS = 120  # labelled training tickets a class needs: measured, docs/learning.md
 MAX_SHARE = 0.9
 # The stacked regression's settings, chosen on folds of the official split's older tickets only
-# (docs/learning.md "How the challenger's form was chosen"): its inverse L2 strength, and the scale of
-# the champion's standardised logits beside the unit-length n-gram vector.
+# (bench/learn_folds.py; docs/learning.md "How the challenger's form was chosen"): its inverse L2
+# strength, and the scale of the champion's standardised logits beside the unit-length n-gram vector.
 C = 1.0
 CHAMPION_SCALE = 3.0
 FOLDS = 5  # the temperature and the decision rule are fitted on out-of-fold logits of the training tickets
