@@ -36,6 +36,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from model.learn import C as SHIPPED_C  # noqa: E402  (the default a variant without "C" gets)
+
+KEYS = {"pooled", "C", "margin", "public", "words"}
+
 
 class Features:
     """The champion's logits, pooled vectors and token ids of every text the folds need."""
@@ -101,7 +105,7 @@ def run_variant(variant: dict, older: list, replay: list, support: list, feats: 
     def champion(texts):
         return champ_rule.decide_indices(champ_rule.probabilities(np.stack([feats.z[t] for t in texts])))
 
-    learn.C = float(variant.get("C", learn.C))  # fit_stack reads the module's C
+    learn.C = float(variant.get("C", SHIPPED_C))  # fit_stack reads the module's C
     sy = np.array([r.urgency for r in support])
     stexts = [r.text for r in support]
     per_fold = []
@@ -165,6 +169,11 @@ def main() -> int:
         variants = [json.loads(v) for v in (args.variant or ["{}"])]
     except json.JSONDecodeError as e:
         ap.error(f"--variant must be a JSON object such as '{{\"pooled\": 1}}': {e}")
+    for v in variants:
+        unknown = set(v) - KEYS if isinstance(v, dict) else {"(not an object)"}
+        if unknown:
+            ap.error(f"--variant {json.dumps(v)}: unknown {', '.join(sorted(unknown))}; "
+                     f"the keys are {', '.join(sorted(KEYS))}")
     if not args.team.is_file():
         ap.error(f"{args.team}: no such file; make it with "
                  f"`triage history pull zendesk --sandbox 3084 --out {args.team}`")
