@@ -36,6 +36,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from learn_bench import tfidf  # noqa: E402  (the same TF-IDF + LR reference as the official split's)
+
+from model.gate import RECALL_DROP, SUPPORT_DROP  # noqa: E402
 from model.learn import C as SHIPPED_C  # noqa: E402  (the default a variant without "C" gets)
 
 KEYS = {"pooled", "C", "margin", "public", "words"}
@@ -81,16 +84,6 @@ def inputs_for(feats: Features, train_texts: list[str], pooled_scale: float, wor
     return inputs
 
 
-def tfidf_predict(fit, texts: list[str]) -> np.ndarray:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)  # as bench/learn_bench.py
-    clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced")
-    clf.fit(vec.fit_transform([e.text for e in fit]), [e.y for e in fit], sample_weight=[e.weight for e in fit])
-    return np.asarray(clf.predict(vec.transform(texts)))
-
-
 def run_variant(variant: dict, older: list, replay: list, support: list, feats: Features, champ_rule,
                 folds: int, seed: int) -> dict:
     from sklearn.model_selection import KFold
@@ -133,12 +126,12 @@ def run_variant(variant: dict, older: list, replay: list, support: list, feats: 
 
         hy, htexts = np.array([e.y for e in held]), [e.text for e in held]
         ch, ca = summary(hy, challenger(htexts)), summary(hy, champion(htexts))
-        tf = summary(hy, tfidf_predict(fit, htexts))
+        tf = summary(hy, tfidf([(e.text, e.y, e.weight) for e in fit], held))
         sc, sa = summary(sy, challenger(stexts)), summary(sy, champion(stexts))
-        recalls_kept = all(ch["per_class"][lab]["recall"] >= ca["per_class"][lab]["recall"] - 0.02
+        recalls_kept = all(ch["per_class"][lab]["recall"] >= ca["per_class"][lab]["recall"] - RECALL_DROP
                            for lab in URGENCY_LABELS)
-        support_kept = (sc["macro_f1"] >= sa["macro_f1"] - 0.02
-                        and sc["per_class"]["high"]["recall"] >= sa["per_class"]["high"]["recall"] - 0.02)
+        support_kept = (sc["macro_f1"] >= sa["macro_f1"] - SUPPORT_DROP
+                        and sc["per_class"]["high"]["recall"] >= sa["per_class"]["high"]["recall"] - RECALL_DROP)
         per_fold.append({"challenger": round(ch["macro_f1"], 4), "champion": round(ca["macro_f1"], 4),
                          "tfidf_lr": round(tf["macro_f1"], 4), "recalls_kept": recalls_kept,
                          "support_kept": support_kept, "support_like": [round(sc["macro_f1"], 4),
